@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// `zynclone`: the daemons and tools. Each subcommand module is loaded only when
+// asked for, so the simulator stays out of every product process.
+import { packageVersion } from '../cli/version.js';
+
+type Runner = (argv: string[]) => Promise<number>;
+
+const subcommands: Record<string, { summary: string; load(): Promise<Runner> }> = {
+  xenstored: {
+    summary: 'run the simulator XenStore server in the foreground (--socket PATH)',
+    load: async () => (await import('../sim/xenstored/main.js')).runXenstored,
+  },
+  sim: {
+    summary: 'a Xen host in a box: up | down | env | demo --root DIR',
+    load: async () => (await import('../sim/main.js')).runSim,
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(subcommands).map((n) => n.length));
+  const lines = Object.entries(subcommands).map(
+    ([name, { summary }]) => `  ${name.padEnd(width)}  ${summary}`,
+  );
+  return `usage: zynclone <command> [args...]\n\ncommands:\n${lines.join('\n')}\n`;
+}
+
+const [name, ...rest] = process.argv.slice(2);
+if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+  process.stdout.write(usage());
+} else if (name === '-V' || name === '--version') {
+  process.stdout.write(`${packageVersion()}\n`);
+} else {
+  const sub = subcommands[name];
+  if (!sub) {
+    process.stderr.write(`zynclone: unknown command '${name}'\n${usage()}`);
+    process.exitCode = 2;
+  } else {
+    process.exitCode = await (await sub.load())(rest);
+  }
+}
