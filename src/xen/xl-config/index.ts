@@ -1,0 +1,3 @@
+export * from './document.js';
+export * from './vif.js';
+export * from './disk.js';

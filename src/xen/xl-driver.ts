@@ -1,0 +1,359 @@
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { XlError, XlParseError } from './errors.js';
+import { type DomId, domId } from './paths.js';
+import { type DiskSpec, printDisk } from './xl-config/disk.js';
+import { XlConfig, type XlPlain, printValue, toValue } from './xl-config/document.js';
+import { type VifSpec, printVif } from './xl-config/vif.js';
+import {
+  type XlBlockListEntry,
+  type XlDomainDetails,
+  type XlListEntry,
+  type XlNetworkListEntry,
+  classifyXlStderr,
+  parseXlBlockList,
+  parseXlInfo,
+  parseXlList,
+  parseXlListLong,
+  parseXlNetworkList,
+  summarizeStderr,
+} from './xl-output.js';
+
+export interface XlDriverOptions {
+  /** The xl binary: a path, or a name looked up on PATH. Default `xl`. */
+  xlPath?: string;
+  /** Per-command timeout; the process is killed (SIGKILL) when it runs out. Default 120 s. */
+  timeoutMs?: number;
+  /** Environment for xl (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface XlRunResult {
+  stdout: string;
+  stderr: string;
+}
+
+export interface XlRunOptions {
+  timeoutMs?: number;
+}
+
+/** A domain as xl accepts it: a domid, or a name. */
+export type DomainRef = DomId | string;
+
+const MAX_OUTPUT = 64 * 1024 * 1024;
+
+/**
+ * Runs `xl` with argv arrays (never a shell) and turns its output into data and
+ * its failures into `XlError`s with stable codes. The same class drives the real
+ * xl in dom0 and the simulator's.
+ */
+export class XlDriver {
+  readonly xlPath: string;
+  readonly timeoutMs: number;
+  private readonly env: NodeJS.ProcessEnv | undefined;
+
+  constructor(opts: XlDriverOptions = {}) {
+    this.xlPath = opts.xlPath ?? 'xl';
+    this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.env = opts.env;
+  }
+
+  /** Runs `xl <args>`; rejects with XlError unless it exits 0. */
+  run(args: readonly string[], opts: XlRunOptions = {}): Promise<XlRunResult> {
+    const argv = [this.xlPath, ...args];
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let size = 0;
+      const child = spawn(this.xlPath, args, {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: this.env ?? process.env,
+      });
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        fn();
+      };
+      const stderrText = () => Buffer.concat(err).toString('utf8');
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        finish(() =>
+          reject(
+            new XlError(
+              'XL_TIMEOUT',
+              `${describeArgv(argv)} did not finish within ${timeoutMs} ms and was killed`,
+              argv,
+              null,
+              stderrText(),
+            ),
+          ),
+        );
+      }, timeoutMs);
+      const collect = (into: Buffer[]) => (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_OUTPUT) {
+          child.kill('SIGKILL');
+          finish(() =>
+            reject(
+              new XlError(
+                'XL_FAILED',
+                `${describeArgv(argv)} printed more than ${MAX_OUTPUT} bytes`,
+                argv,
+                null,
+                '',
+              ),
+            ),
+          );
+          return;
+        }
+        into.push(chunk);
+      };
+      child.stdout.on('data', collect(out));
+      child.stderr.on('data', collect(err));
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        finish(() =>
+          reject(
+            new XlError(
+              e.code === 'ENOENT' || e.code === 'EACCES' ? 'XL_NOT_FOUND' : 'XL_FAILED',
+              `cannot run ${this.xlPath}: ${e.message}`,
+              argv,
+              null,
+              '',
+              { cause: e },
+            ),
+          ),
+        );
+      });
+      child.on('close', (code, signal) => {
+        finish(() => {
+          const stdout = Buffer.concat(out).toString('utf8');
+          const stderr = stderrText();
+          if (code === 0) {
+            resolve({ stdout, stderr });
+            return;
+          }
+          const how = code === null ? `was killed by ${signal}` : `exited with status ${code}`;
+          const said = summarizeStderr(stderr);
+          reject(
+            new XlError(
+              classifyXlStderr(stderr),
+              `${describeArgv(argv)} ${how}${said ? `: ${said}` : ''}`,
+              argv,
+              code,
+              stderr,
+            ),
+          );
+        });
+      });
+    });
+  }
+
+  /**
+   * `xl create [-p] <cfg> [key=value...]`. `extraKeys` are config lines xl applies
+   * after the file (e.g. a new name). Resolves to the new domain's id.
+   */
+  async create(
+    cfgPath: string,
+    opts: { paused?: boolean; extraKeys?: Record<string, XlPlain> } = {},
+  ): Promise<DomId> {
+    const extra = Object.entries(opts.extraKeys ?? {}).map(
+      ([k, v]) => `${k}=${printValue(toValue(v, k))}`,
+    );
+    const name = await this.configName(cfgPath, opts.extraKeys?.name);
+    await this.run(['create', ...(opts.paused ? ['-p'] : []), cfgPath, ...extra]);
+    return this.domid(name);
+  }
+
+  async destroy(dom: DomainRef): Promise<void> {
+    await this.run(['destroy', String(dom)]);
+  }
+
+  /** `xl shutdown [-w]`: with `wait`, returns once the domain has shut down. */
+  async shutdown(dom: DomainRef, opts: { wait?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    await this.run(['shutdown', ...(opts.wait ? ['-w'] : []), String(dom)], opts);
+  }
+
+  async reboot(dom: DomainRef): Promise<void> {
+    await this.run(['reboot', String(dom)]);
+  }
+
+  async pause(dom: DomainRef): Promise<void> {
+    await this.runReportingLibxlErrors(['pause', String(dom)]);
+  }
+
+  async unpause(dom: DomainRef): Promise<void> {
+    await this.runReportingLibxlErrors(['unpause', String(dom)]);
+  }
+
+  async list(dom?: DomainRef): Promise<XlListEntry[]> {
+    const { stdout } = await this.run(['list', ...(dom === undefined ? [] : [String(dom)])]);
+    return parseXlList(stdout);
+  }
+
+  async listLong(dom?: DomainRef): Promise<XlDomainDetails[]> {
+    const { stdout } = await this.run(['list', '-l', ...(dom === undefined ? [] : [String(dom)])]);
+    return parseXlListLong(stdout);
+  }
+
+  async domid(name: string): Promise<DomId> {
+    const { stdout } = await this.run(['domid', name]);
+    const s = stdout.trim();
+    if (!/^[0-9]+$/.test(s)) throw new XlParseError('xl domid output', `'${s}' is not a domid`);
+    return domId(Number(s));
+  }
+
+  async domname(id: DomId): Promise<string> {
+    const { stdout } = await this.run(['domname', String(id)]);
+    const s = stdout.replace(/\n$/, '');
+    if (s === '') throw new XlParseError('xl domname output', 'empty');
+    return s;
+  }
+
+  async info(): Promise<Record<string, string>> {
+    const { stdout } = await this.run(['info']);
+    return parseXlInfo(stdout);
+  }
+
+  /**
+   * `xl save [-p|-c] <dom> <file> [cfg]`. Without `paused`/`checkpoint` xl
+   * destroys the domain after saving it.
+   */
+  async save(
+    dom: DomainRef,
+    file: string,
+    opts: { paused?: boolean; checkpoint?: boolean; cfgPath?: string; timeoutMs?: number } = {},
+  ): Promise<void> {
+    if (opts.paused && opts.checkpoint) {
+      throw new XlError(
+        'XL_FAILED',
+        'xl save: paused and checkpoint exclude each other',
+        [],
+        null,
+        '',
+      );
+    }
+    const flags = opts.paused ? ['-p'] : opts.checkpoint ? ['-c'] : [];
+    const cfg = opts.cfgPath === undefined ? [] : [opts.cfgPath];
+    await this.run(['save', ...flags, String(dom), file, ...cfg], opts);
+  }
+
+  /**
+   * `xl restore [-p] [cfg] <file>`; a cfg replaces the config stored in the save
+   * file (how a clone gets its own name and UUID). Resolves to the new domid.
+   */
+  async restore(
+    file: string,
+    opts: { paused?: boolean; cfgPath?: string; timeoutMs?: number } = {},
+  ): Promise<DomId> {
+    if (opts.cfgPath !== undefined) {
+      const name = await this.configName(opts.cfgPath);
+      await this.run(['restore', ...(opts.paused ? ['-p'] : []), opts.cfgPath, file], opts);
+      return this.domid(name);
+    }
+    const before = new Set((await this.list()).map((d) => d.domid));
+    await this.run(['restore', ...(opts.paused ? ['-p'] : []), file], opts);
+    const added = (await this.list()).filter((d) => !before.has(d.domid));
+    if (added.length !== 1) {
+      throw new XlParseError('xl restore result', `expected one new domain, found ${added.length}`);
+    }
+    return added[0]!.domid;
+  }
+
+  async blockAttach(dom: DomainRef, spec: string | DiskSpec): Promise<void> {
+    const s = typeof spec === 'string' ? spec : printDisk(spec);
+    await this.run(['block-attach', String(dom), s]);
+  }
+
+  async blockDetach(dom: DomainRef, vdev: string, opts: { force?: boolean } = {}): Promise<void> {
+    await this.run(['block-detach', ...(opts.force ? ['-f'] : []), String(dom), vdev]);
+  }
+
+  async blockList(dom: DomainRef): Promise<XlBlockListEntry[]> {
+    // xl block-list exits 0 after "<dom> is an invalid domain identifier".
+    const { stdout, stderr } = await this.run(['block-list', String(dom)]);
+    this.throwIfNoSuchDomain(['block-list', String(dom)], stderr);
+    return parseXlBlockList(stdout);
+  }
+
+  async networkAttach(dom: DomainRef, spec: string | VifSpec): Promise<void> {
+    const s = typeof spec === 'string' ? spec : printVif(spec);
+    const items = s
+      .split(',')
+      .map((i) => i.replace(/^ +/, ''))
+      .filter((i) => i !== '');
+    await this.run(['network-attach', String(dom), ...items]);
+  }
+
+  /** `devidOrMac`: a vif device id, or its MAC. */
+  async networkDetach(dom: DomainRef, devidOrMac: number | string): Promise<void> {
+    await this.run(['network-detach', String(dom), String(devidOrMac)]);
+  }
+
+  async networkList(dom: DomainRef): Promise<XlNetworkListEntry[]> {
+    const { stdout } = await this.run(['network-list', String(dom)]);
+    return parseXlNetworkList(stdout);
+  }
+
+  private async runReportingLibxlErrors(args: string[]): Promise<XlRunResult> {
+    const res = await this.run(args);
+    // xl pause/unpause ignore libxl's return code and exit 0 after an error.
+    if (/^libxl: error: /m.test(res.stderr)) {
+      const argv = [this.xlPath, ...args];
+      throw new XlError(
+        classifyXlStderr(res.stderr),
+        `${describeArgv(argv)} failed: ${summarizeStderr(res.stderr)}`,
+        argv,
+        0,
+        res.stderr,
+      );
+    }
+    return res;
+  }
+
+  private throwIfNoSuchDomain(args: string[], stderr: string): void {
+    if (classifyXlStderr(stderr) === 'XL_NO_SUCH_DOMAIN') {
+      const argv = [this.xlPath, ...args];
+      throw new XlError(
+        'XL_NO_SUCH_DOMAIN',
+        `${describeArgv(argv)}: ${summarizeStderr(stderr)}`,
+        argv,
+        0,
+        stderr,
+      );
+    }
+  }
+
+  private async configName(cfgPath: string, override?: XlPlain): Promise<string> {
+    if (typeof override === 'string') return override;
+    let text: string;
+    try {
+      text = await readFile(cfgPath, 'utf8');
+    } catch (e) {
+      throw new XlError(
+        'XL_BAD_CONFIG',
+        `cannot read domain config ${cfgPath}: ${(e as Error).message}`,
+        [],
+        null,
+        '',
+        { cause: e },
+      );
+    }
+    let name: string | undefined;
+    try {
+      name = XlConfig.parse(text, cfgPath).getString('name');
+    } catch (e) {
+      throw new XlError('XL_BAD_CONFIG', (e as Error).message, [], null, '', { cause: e });
+    }
+    if (name === undefined || name === '') {
+      throw new XlError('XL_BAD_CONFIG', `domain config ${cfgPath} has no name`, [], null, '');
+    }
+    return name;
+  }
+}
+
+function describeArgv(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+}
