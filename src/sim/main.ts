@@ -1,0 +1,183 @@
+// `zynclone sim up|down|env|demo|daemon --root DIR`.
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { controlRequest } from './control.js';
+import { SimDaemon } from './host/daemon.js';
+import { Journal, undoJournal } from './journal.js';
+import { type SimPaths, simPaths } from './paths.js';
+import { sleep } from './proc.js';
+
+const USAGE = `usage: zynclone sim <command> --root DIR
+  up [--no-network]   start the simulator in the background; returns when it is ready
+  down                stop it and remove everything it made (also after a crash)
+  env                 print shell exports: eval "$(zynclone sim env --root DIR)"
+  demo                start the simulator if needed and create the demo VMs
+  daemon              run the simulator in the foreground
+`;
+
+/** The script node runs for the daemon and for DIR/bin/xl. */
+export function simEntry(): string {
+  return process.env.ZYNCLONE_SIM_ENTRY ?? fileURLToPath(new URL('./bin.js', import.meta.url));
+}
+
+function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function parseArgs(argv: string[]): { cmd?: string; root?: string; flags: Set<string> } {
+  const flags = new Set<string>();
+  let root: string | undefined;
+  let cmd: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--root') root = argv[++i];
+    else if (a.startsWith('--root=')) root = a.slice(7);
+    else if (a.startsWith('--')) flags.add(a.slice(2));
+    else if (cmd === undefined) cmd = a;
+  }
+  return { cmd, root: root ?? process.env.ZYNCLONE_ROOT, flags };
+}
+
+async function ping(paths: SimPaths) {
+  try {
+    const r = await controlRequest(paths.control, { op: 'ping' }, undefined, 3000);
+    return 'ok' in r ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function daemonMatch(paths: SimPaths): string {
+  return `sim daemon --root ${paths.root} `;
+}
+
+async function up(paths: SimPaths, noNetwork: boolean): Promise<number> {
+  const running = await ping(paths);
+  if (running) {
+    process.stdout.write(`simulator already running (pid ${running.pid}) at ${paths.root}\n`);
+    return 0;
+  }
+  mkdirSync(paths.root, { recursive: true });
+  const journal = new Journal(paths.journal);
+  journal.made({ kind: 'dir', path: paths.bin });
+  mkdirSync(paths.bin, { recursive: true });
+  writeFileSync(
+    paths.xl,
+    `#!/bin/sh\n# xl of the ZynClone simulator at ${paths.root}\nZYNCLONE_SIM_ROOT=${shq(paths.root)}\nexport ZYNCLONE_SIM_ROOT\nexec ${shq(process.execPath)} ${shq(simEntry())} xl "$@"\n`,
+  );
+  chmodSync(paths.xl, 0o755);
+  journal.made({ kind: 'file', path: paths.log });
+  journal.made({ kind: 'proc', match: daemonMatch(paths) });
+  const logFd = openSync(paths.log, 'a');
+  const args = [simEntry(), 'sim', 'daemon', '--root', paths.root];
+  if (noNetwork) args.push('--no-network');
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: process.env,
+  });
+  closeSync(logFd);
+  let exited: number | null | undefined;
+  child.once('exit', (code) => {
+    exited = code;
+  });
+  child.unref();
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const r = await ping(paths);
+    if (r) {
+      process.stdout.write(`simulator running (pid ${r.pid}) at ${paths.root}\n`);
+      process.stdout.write(
+        r.network
+          ? `network: namespaces ${paths.prefix}-*\n`
+          : `network: ${r.reason ?? 'disabled'}\n`,
+      );
+      process.stdout.write(`use it: eval "$(zynclone sim env --root ${paths.root})"\n`);
+      return 0;
+    }
+    if (exited !== undefined) break;
+    await sleep(50);
+  }
+  const log = existsSync(paths.log)
+    ? readFileSync(paths.log, 'utf8').split('\n').slice(-15).join('\n')
+    : '';
+  process.stderr.write(`zynclone sim up: the simulator did not start; its log:\n${log}\n`);
+  await undoJournal(paths);
+  return 1;
+}
+
+async function down(paths: SimPaths): Promise<number> {
+  if (await ping(paths)) {
+    try {
+      await controlRequest(paths.control, { op: 'stop' }, undefined, 60_000);
+    } catch {
+      // A daemon that does not answer is killed below like a crashed one.
+    }
+  }
+  const removed = await undoJournal(paths);
+  rmSync(paths.run, { recursive: true, force: true });
+  process.stdout.write(
+    `simulator at ${paths.root} is down${removed.length > 0 ? `; removed: ${removed.join(', ')}` : ''}\n`,
+  );
+  return 0;
+}
+
+function env(paths: SimPaths): number {
+  process.stdout.write(
+    `export PATH=${shq(paths.bin)}:"$PATH"\nexport XENSTORED_PATH=${shq(paths.xsSocket)}\nexport ZYNCLONE_ROOT=${shq(paths.root)}\n`,
+  );
+  return 0;
+}
+
+async function daemon(paths: SimPaths, noNetwork: boolean): Promise<number> {
+  mkdirSync(paths.root, { recursive: true });
+  const d = await SimDaemon.start(paths, { network: !noNetwork });
+  const onSignal = () => {
+    void d.stop().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  // The control server keeps the process alive until `stop`.
+  return await new Promise<number>(() => {});
+}
+
+export async function runSim(argv: string[]): Promise<number> {
+  const { cmd, root, flags } = parseArgs(argv);
+  if (!cmd || flags.has('help') || cmd === 'help') {
+    process.stdout.write(USAGE);
+    return cmd ? 0 : 2;
+  }
+  if (!root) {
+    process.stderr.write(`zynclone sim ${cmd}: --root DIR is required\n`);
+    return 2;
+  }
+  const paths = simPaths(root);
+  switch (cmd) {
+    case 'up':
+      return up(paths, flags.has('no-network'));
+    case 'down':
+      return down(paths);
+    case 'env':
+      return env(paths);
+    case 'daemon':
+      return daemon(paths, flags.has('no-network'));
+    case 'demo': {
+      const { runDemo } = await import('./demo/demo.js');
+      const rc = await up(paths, flags.has('no-network'));
+      return rc === 0 ? runDemo(paths) : rc;
+    }
+    default:
+      process.stderr.write(`zynclone sim: unknown command '${cmd}'\n${USAGE}`);
+      return 2;
+  }
+}
