@@ -117,6 +117,25 @@ describe('xl create / list / pause / destroy', () => {
     expect(r.stdout).toContain('\n    {\n        "domid": 1,');
   });
 
+  it('hot-plugs disks and vifs from xl spec arguments, refusing bad specs', async () => {
+    const a = await fx.xl('block-attach', 'web1', `phy:${fx.root}/disk1.img,xvdc,r`);
+    expect(a.code, a.stderr).toBe(0);
+    expect(await xs.read('/local/domain/0/backend/vbd/1/51744/mode')).toBe('r');
+    expect(await xs.read('/local/domain/0/backend/vbd/1/51744/state')).toBe('4');
+    const bad = await fx.xl('block-attach', 'web1', `${fx.root}/disk1.img,raw,xvdd,rx`);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/unknown value for access: 'rx'/);
+    expect((await fx.xl('block-detach', 'web1', '51744')).code).toBe(0);
+    expect(await xs.tryRead('/local/domain/0/backend/vbd/1/51744/state')).toBeUndefined();
+    const n = await fx.xl('network-attach', 'web1', 'mac=00:16:3E:0:0:7', 'bridge=xenbr2');
+    expect(n.code, n.stderr).toBe(0);
+    expect(await xs.read('/local/domain/0/backend/vif/1/2/mac')).toBe('00:16:3e:00:00:07');
+    expect((await fx.xl('network-detach', 'web1', '00:16:3e:00:00:07')).code).toBe(0);
+    const badVif = await fx.xl('network-attach', 'web1', 'type=tap');
+    expect(badVif.code).toBe(1);
+    expect(badVif.stderr).toMatch(/type must be 'vif' or 'ioemu'/);
+  });
+
   it('pauses and unpauses', async () => {
     expect((await fx.xl('pause', 'web1')).code).toBe(0);
     expect((await fx.xl('list', 'web1')).stdout).toMatch(/--p---/);
@@ -146,7 +165,9 @@ describe('xl create / list / pause / destroy', () => {
     );
     const bad = await fx.xl('create', cfg('bad', 'memory = [ 1\n'));
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain('Failed to parse config: Invalid argument');
+    expect(bad.stderr).toMatch(
+      /^Parsing config from .*bad\.cfg\n.*bad\.cfg:2: config parsing error near `\[': syntax error\nFailed to parse config: Invalid argument\n$/,
+    );
     const missing = await fx.xl('create', 'no-such.cfg');
     expect(missing.stderr).toBe(
       'Failed to read config file: no-such.cfg: No such file or directory\n',

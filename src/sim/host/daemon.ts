@@ -52,7 +52,9 @@ export class SimDaemon {
     await xs.write('/local/pool/0/name', 'Pool-0');
     const net = await SimNetwork.init(paths, journal, opts.network ?? true);
     if (!net.enabled) log('network disabled', { reason: net.reason });
-    const dm = new DomainManager(xs, net, journal, paths.domains, hostInfo(), log);
+    const dm = new DomainManager(xs, net, journal, paths.domains, hostInfo(), log, (domid) =>
+      xsd.domainSocketPath(domid),
+    );
     const daemon = new SimDaemon(paths, journal, xsd, xs, net, dm, new XlCommands(dm), log);
     await daemon.listen();
     writeFileSync(paths.pidfile, `${process.pid}\n`);

@@ -18,6 +18,7 @@ import { type VncConsole, startVnc, stopVnc } from '../console/vnc.js';
 import type { Journal } from '../journal.js';
 import type { SimNetwork } from '../network/netns.js';
 import { SimError, sleep } from '../proc.js';
+import { GuestXenbus, type ShutdownRequest } from './guest.js';
 import {
   connectDevice,
   removeDevice,
@@ -46,7 +47,12 @@ export interface Domain {
   runningSince?: number;
   /** Devices have gone through the xenbus handshake (the guest has booted). */
   connected: boolean;
-  pendingShutdown?: 'poweroff' | 'reboot';
+  /** The guest kernel's xenbus connection, from its first boot on. */
+  guest?: GuestXenbus;
+  /** The guest has taken a shutdown request and is going down. */
+  shuttingDown?: boolean;
+  /** A shutdown sequence the guest was in when it was paused; it goes on at unpause. */
+  pausedShutdown?: ShutdownRequest;
   vnc?: VncConsole;
   dir: string;
   waiters: Array<() => void>;
@@ -76,6 +82,8 @@ export class DomainManager {
     private readonly domainsDir: string,
     readonly host: HostInfo,
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void,
+    /** The XenStore socket whose connections act as the given domain. */
+    private readonly guestSocket: (domid: number) => string,
   ) {}
 
   /** Serialises mutations, so ids, names and host objects stay consistent. */
@@ -217,7 +225,8 @@ export class DomainManager {
     }
     d.state = 'running';
     d.runningSince = Date.now();
-    if (!d.connected) {
+    const firstBoot = !d.connected;
+    if (firstBoot) {
       d.connected = true;
       await this.xs.transaction(async (tx) => {
         for (const nic of d.spec.nics) {
@@ -239,16 +248,20 @@ export class DomainManager {
           );
         }
       });
-      // The guest's PV drivers announce what they support.
-      const home = `/local/domain/${d.domid}`;
-      for (const f of ['feature-poweroff', 'feature-reboot', 'feature-suspend']) {
-        await this.xs.write(`${home}/control/${f}`, '1');
-      }
+      // The guest's PV drivers come up: its control/shutdown watch fires once
+      // right away, so a request written before the first boot is seen now.
+      d.guest = await GuestXenbus.boot(this.guestSocket(d.domid), d.domid, (g) =>
+        this.onShutdownWatch(d, g),
+      );
     }
-    if (d.pendingShutdown) {
-      const why = d.pendingShutdown;
-      d.pendingShutdown = undefined;
+    if (d.pausedShutdown) {
+      const why = d.pausedShutdown;
+      d.pausedShutdown = undefined;
+      d.shuttingDown = true;
       this.guestShutdown(d, why);
+    } else if (!firstBoot) {
+      // Watch events that came while the vCPUs were stopped are handled now.
+      this.onShutdownWatch(d);
     }
   }
 
@@ -288,6 +301,7 @@ export class DomainManager {
   private async teardown(d: Domain): Promise<void> {
     if (!this.domains.has(d.domid)) return;
     this.freeze(d);
+    await d.guest?.close();
     if (d.vnc) await stopVnc(d.vnc, this.journal);
     if (this.net.enabled) await this.net.removeGuest(d.domid).catch(() => {});
     await this.xs.transaction((tx) => removeDomain(tx, d.domid, d.spec.uuid));
@@ -299,29 +313,60 @@ export class DomainManager {
     this.log('domain destroyed', { domid: d.domid, name: d.spec.name });
   }
 
-  /** Resolves when the domain is gone. */
-  waitGone(d: Domain): Promise<void> {
-    if (!this.domains.has(d.domid)) return Promise.resolve();
-    return new Promise((r) => d.waiters.push(r));
+  /** Resolves once the domain has shut down (or is gone), with the shutdown reason code. */
+  waitShutdown(d: Domain): Promise<number | undefined> {
+    if (!this.domains.has(d.domid) || d.state === 'shutdown') {
+      return Promise.resolve(d.shutdownReason);
+    }
+    return new Promise((r) => d.waiters.push(() => r(d.shutdownReason)));
   }
 
   /**
-   * xl shutdown / reboot: the toolstack writes control/shutdown, the guest's
-   * PV drivers see it and shut the guest down. A paused guest acts once
-   * unpaused, as a real one would.
+   * What libxl_domain_shutdown / libxl_domain_reboot do: write the request to
+   * the guest's control/shutdown. The guest's kernel acts on it through its
+   * watch (a paused one once unpaused); anyone with XenStore access can do
+   * the same with xenstore-write.
    */
   async requestShutdown(d: Domain, why: 'poweroff' | 'reboot'): Promise<void> {
-    await this.xs.write(`/local/domain/${d.domid}/control/shutdown`, why);
-    if (d.state === 'running') this.guestShutdown(d, why);
-    else if (d.state === 'paused') d.pendingShutdown = why;
+    const path = `/local/domain/${d.domid}/control/shutdown`;
+    await this.xs.transaction((tx) => tx.write(path, why));
   }
 
-  private guestShutdown(d: Domain, why: 'poweroff' | 'reboot'): void {
+  /** libxl__domain_pvcontrol_available: PV guests always, HVM ones once their PV drivers run. */
+  hasPvControl(d: Domain): boolean {
+    return d.spec.type !== 'hvm' || d.guest !== undefined;
+  }
+
+  /** An ACPI power (or reset) button press: the guest's OS acts on it once it runs. */
+  acpiButton(d: Domain, why: 'poweroff' | 'reboot'): void {
+    if (d.state === 'running') {
+      d.shuttingDown = true;
+      this.guestShutdown(d, why);
+    } else if (d.state === 'paused') d.pausedShutdown = why;
+  }
+
+  /** `guest` is given while it boots: its watch fires before boot() returns. */
+  private onShutdownWatch(d: Domain, guest = d.guest): void {
+    if (d.state !== 'running' || d.shuttingDown || !guest) return;
+    guest
+      .takeShutdownRequest()
+      .then((why) => {
+        if (why === undefined || d.shuttingDown || !this.domains.has(d.domid)) return;
+        d.shuttingDown = true;
+        this.guestShutdown(d, why);
+      })
+      .catch((err: Error) => this.log('guest shutdown watch failed', { error: err.message }));
+  }
+
+  private guestShutdown(d: Domain, why: ShutdownRequest): void {
     // A short delay stands for the guest's own shutdown sequence.
     void sleep(50).then(() =>
       this.exclusive(async () => {
-        if (!this.domains.has(d.domid) || d.state !== 'running') return;
-        await this.xs.write(`/local/domain/${d.domid}/control/shutdown`, '').catch(() => {});
+        if (!this.domains.has(d.domid) || d.state === 'shutdown') return;
+        if (d.state === 'paused') {
+          d.pausedShutdown = why;
+          return;
+        }
         if (this.net.enabled) {
           await this.net
             .setGuestLinks(
@@ -333,7 +378,11 @@ export class DomainManager {
         }
         this.freeze(d);
         d.state = 'shutdown';
-        d.shutdownReason = why === 'poweroff' ? 0 : 1;
+        d.shutdownReason = why === 'poweroff' ? 0 : why === 'reboot' ? 1 : 2;
+        this.log('domain shut down', { domid: d.domid, reason: why });
+        for (const w of d.waiters.splice(0)) w();
+        // A suspended domain waits for the toolstack (save, then destroy) as under libxl.
+        if (why === 'suspend') return;
         const act = why === 'poweroff' ? d.spec.onPoweroff : d.spec.onReboot;
         if (act === 'preserve') return;
         await this.teardown(d);

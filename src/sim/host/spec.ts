@@ -1,17 +1,27 @@
-// From an xl config to what the simulator builds: the subset of libxl's
-// domain config that matters here, with libxl's defaults filled in.
+// From an xl config (parsed by the product's src/xen/xl-config) to what the
+// simulator builds: the subset of libxl's domain config that matters here,
+// with libxl's defaults filled in.
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
-  type DiskSpec,
+  type DiskFormat,
+  type VifSpec,
+  XenError,
   type XlConfig,
-  XlConfigError,
-  cfgList,
-  cfgNumber,
-  cfgString,
-  parseDiskSpec,
-  parseVifSpec,
+  isReadOnly,
+  normalizeMac,
+  parseDisk,
+  parseVif,
   vdevToDevid,
-} from '../xl/config.js';
+} from '../../xen/index.js';
+import { SimError } from '../proc.js';
+
+/** A config xl would refuse for its meaning, not its syntax (xl prints the message, exit 1). */
+export class SimConfigError extends SimError {
+  constructor(message: string) {
+    super('XL_BAD_CONFIG', message);
+    this.name = 'SimConfigError';
+  }
+}
 
 export interface NicSpec {
   devid: number;
@@ -25,8 +35,17 @@ export interface NicSpec {
   simIps: string[];
 }
 
-export interface DiskDev extends DiskSpec {
+/** A disk as libxl resolves it: defaults filled in, vdev numbered. */
+export interface DiskDev {
   devid: number;
+  /** '' for an empty cdrom drive. */
+  target: string;
+  vdev: string;
+  format: DiskFormat;
+  access: 'r' | 'w';
+  devtype: 'disk' | 'cdrom';
+  backendtype: 'phy' | 'qdisk';
+  script?: string;
 }
 
 export interface VncSpec {
@@ -72,8 +91,8 @@ const ACTIONS = new Set([
 ]);
 
 function action(cfg: XlConfig, key: string, dflt: string): string {
-  const v = cfgString(cfg, key) ?? dflt;
-  if (!ACTIONS.has(v)) throw new XlConfigError(`Unknown ${key} action "${v}" specified`);
+  const v = cfg.getString(key) ?? dflt;
+  if (!ACTIONS.has(v)) throw new SimConfigError(`Unknown ${key} action "${v}" specified`);
   return v;
 }
 
@@ -82,84 +101,137 @@ function bool(v: string | undefined): boolean | undefined {
   return !['0', 'false', 'no', 'off', ''].includes(v.toLowerCase());
 }
 
+/** A list setting; a single value counts as a one-item list, as the simulator always read it. */
+function list(cfg: XlConfig, key: string): string[] {
+  const v = cfg.get(key);
+  if (v === undefined) return [];
+  return v.kind === 'list' ? (cfg.getStrings(key) ?? []) : [cfg.getString(key)!];
+}
+
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(\/(\d{1,2}))?$/;
 
 function cidr(text: string, what: string): string {
   const m = CIDR.exec(text.trim());
   if (!m || [1, 2, 3, 4].some((i) => Number(m[i]) > 255) || Number(m[6] ?? 24) > 32) {
-    throw new XlConfigError(`${what}: '${text}' is not an IPv4 address (a.b.c.d or a.b.c.d/len)`);
+    throw new SimConfigError(`${what}: '${text}' is not an IPv4 address (a.b.c.d or a.b.c.d/len)`);
   }
   return m[5] ? text.trim() : `${text.trim()}/24`;
 }
 
+/**
+ * A vif spec (product parser) as the simulator builds it. `simIp` is the
+ * simulator-only `sim_ip` entry for this vif; without it the vif's `ip=` is used.
+ */
+export function nicFromSpec(
+  text: string,
+  simIp: string | undefined,
+  what: string,
+): Omit<NicSpec, 'devid'> & { devid?: number } {
+  const v: VifSpec = parseVif(text);
+  // Each vif is a real Linux interface here, so its name has the kernel's limits.
+  if (v.vifname !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(v.vifname)) {
+    throw new SimConfigError(
+      `vifname '${v.vifname}' is not a valid interface name (1 to 15 of A-Z a-z 0-9 _ . -)`,
+    );
+  }
+  const ips =
+    simIp !== undefined && simIp !== '' ? simIp.split(/[ ,]+/) : (v.ip?.split(/\s+/) ?? []);
+  const nic: Omit<NicSpec, 'devid'> & { devid?: number } = {
+    mac: v.mac !== undefined ? normalizeMac(v.mac) : randomMac(),
+    bridge: v.bridge ?? 'xenbr0',
+    script: v.script ?? 'vif-bridge',
+    simIps: ips.filter(Boolean).map((a) => cidr(a, what)),
+  };
+  if (v.devid !== undefined) nic.devid = v.devid;
+  if (v.vifname !== undefined) nic.vifname = v.vifname;
+  if (v.ip !== undefined) nic.ip = v.ip;
+  return nic;
+}
+
+/** libxl__device_disk_dev_number: a vdev name, or the number itself. */
+export function diskDevid(vdev: string, spec = vdev): number {
+  if (/^[0-9]+$/.test(vdev)) return Number(vdev);
+  try {
+    return vdevToDevid(vdev);
+  } catch (e) {
+    if (e instanceof XenError) {
+      throw new SimConfigError(`Invalid virtual disk identifier ${vdev} in '${spec}'`);
+    }
+    throw e;
+  }
+}
+
+/** A disk spec (product parser) with libxl's defaults, as the simulator attaches it. */
+export function diskFromSpec(text: string): DiskDev {
+  const d = parseDisk(text);
+  if (d.vdev === undefined) throw new SimConfigError(`no vdev specified in disk spec '${text}'`);
+  const devtype = d.devtype ?? 'disk';
+  if (d.target === undefined && devtype !== 'cdrom') {
+    throw new SimConfigError(`no target specified in disk spec '${text}'`);
+  }
+  // xl ignores the deprecated `phy:` prefix and lets libxl choose; the simulator
+  // takes it as a request for blkback (vbd), so configs can pick either backend.
+  const phy =
+    d.backendtype === 'phy' ||
+    (d.backendtype === undefined && d.target !== undefined && text.includes(`phy:${d.target}`));
+  const disk: DiskDev = {
+    devid: diskDevid(d.vdev, text),
+    target: d.target ?? '',
+    vdev: d.vdev,
+    format: d.format ?? (d.target === undefined ? 'empty' : 'raw'),
+    access: isReadOnly(d) ? 'r' : 'w',
+    devtype,
+    backendtype: phy ? 'phy' : 'qdisk',
+  };
+  if (d.script !== undefined) disk.script = d.script;
+  return disk;
+}
+
 export function specFromConfig(cfg: XlConfig): DomainSpec {
-  const name = cfgString(cfg, 'name');
-  if (!name) throw new XlConfigError('Domain name must be specified.');
+  const name = cfg.getString('name');
+  if (!name) throw new SimConfigError('Domain name must be specified.');
   if (!/^[^/\s]{1,64}$/.test(name) || /^\d+$/.test(name)) {
-    throw new XlConfigError(`Invalid domain name '${name}'`);
+    throw new SimConfigError(`Invalid domain name '${name}'`);
   }
-  const uuid = cfgString(cfg, 'uuid') ?? randomUUID();
+  const uuid = cfg.getString('uuid') ?? randomUUID();
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(uuid)) {
-    throw new XlConfigError(`Failed to parse UUID: ${uuid}`);
+    throw new SimConfigError(`Failed to parse UUID: ${uuid}`);
   }
-  const typeText = cfgString(cfg, 'type') ?? cfgString(cfg, 'builder') ?? 'pv';
+  const typeText = cfg.getString('type') ?? cfg.getString('builder') ?? 'pv';
   const type = typeText === 'generic' ? 'pv' : typeText;
   if (type !== 'pv' && type !== 'hvm' && type !== 'pvh') {
-    throw new XlConfigError(`Invalid domain type ${typeText}.`);
+    throw new SimConfigError(`Invalid domain type ${typeText}.`);
   }
-  const memoryMiB = cfgNumber(cfg, 'memory') ?? 128;
-  const maxMemMiB = cfgNumber(cfg, 'maxmem') ?? memoryMiB;
-  const vcpus = cfgNumber(cfg, 'vcpus') ?? 1;
-  if (!Number.isInteger(memoryMiB) || memoryMiB < 1) {
-    throw new XlConfigError(`memory must be a positive number of MiB, got ${memoryMiB}`);
+  const memoryMiB = cfg.getNumber('memory') ?? 128;
+  const maxMemMiB = cfg.getNumber('maxmem') ?? memoryMiB;
+  const vcpus = cfg.getNumber('vcpus') ?? 1;
+  if (memoryMiB < 1) {
+    throw new SimConfigError(`memory must be a positive number of MiB, got ${memoryMiB}`);
   }
-  const simIps = cfgList(cfg, 'sim_ip');
-  const nics: NicSpec[] = cfgList(cfg, 'vif').map((text, i) => {
-    const v = parseVifSpec(text);
-    const nic: NicSpec = {
-      devid: v.devid ?? i,
-      mac: v.mac ?? randomMac(),
-      bridge: v.bridge ?? 'xenbr0',
-      script: v.script ?? 'vif-bridge',
-      simIps: [],
-    };
-    if (v.vifname !== undefined) nic.vifname = v.vifname;
-    if (v.ip !== undefined) nic.ip = v.ip;
-    const mine = simIps[i];
-    if (mine !== undefined && mine !== '') {
-      nic.simIps = mine
-        .split(/[ ,]+/)
-        .filter(Boolean)
-        .map((a) => cidr(a, `sim_ip[${i}]`));
-    } else if (v.ip !== undefined) {
-      nic.simIps = v.ip
-        .split(/\s+/)
-        .filter(Boolean)
-        .map((a) => cidr(a, `vif ${i} ip`));
-    }
-    return nic;
+  // Simulator-only: the guest's addresses, one entry per vif (xl ignores unknown keys).
+  const simIps = list(cfg, 'sim_ip');
+  const nics: NicSpec[] = list(cfg, 'vif').map((text, i) => {
+    const nic = nicFromSpec(text, simIps[i], simIps[i] ? `sim_ip[${i}]` : `vif ${i} ip`);
+    return { ...nic, devid: nic.devid ?? i };
   });
   const seenVif = new Set<number>();
   for (const nic of nics) {
-    if (seenVif.has(nic.devid)) throw new XlConfigError(`duplicate vif devid ${nic.devid}`);
+    if (seenVif.has(nic.devid)) throw new SimConfigError(`duplicate vif devid ${nic.devid}`);
     seenVif.add(nic.devid);
   }
-  const disks: DiskDev[] = cfgList(cfg, 'disk').map((text) => {
-    const d = parseDiskSpec(text);
-    return { ...d, devid: vdevToDevid(d.vdev, text) };
-  });
+  const disks = list(cfg, 'disk').map(diskFromSpec);
   const seenDisk = new Set<number>();
   for (const d of disks) {
-    if (seenDisk.has(d.devid)) throw new XlConfigError(`duplicate disk vdev ${d.vdev}`);
+    if (seenDisk.has(d.devid)) throw new SimConfigError(`duplicate disk vdev ${d.vdev}`);
     seenDisk.add(d.devid);
   }
   // libxl turns VNC on by default for HVM guests; PV guests get it through vfb.
-  let vncOn = bool(cfgString(cfg, 'vnc')) ?? type === 'hvm';
-  let listen = cfgString(cfg, 'vnclisten') ?? '127.0.0.1';
-  let display = cfgNumber(cfg, 'vncdisplay');
-  let unused = bool(cfgString(cfg, 'vncunused')) ?? true;
-  if (bool(cfgString(cfg, 'nographic')) === true) vncOn = false;
-  for (const vfb of cfgList(cfg, 'vfb')) {
+  let vncOn = bool(cfg.getString('vnc')) ?? type === 'hvm';
+  let listen = cfg.getString('vnclisten') ?? '127.0.0.1';
+  let display = cfg.getNumber('vncdisplay');
+  let unused = bool(cfg.getString('vncunused')) ?? true;
+  if (bool(cfg.getString('nographic')) === true) vncOn = false;
+  for (const vfb of list(cfg, 'vfb')) {
     for (const kv of vfb.split(',')) {
       const [k, v = ''] = kv.split('=').map((s) => s.trim());
       if (k === 'vnc') vncOn = bool(v) ?? vncOn;
@@ -177,17 +249,17 @@ export function specFromConfig(cfg: XlConfig): DomainSpec {
     vcpus,
     nics,
     disks,
-    pci: cfgList(cfg, 'pci'),
-    usbctrl: cfgList(cfg, 'usbctrl'),
-    usbdev: cfgList(cfg, 'usbdev'),
-    usbdevice: cfgList(cfg, 'usbdevice'),
+    pci: list(cfg, 'pci'),
+    usbctrl: list(cfg, 'usbctrl'),
+    usbdev: list(cfg, 'usbdev'),
+    usbdevice: list(cfg, 'usbdevice'),
     onPoweroff: action(cfg, 'on_poweroff', 'destroy'),
     onReboot: action(cfg, 'on_reboot', 'restart'),
     onCrash: action(cfg, 'on_crash', 'destroy'),
   };
-  const kernel = cfgString(cfg, 'kernel');
+  const kernel = cfg.getString('kernel');
   if (kernel !== undefined) spec.kernel = kernel;
-  const cmdline = cfgString(cfg, 'cmdline') ?? cfgString(cfg, 'extra');
+  const cmdline = cfg.getString('cmdline') ?? cfg.getString('extra');
   if (cmdline !== undefined) spec.cmdline = cmdline;
   if (vncOn) {
     spec.vnc = { listen, unused };

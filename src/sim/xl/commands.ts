@@ -4,18 +4,18 @@
 import { readFileSync } from 'node:fs';
 import { arch, cpus, hostname, release, totalmem, version } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
+import { XenError } from '../../xen/index.js';
 import { type Domain, type DomainManager, LibxlError } from '../host/domains.js';
-import { randomMac } from '../host/spec.js';
-import { configJson, specFromConfig } from '../host/spec.js';
-import { SimError } from '../proc.js';
 import {
-  XlConfigError,
-  applyExtraSettings,
-  parseDiskSpec,
-  parseVifSpec,
-  parseXlConfig,
-  vdevToDevid,
-} from './config.js';
+  type DiskDev,
+  configJson,
+  diskDevid,
+  diskFromSpec,
+  nicFromSpec,
+  specFromConfig,
+} from '../host/spec.js';
+import { SimError } from '../proc.js';
+import { XlSyntaxError, readConfig } from './load.js';
 
 export interface XlIo {
   cwd: string;
@@ -182,14 +182,11 @@ export class XlCommands {
 
   private parseSpec(text: string, source: string, extra: string[], io: XlIo) {
     try {
-      const cfg = parseXlConfig(text, source);
-      applyExtraSettings(cfg, extra, 'command line');
-      return specFromConfig(cfg);
+      return specFromConfig(readConfig(text, source, extra));
     } catch (e) {
-      if (e instanceof XlConfigError) {
+      if (e instanceof XenError || e instanceof SimError) {
         io.err(`${e.message}\n`);
-        if (/config parsing error/.test(e.message))
-          io.err('Failed to parse config: Invalid argument\n');
+        if (e instanceof XlSyntaxError) io.err('Failed to parse config: Invalid argument\n');
         throw new Exit(1);
       }
       throw e;
@@ -363,17 +360,32 @@ export class XlCommands {
       }
       targets = [d];
     }
+    const fallback = p.opts.has('F');
     for (const d of targets) {
       io.err(`${verb} domain ${d.domid}\n`);
-      await this.dm.requestShutdown(d, why);
+      // libxl__domain_pvcontrol_available: an HVM guest needs its PV drivers loaded.
+      if (this.dm.hasPvControl(d)) await this.dm.requestShutdown(d, why);
+      else if (fallback) {
+        io.err(
+          `PV control interface not available: sending ACPI ${why === 'poweroff' ? 'power' : 'reset'} button event.\n`,
+        );
+        this.dm.acpiButton(d, why);
+      } else {
+        io.err(
+          `PV control interface not available: external graceful ${name} not possible.\nUse "-F" to fallback to ACPI ${why === 'poweroff' ? 'power' : 'reset'} event.\n${name} failed (rc=-10)\n`,
+        );
+        return 1;
+      }
     }
     if (p.opts.has('w') && targets.length > 0) {
       io.err(`Waiting for ${targets.length} domains\n`);
       await Promise.all(
         targets.map(async (d) => {
-          await this.dm.waitGone(d);
+          const reason = await this.dm.waitShutdown(d);
           io.err(
-            `Domain ${d.domid} has been shut down, reason code ${why === 'poweroff' ? 0 : 1}\n`,
+            reason === undefined
+              ? `Domain ${d.domid} has been destroyed\n`
+              : `Domain ${d.domid} has been shut down, reason code ${reason}\n`,
           );
         }),
       );
@@ -523,15 +535,15 @@ export class XlCommands {
     const p = getopt(argv, 'h', '', io, 'block-attach');
     need(p, 2, io, 'block-attach');
     const d = this.domain(p.args[0]!, io);
-    let disk: ReturnType<typeof parseDiskSpec>;
+    let disk: DiskDev;
     try {
-      disk = parseDiskSpec(p.args.slice(1).join(','));
+      disk = diskFromSpec(p.args.slice(1).join(','));
     } catch (e) {
       io.err(`${(e as Error).message}\n`);
       return 1;
     }
     try {
-      await this.dm.attachDisk(d, { ...disk, devid: vdevToDevid(disk.vdev) });
+      await this.dm.attachDisk(d, disk);
     } catch (e) {
       if (e instanceof LibxlError) {
         io.err(`${e.lines.join('\n')}\nlibxl_device_disk_add failed.\n`);
@@ -549,7 +561,7 @@ export class XlCommands {
     const vdev = p.args[1]!;
     let devid = -1;
     try {
-      devid = vdevToDevid(vdev);
+      devid = diskDevid(vdev);
     } catch {
       // An unparsable vdev is simply not connected.
     }
@@ -591,26 +603,17 @@ export class XlCommands {
     const d = this.domain(p.args[0]!, io);
     const rest = p.args.slice(1);
     const simIp = rest.filter((x) => x.startsWith('sim_ip=')).map((x) => x.slice(7));
-    let v: ReturnType<typeof parseVifSpec>;
+    let nic: ReturnType<typeof nicFromSpec>;
     try {
-      v = parseVifSpec(rest.filter((x) => !x.startsWith('sim_ip=')).join(','));
+      nic = nicFromSpec(
+        rest.filter((x) => !x.startsWith('sim_ip=')).join(','),
+        simIp.join(' '),
+        simIp.length > 0 ? 'sim_ip' : 'vif ip',
+      );
     } catch (e) {
       io.err(`${(e as Error).message}\n`);
       return 1;
     }
-    const ips = (simIp.length > 0 ? simIp : v.ip ? v.ip.split(/\s+/) : [])
-      .flatMap((x) => x.split(','))
-      .filter(Boolean)
-      .map((x) => (x.includes('/') ? x : `${x}/24`));
-    const nic = {
-      mac: v.mac ?? randomMac(),
-      bridge: v.bridge ?? 'xenbr0',
-      script: v.script ?? 'vif-bridge',
-      simIps: ips,
-      ...(v.vifname !== undefined ? { vifname: v.vifname } : {}),
-      ...(v.ip !== undefined ? { ip: v.ip } : {}),
-      ...(v.devid !== undefined ? { devid: v.devid } : {}),
-    };
     try {
       await this.dm.attachNic(d, nic);
     } catch (e) {
