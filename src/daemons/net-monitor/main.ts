@@ -1,0 +1,158 @@
+// `zynclone net-monitor`: the network domain's part of ZynClone. It reads
+// only XenStore and keeps one nftables table of its own (nft-script.ts).
+import { parseArgs } from 'node:util';
+import { packageVersion } from '../../cli/version.js';
+import { checkTableSpec } from '../../core/lockdown/nft-script.js';
+import { XsClient } from '../../xenstore/index.js';
+import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from '../common/heartbeat.js';
+import { createLogger } from '../common/log.js';
+import { NetMonitor, ensureTable } from './monitor.js';
+import { type NftBackend, NftError, createNftExecutor } from './nft-exec.js';
+
+export const DAEMON_NAME = 'net-monitor';
+
+const USAGE = `usage: zynclone net-monitor [options]
+
+  --xenstore PATH          XenStore socket (default $XENSTORED_PATH or /run/xenstored/socket)
+  --netns NAME             run nft inside this network namespace (default: the current one)
+  --table NAME             nftables table name, in families bridge, inet and arp (default zynclone)
+  --clone-vif-prefix STR   interface name prefix of clone vifs (default zcv)
+  --nft-backend KIND       libnftables (a kept-open context, default) or cli (nft -f - per change)
+  --heartbeat-ms N         heartbeat interval (default ${DEFAULT_HEARTBEAT_MS})
+`;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function runNetMonitor(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        xenstore: { type: 'string' },
+        netns: { type: 'string' },
+        table: { type: 'string', default: 'zynclone' },
+        'clone-vif-prefix': { type: 'string', default: 'zcv' },
+        'nft-backend': { type: 'string', default: 'libnftables' },
+        'heartbeat-ms': { type: 'string', default: String(DEFAULT_HEARTBEAT_MS) },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    process.stderr.write(`zynclone net-monitor: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const spec = {
+    table: values.table as string,
+    cloneVifPrefix: values['clone-vif-prefix'] as string,
+  };
+  const backend = values['nft-backend'] as string;
+  const heartbeatMs = Number(values['heartbeat-ms']);
+  try {
+    checkTableSpec(spec);
+    if (backend !== 'libnftables' && backend !== 'cli') {
+      throw new Error(`--nft-backend must be libnftables or cli, not ${JSON.stringify(backend)}`);
+    }
+    if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100) {
+      throw new Error('--heartbeat-ms must be an integer of at least 100');
+    }
+  } catch (err) {
+    process.stderr.write(`zynclone net-monitor: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const socket =
+    (values.xenstore as string | undefined) ??
+    process.env.XENSTORED_PATH ??
+    '/run/xenstored/socket';
+  const netns = values.netns as string | undefined;
+  const version = packageVersion();
+  const log = createLogger(DAEMON_NAME);
+
+  let nft = createNftExecutor({ netns, backend: backend as NftBackend });
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      if (stopping) return;
+      log.info('stopping; the nftables table stays as it is', { signal: sig });
+      stopping = true;
+      wake?.();
+      resolve();
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+  });
+
+  log.info('starting', { version, socket, netns, ...spec, backend });
+  // The standing rule first: clone vifs are dropped before we know anything else.
+  try {
+    let created: string[];
+    try {
+      created = await ensureTable(nft, spec);
+    } catch (err) {
+      if (!(err instanceof NftError && err.code === 'NFT_UNAVAILABLE' && nft.backend !== 'cli')) {
+        throw err;
+      }
+      // No python3 or libnftables here: slower, but the same transactions.
+      log.warn('libnftables helper unavailable; using nft -f - per change', { error: err });
+      await nft.close();
+      nft = createNftExecutor({ netns, backend: 'cli' });
+      created = await ensureTable(nft, spec);
+    }
+    log.info(created.length ? 'nftables table created' : 'nftables table present, kept', {
+      created,
+    });
+  } catch (err) {
+    log.error('cannot set up the nftables table', { error: err });
+    await nft.close();
+    return 1;
+  }
+
+  let xs: XsClient | undefined;
+  for (let delay = 100; !stopping; delay = Math.min(delay * 2, 5000)) {
+    try {
+      xs = await XsClient.connect({ path: socket, transport: 'socket', logger: log });
+      break;
+    } catch (err) {
+      log.warn('xenstore unreachable; the table keeps its last state', {
+        error: err,
+        retryMs: delay,
+      });
+      await Promise.race([
+        sleep(delay),
+        new Promise<void>((r) => {
+          wake = r;
+        }),
+      ]);
+    }
+  }
+  if (!xs) {
+    await nft.close();
+    return 0;
+  }
+
+  const monitor = new NetMonitor({ xs, nft, spec, log });
+  const heartbeat = startHeartbeat(xs, DAEMON_NAME, version, heartbeatMs, log);
+  try {
+    await monitor.start();
+    log.info('watching', { path: '/tool/zynclone/vm' });
+    await stopped;
+  } catch (err) {
+    log.error('net monitor failed', { error: err });
+    return 1;
+  } finally {
+    heartbeat.stop();
+    await monitor.stop();
+    await xs.close().catch(() => {});
+    await nft.close();
+  }
+  return 0;
+}
