@@ -1,18 +1,5 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
-import { packageVersion } from '../cli/version.js';
+// `vmclone`: see src/cli/vmclone.ts; `vmclone --help` lists commands, examples and exit codes.
+import { runVmclone } from '../cli/vmclone.js';
 
-const program = new Command()
-  .name('vmclone')
-  .description('Create and manage clones of Xen virtual machines.')
-  .version(packageVersion(), '-V, --version')
-  .showHelpAfterError()
-  .addHelpText(
-    'after',
-    `
-Examples:
-  vmclone --version          print the version
-  vmclone help               this help`,
-  );
-
-await program.parseAsync(process.argv);
+process.exitCode = await runVmclone(process.argv.slice(2));

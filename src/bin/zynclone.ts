@@ -6,6 +6,10 @@ import { packageVersion } from '../cli/version.js';
 type Runner = (argv: string[]) => Promise<number>;
 
 const subcommands: Record<string, { summary: string; load(): Promise<Runner> }> = {
+  'net-monitor': {
+    summary: 'clone_net_monitor: nftables lockdown of clone and original vifs, from XenStore',
+    load: async () => (await import('../daemons/net-monitor/main.js')).runNetMonitor,
+  },
   xenstored: {
     summary: 'run the simulator XenStore server in the foreground (--socket PATH)',
     load: async () => (await import('../sim/xenstored/main.js')).runXenstored,

@@ -50,6 +50,7 @@ describe('zynclone', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/xenstored/);
     expect(r.stdout).toMatch(/sim/);
+    expect(r.stdout).toMatch(/net-monitor/);
   });
 
   it('prints the package version', async () => {
