@@ -1,0 +1,222 @@
+// Online (disk-only) clone time and the original's pause, for disks of 1, 10
+// and 50 GB (ZC_BENCH_SIZES_GB), on XFS with reflink, against what a full
+// copy of the same disk takes (the pause a copy-based clone would need). The
+// disks are sparse files with real data written (1/ZC_BENCH_FILL_DIVISOR of
+// each, default 1/64, spread over the whole disk). The lifecycle runs
+// in-process against the simulator; its `xl` is a Node program, so each xl
+// command costs a process start that the real C xl does not: the xl unpause
+// time is reported separately. Needs root, loop devices and mkfs.xfs.
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CloneLifecycle } from '../src/core/clones/lifecycle.js';
+import { zynclonePaths } from '../src/core/paths.js';
+import { openStateStore } from '../src/core/state/index.js';
+import { execute, planSnapshot, remove } from '../src/core/storage/index.js';
+import { XlDriver } from '../src/xen/index.js';
+import { XsClient } from '../src/xenstore/index.js';
+import type { BenchResult } from './types.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+function sh(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((res, rej) =>
+    execFile(cmd, args, { env: env ?? process.env, maxBuffer: 16 * MiB }, (err, out, errOut) =>
+      err ? rej(new Error(`${cmd} ${args.join(' ')}: ${errOut || err.message}`)) : res(out),
+    ),
+  );
+}
+
+/** A sparse disk of `bytes` with 4 MiB of random data every `4 MiB * divisor`. */
+function makeDisk(file: string, bytes: number, divisor: number): number {
+  const fd = openSync(file, 'w');
+  const chunk = randomBytes(4 * MiB);
+  let written = 0;
+  try {
+    for (let off = 0; off + chunk.length <= bytes; off += chunk.length * divisor) {
+      writeSync(fd, chunk, 0, chunk.length, off);
+      written += chunk.length;
+    }
+    execFileSync('truncate', ['-s', String(bytes), file]);
+  } finally {
+    closeSync(fd);
+  }
+  return written;
+}
+
+export async function run(): Promise<BenchResult[]> {
+  if (
+    process.getuid?.() !== 0 ||
+    !existsSync('/dev/loop-control') ||
+    !existsSync('/usr/sbin/mkfs.xfs')
+  ) {
+    return [
+      { name: 'skipped', value: 0, unit: '-', note: 'needs root, loop devices and mkfs.xfs' },
+    ];
+  }
+  const sizes = (process.env.ZC_BENCH_SIZES_GB ?? '1,10,50').split(',').map(Number);
+  const divisor = Number(process.env.ZC_BENCH_FILL_DIVISOR ?? '64');
+  const base = mkdtempSync(join(tmpdir(), 'zc-bench-clone-'));
+  const img = join(base, 'fs.img');
+  const mnt = join(base, 'mnt');
+  const root = join(mnt, 'root');
+  const zynclone = resolve(here, '../src/bin/zynclone.js');
+  let device = '';
+  let mounted = false;
+  let simUp = false;
+  const results: BenchResult[] = [];
+  const cleanups: Array<() => Promise<void>> = [];
+  try {
+    const fsBytes = Math.ceil(sizes.reduce((a, b) => a + b, 0) * 1.2 + 4) * GiB;
+    execFileSync('truncate', ['-s', String(fsBytes), img]);
+    execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', img], { stdio: 'pipe' });
+    device = execFileSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).trim();
+    mkdirSync(mnt);
+    execFileSync('mount', [device, mnt]);
+    mounted = true;
+    mkdirSync(join(root, 'etc/xen'), { recursive: true });
+    await sh(process.execPath, [zynclone, 'sim', 'up', '--no-network', '--root', root]);
+    simUp = true;
+    const env = {
+      ...process.env,
+      PATH: `${join(root, 'bin')}:${process.env.PATH ?? ''}`,
+      XENSTORED_PATH: join(root, 'run/xenstored/socket'),
+      ZYNCLONE_ROOT: root,
+    };
+    const xl = new XlDriver({ env });
+    const socket = join(root, 'run/xenstored/socket');
+    const xs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
+    cleanups.push(() => xs.close());
+    // Stand-in for the net monitor's ack (no network in this run).
+    const ackXs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
+    const watch = await ackXs.watch('/tool/zynclone/vm');
+    const acking = (async () => {
+      for await (const _ of watch) {
+        const vms = await ackXs.directory('/tool/zynclone/vm').catch(() => [] as string[]);
+        for (const vm of vms) {
+          const g = await ackXs.tryRead(`/tool/zynclone/vm/${vm}/generation`);
+          if (g !== undefined) await ackXs.write(`/tool/zynclone/net/ack/${vm}`, g);
+        }
+      }
+    })().catch(() => {});
+    cleanups.push(async () => {
+      await watch.close();
+      await ackXs.close();
+      await acking;
+    });
+    const paths = zynclonePaths(root);
+    const store = openStateStore({ paths });
+    cleanups.push(async () => store.close());
+    const lc = new CloneLifecycle({
+      paths,
+      store,
+      xl,
+      xs: async () => xs,
+      requestedBy: 'system:bench',
+    });
+
+    for (const gb of sizes) {
+      const vm = `bench${gb}g`;
+      const disk = join(root, `${vm}.img`);
+      const data = makeDisk(disk, gb * GiB, divisor);
+      const cfg = join(root, 'etc/xen', `${vm}.cfg`);
+      writeFileSync(
+        cfg,
+        `name = "${vm}"\ntype = "pv"\nkernel = "/boot/vmlinuz"\nmemory = 16\nvif = [ 'bridge=xenbr0' ]\n` +
+          `disk = [ 'format=raw,vdev=xvda,access=rw,target=${disk}' ]\n`,
+      );
+      await xl.create(cfg);
+      const note = `${gb} GB disk, ${(data / MiB).toFixed(0)} MiB of data`;
+
+      const r = await lc.create(vm, { kind: 'online' });
+      const snap = r.clone.snapshots[0] as { tookMs: number; backend: string };
+      results.push({
+        name: `online clone ready, ${gb} GB (${snap.backend})`,
+        value: r.totalMs,
+        unit: 'ms',
+        note,
+      });
+      results.push({
+        name: `original paused, ${gb} GB`,
+        value: r.originalPauseMs ?? Number.NaN,
+        unit: 'ms',
+        note: 'pause window incl. the xl unpause command',
+      });
+      results.push({
+        name: `reflink snapshot in the pause, ${gb} GB`,
+        value: snap.tookMs,
+        unit: 'ms',
+      });
+      await lc.remove(vm);
+
+      // The simulator's xl unpause alone: the part of the pause that is process start-up.
+      await xl.pause(vm);
+      const tu = performance.now();
+      await xl.unpause(vm);
+      const unpauseMs = performance.now() - tu;
+      results.push({
+        name: `xl unpause command (simulator), ${gb} GB`,
+        value: unpauseMs,
+        unit: 'ms',
+      });
+
+      // A full copy: what a clone without copy-on-write would pause the original for.
+      const plan = await planSnapshot(
+        { target: disk, format: 'raw', vdev: 'xvda', kind: 'file' },
+        {
+          kind: 'offline',
+          originalState: 'stopped',
+          cloneName: `${vm}-copy`,
+          backend: 'copy',
+          destDir: paths.resolve('/var/lib/zynclone/volumes'),
+        },
+      );
+      const copy = await execute(plan, { originalState: 'paused' });
+      await remove(copy);
+      results.push({ name: `full copy, ${gb} GB`, value: copy.tookMs, unit: 'ms', note });
+      const inner = r.originalPauseInnerMs ?? Number.NaN;
+      results.push({
+        name: `pause spent snapshotting, ${gb} GB`,
+        value: inner,
+        unit: 'ms',
+        note: 'between xl pause and xl unpause',
+      });
+      results.push({
+        name: `pause ratio copy / reflink, ${gb} GB`,
+        value: copy.tookMs / Math.max(inner, 0.001),
+        unit: 'x',
+        note: 'full copy time over the reflink pause (xl command start-up excluded)',
+      });
+      await xl.destroy(vm);
+      rmSync(disk, { force: true });
+    }
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    if (simUp)
+      await sh(process.execPath, [zynclone, 'sim', 'down', '--root', root]).catch(() => '');
+    if (mounted) {
+      try {
+        execFileSync('umount', [mnt]);
+      } catch {
+        execFileSync('umount', ['-l', mnt]);
+      }
+    }
+    if (device !== '') execFileSync('losetup', ['-d', device]);
+    rmSync(base, { recursive: true, force: true });
+  }
+  return results;
+}

@@ -1,0 +1,125 @@
+// Crash injection: vmclone SIGKILLs itself right after journaling a step
+// (ZYNCLONE_CRASH_AT) or right after the step acted (ZYNCLONE_CRASH_AFTER);
+// the next vmclone command must finish or roll back the operation and leave
+// no domain, volume, file, XenStore node, record or lock behind.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CloneHost, canRunE2e } from './clone-helpers.js';
+
+const CREATE_STEPS = [
+  'plan',
+  'write-config',
+  'pause-snapshot',
+  'publish',
+  'create-domain',
+  'publish-domid',
+  'wait-ack',
+  'unpause-clone',
+  'record',
+];
+const REMOVE_STEPS = [
+  'destroy-domain',
+  'unpublish',
+  'remove-snapshot',
+  'remove-files',
+  'delete-record',
+];
+
+describe.skipIf(!canRunE2e)('vmclone crash recovery', () => {
+  let host: CloneHost;
+
+  beforeAll(async () => {
+    host = await CloneHost.create();
+  }, 120_000);
+
+  afterAll(async () => {
+    await host?.dispose();
+  }, 60_000);
+
+  async function crashThenRecover(args: string[], env: NodeJS.ProcessEnv) {
+    const crashed = await host.vmclone(args, env);
+    expect(crashed.signal, crashed.stderr).toBe('SIGKILL');
+    const next = await host.vmclone(['list']);
+    expect(next.code).toBe(0);
+    return next;
+  }
+
+  it.each(CREATE_STEPS.map((s) => [s]))(
+    'online create killed right after journaling %s is rolled back',
+    async (step) => {
+      const next = await crashThenRecover(['create', 'web01', '--online', '-q'], {
+        ZYNCLONE_CRASH_AT: step,
+      });
+      expect(next.stderr).toMatch(/create of web01\): rolled-back/);
+      expect(await host.leftovers('web01')).toEqual([]);
+    },
+    30_000,
+  );
+
+  it.each([['pause-snapshot'], ['create-domain'], ['record']])(
+    'online create killed after %s acted is rolled back',
+    async (step) => {
+      await crashThenRecover(['create', 'web01', '--online', '-q'], { ZYNCLONE_CRASH_AFTER: step });
+      expect(await host.leftovers('web01')).toEqual([]);
+    },
+    30_000,
+  );
+
+  it.each([['save-original'], ['restore-domain']])(
+    'memory create killed after %s is rolled back, and the original is not left paused',
+    async (step) => {
+      await crashThenRecover(['create', 'web01', '--memory', '-q'], { ZYNCLONE_CRASH_AFTER: step });
+      expect(await host.leftovers('web01')).toEqual([]);
+    },
+    30_000,
+  );
+
+  it.each(REMOVE_STEPS.map((s) => [s]))(
+    'remove killed right after journaling %s is finished by the next command',
+    async (step) => {
+      expect((await host.vmclone(['create', 'web01', '--online', '-q'])).code).toBe(0);
+      const next = await crashThenRecover(['remove', 'web01', '-q'], { ZYNCLONE_CRASH_AT: step });
+      expect(next.stderr).toMatch(/remove of web01\): finished/);
+      expect(await host.leftovers('web01')).toEqual([]);
+    },
+    30_000,
+  );
+
+  async function cloneState(): Promise<string> {
+    return JSON.parse((await host.vmclone(['status', 'web01', '--json'])).stdout).clone.state;
+  }
+
+  it.each([
+    ['ZYNCLONE_CRASH_AT', 'publish'],
+    ['ZYNCLONE_CRASH_AFTER', 'create-domain'],
+    ['ZYNCLONE_CRASH_AT', 'unpause-clone'],
+  ])(
+    'start killed (%s=%s) is rolled back to active',
+    async (variable, step) => {
+      expect((await host.vmclone(['create', 'web01', '--online', '--no-start', '-q'])).code).toBe(
+        0,
+      );
+      const next = await crashThenRecover(['start', 'web01', '-q'], { [variable]: step });
+      expect(next.stderr).toMatch(/start of web01\): rolled-back/);
+      expect(await cloneState()).toBe('active');
+      expect((await host.domains()).has('web01-clone')).toBe(false);
+      expect(await host.xsRead('/tool/zynclone/vm/web01/state')).toBe('active');
+      expect((await host.vmclone(['remove', 'web01', '-q'])).code).toBe(0);
+      expect(await host.leftovers('web01')).toEqual([]);
+    },
+    30_000,
+  );
+
+  it.each([['stop-domain'], ['publish'], ['record']])(
+    'stop killed right after journaling %s is finished by the next command',
+    async (step) => {
+      expect((await host.vmclone(['create', 'web01', '--online', '-q'])).code).toBe(0);
+      const next = await crashThenRecover(['stop', 'web01', '-q'], { ZYNCLONE_CRASH_AT: step });
+      expect(next.stderr).toMatch(/stop of web01\): finished/);
+      expect(await cloneState()).toBe('active');
+      expect((await host.domains()).has('web01-clone')).toBe(false);
+      expect((await host.vmclone(['remove', 'web01', '-q'])).code).toBe(0);
+      expect(await host.leftovers('web01')).toEqual([]);
+    },
+    30_000,
+  );
+});

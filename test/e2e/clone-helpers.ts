@@ -1,0 +1,357 @@
+// A simulated Xen host on a fresh XFS (reflink) filesystem, with the demo VMs,
+// and vmclone run as a user runs it (a separate process per command).
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { build } from 'esbuild';
+import { XsClient } from '../../src/xenstore/index.js';
+import { type LoopFs, canMountLoop, mountXfs } from '../core/storage/helpers/loop-fs.js';
+
+export interface RunOut {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+const repo = resolve(__dirname, '../..');
+const REQUIRE_BANNER =
+  "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
+
+export const canRunE2e =
+  canMountLoop && existsSync('/usr/bin/xenstore-ls') && existsSync('/usr/sbin/ip');
+
+export function run(
+  cmd: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 60_000,
+): Promise<RunOut> {
+  return new Promise((r) => {
+    execFile(
+      cmd,
+      [...args],
+      { env, maxBuffer: 16 * 1024 * 1024, timeout: timeoutMs },
+      (err, stdout, stderr) => {
+        const e = err as (Error & { code?: unknown; signal?: string | null }) | null;
+        r({
+          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+          signal: e?.signal ?? null,
+          stdout,
+          stderr,
+        });
+      },
+    );
+  });
+}
+
+/**
+ * Stand-in for clone_net_monitor's acknowledgement, below the boundary the
+ * tests check: it applies nothing, it only writes net/ack/$VM = the published
+ * generation, as the net monitor does once its rules are in place.
+ */
+export class AckStandIn {
+  private constructor(
+    private readonly flags: { stopped: boolean },
+    private readonly xs: XsClient,
+    private readonly loop: Promise<void>,
+    private readonly watch: { close(): Promise<void> },
+  ) {}
+
+  static async start(socket: string): Promise<AckStandIn> {
+    const xs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
+    const watch = await xs.watch('/tool/zynclone/vm');
+    const flags = { stopped: false };
+    const loop = (async () => {
+      for await (const _ of watch) {
+        if (flags.stopped) continue;
+        let vms: string[] = [];
+        try {
+          vms = await xs.directory('/tool/zynclone/vm');
+        } catch {
+          continue;
+        }
+        for (const vm of vms) {
+          const g = await xs.tryRead(`/tool/zynclone/vm/${vm}/generation`);
+          if (g !== undefined) await xs.write(`/tool/zynclone/net/ack/${vm}`, g);
+        }
+      }
+    })().catch(() => {});
+    return new AckStandIn(flags, xs, loop, watch);
+  }
+
+  /** Stops acknowledging (as if the net monitor were down). */
+  pause(): void {
+    this.flags.stopped = true;
+  }
+
+  resume(): void {
+    this.flags.stopped = false;
+  }
+
+  async close(): Promise<void> {
+    await this.watch.close().catch(() => {});
+    await this.xs.close().catch(() => {});
+    await this.loop;
+  }
+}
+
+/**
+ * The real clone_net_monitor (src/daemons/net-monitor) in the simulator's
+ * network domain namespace, when it can run here (nft with libnftables).
+ */
+export class RealNetMonitor {
+  private constructor(private readonly child: ChildProcess) {}
+
+  static async start(
+    entry: string,
+    socket: string,
+    netns: string,
+    log: string,
+  ): Promise<RealNetMonitor | undefined> {
+    const out = openSync(log, 'a');
+    const child = spawn(
+      process.execPath,
+      [
+        entry,
+        '--xenstore',
+        socket,
+        '--netns',
+        netns,
+        '--clone-vif-prefix',
+        'zcl',
+        '--heartbeat-ms',
+        '60000',
+      ],
+      { stdio: ['ignore', out, out] },
+    );
+    closeSync(out);
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) return undefined;
+      if (readFileSync(log, 'utf8').includes('"msg":"watching"')) return new RealNetMonitor(child);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGKILL');
+    return undefined;
+  }
+
+  /** Stops acknowledging (SIGSTOP), as if the monitor hung. */
+  pause(): void {
+    this.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child.kill('SIGCONT');
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGCONT');
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+function plainDir(): LoopFs {
+  const dir = mkdtempSync(join(tmpdir(), 'zc-e2e-'));
+  return { dir, device: '', cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export class CloneHost {
+  /** The net monitor's acknowledgements: the real monitor if it runs here, else the stand-in. */
+  ack: AckStandIn | RealNetMonitor | undefined;
+  netMonitor: 'real' | 'stand-in' = 'stand-in';
+  private constructor(
+    readonly fs: LoopFs,
+    readonly simEntry: string,
+    readonly vmcloneEntry: string,
+  ) {}
+
+  get root(): string {
+    return join(this.fs.dir, 'root');
+  }
+
+  get env(): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      PATH: `${join(this.root, 'bin')}:${process.env.PATH ?? ''}`,
+      XENSTORED_PATH: join(this.root, 'run/xenstored/socket'),
+      ZYNCLONE_ROOT: this.root,
+      ZYNCLONE_SIM_ENTRY: this.simEntry,
+      NO_COLOR: '1',
+    };
+  }
+
+  /** The simulator's prefix of namespaces (as src/sim/paths.ts derives it). */
+  get netPrefix(): string {
+    return `zc${createHash('sha256').update(realpathSync(this.root)).digest('hex').slice(0, 6)}`;
+  }
+
+  /**
+   * `plain`: no XFS, no network namespaces, no root needed: the root is a
+   * plain temp dir (no reflink), and the stand-in acknowledges lockdowns.
+   */
+  static async create(opts: { plain?: boolean } = {}): Promise<CloneHost> {
+    const fs: LoopFs = opts.plain ? plainDir() : mountXfs({ reflink: true, size: '1G' });
+    let vmcloneEntry: string | undefined;
+    try {
+      const simEntry = join(fs.dir, 'sim.mjs');
+      await build({
+        entryPoints: [resolve(repo, 'src/sim/bin.ts')],
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        target: 'node20',
+        outfile: simEntry,
+        logLevel: 'error',
+      });
+      // Inside the repository so that the native better-sqlite3 resolves from node_modules.
+      const cache = join(repo, 'node_modules/.cache/zynclone-e2e');
+      mkdirSync(cache, { recursive: true });
+      vmcloneEntry = join(cache, `vmclone-${process.pid}-${Date.now()}.mjs`);
+      await build({
+        entryPoints: [resolve(repo, 'src/bin/vmclone.ts')],
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        target: 'node20',
+        outfile: vmcloneEntry,
+        external: ['better-sqlite3'],
+        banner: { js: REQUIRE_BANNER },
+        logLevel: 'error',
+      });
+      const host = new CloneHost(fs, simEntry, vmcloneEntry);
+      const up = await (opts.plain ? host.sim('demo', '--no-network') : host.sim('demo'));
+      if (up.code !== 0) throw new Error(`sim demo failed: ${up.stderr}${up.stdout}`);
+      mkdirSync(join(host.root, 'etc/xen'), { recursive: true });
+      for (const f of readdirSync(join(host.root, 'demo')).filter((n) => n.endsWith('.cfg'))) {
+        copyFileSync(join(host.root, 'demo', f), join(host.root, 'etc/xen', f));
+      }
+      const socket = join(host.root, 'run/xenstored/socket');
+      const nmEntry = join(fs.dir, 'net-monitor.mjs');
+      await build({
+        stdin: {
+          contents:
+            "import { runNetMonitor } from './src/daemons/net-monitor/main.ts';\n" +
+            'process.exitCode = await runNetMonitor(process.argv.slice(2));\n',
+          resolveDir: repo,
+          loader: 'ts',
+        },
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        target: 'node20',
+        outfile: nmEntry,
+        banner: { js: REQUIRE_BANNER },
+        logLevel: 'silent',
+      }).catch(() => undefined);
+      const real =
+        !opts.plain && existsSync(nmEntry)
+          ? await RealNetMonitor.start(
+              nmEntry,
+              socket,
+              `${host.netPrefix}-netdd`,
+              join(fs.dir, 'net-monitor.log'),
+            )
+          : undefined;
+      if (real) {
+        host.ack = real;
+        host.netMonitor = 'real';
+      } else {
+        host.ack = await AckStandIn.start(socket);
+      }
+      return host;
+    } catch (err) {
+      if (vmcloneEntry !== undefined) rmSync(vmcloneEntry, { force: true });
+      await run(
+        process.execPath,
+        [join(fs.dir, 'sim.mjs'), 'sim', 'down', '--root', join(fs.dir, 'root')],
+        process.env,
+      ).catch(() => {});
+      fs.cleanup();
+      throw err;
+    }
+  }
+
+  sim(...args: string[]): Promise<RunOut> {
+    return run(process.execPath, [this.simEntry, 'sim', ...args, '--root', this.root], this.env);
+  }
+
+  vmclone(args: readonly string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<RunOut> {
+    return run(process.execPath, [this.vmcloneEntry, ...args], { ...this.env, ...extraEnv });
+  }
+
+  xl(...args: string[]): Promise<RunOut> {
+    return run(join(this.root, 'bin/xl'), args, this.env);
+  }
+
+  async domains(): Promise<Map<string, { domid: number; state: string }>> {
+    const r = await this.xl('list');
+    const out = new Map<string, { domid: number; state: string }>();
+    for (const line of r.stdout.split('\n').slice(1)) {
+      const m = /^(\S+)\s+(\d+)\s+\d+\s+\d+\s+(\S+)/.exec(line);
+      if (m) out.set(m[1]!, { domid: Number(m[2]), state: m[3]! });
+    }
+    return out;
+  }
+
+  async xsRead(path: string): Promise<string | undefined> {
+    const r = await run('xenstore-read', [path], this.env);
+    return r.code === 0 ? r.stdout.replace(/\n$/, '') : undefined;
+  }
+
+  /** Everything a clone of `vm` may leave behind; all empty when none is left. */
+  async leftovers(vm: string): Promise<string[]> {
+    const left: string[] = [];
+    const doms = await this.domains();
+    for (const name of doms.keys()) if (name.startsWith(`${vm}-clone`)) left.push(`domain ${name}`);
+    const orig = doms.get(vm);
+    if (orig?.state.includes('p')) left.push(`${vm} left paused`);
+    for (const dir of [
+      'var/lib/zynclone/volumes',
+      'var/lib/zynclone/clones',
+      'var/lib/zynclone/save',
+    ]) {
+      const d = join(this.root, dir);
+      if (existsSync(d)) for (const f of readdirSync(d)) left.push(`file ${dir}/${f}`);
+    }
+    if ((await this.xsRead(`/tool/zynclone/vm/${vm}/state`)) !== undefined) {
+      left.push(`xenstore /tool/zynclone/vm/${vm}`);
+    }
+    const list = await this.vmclone(['list', '--json']);
+    const clones = JSON.parse(list.stdout || '[]') as { vm: string }[];
+    if (clones.some((c) => c.vm === vm)) left.push('clone record');
+    const st = await this.vmclone(['status', vm, '--json']);
+    if (st.stdout && (JSON.parse(st.stdout) as { operation: unknown }).operation !== null) {
+      left.push('running operation');
+    }
+    return left;
+  }
+
+  async dispose(): Promise<void> {
+    await this.ack?.close().catch(() => {});
+    await this.sim('down').catch(() => {});
+    try {
+      rmSync(this.vmcloneEntry, { force: true });
+    } finally {
+      this.fs.cleanup();
+    }
+  }
+}
