@@ -132,7 +132,7 @@ export class RealNetMonitor {
         '--netns',
         netns,
         '--clone-vif-prefix',
-        'zcl',
+        'zcv',
         '--heartbeat-ms',
         '60000',
       ],

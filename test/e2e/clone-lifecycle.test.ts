@@ -47,7 +47,7 @@ describe.skipIf(!canRunE2e)('vmclone in the simulator', () => {
 
     // Every clone vif has the clone prefix and sits on the isolation bridge.
     for (const v of out.vifs) {
-      expect(v.name).toMatch(/^zcl[0-9a-f]+\.\d+$/);
+      expect(v.name).toMatch(/^zcv[0-9a-f]+\.\d+$/);
       expect(v.name.length).toBeLessThanOrEqual(15);
       const link = await run(
         'ip',

@@ -169,7 +169,7 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
   },
   clone_vif_prefix: {
     type: 'string',
-    default: 'zcl',
+    default: 'zcv',
     // Not a prefix of, nor prefixed by, the toolstack's own "vif"/"tap" names:
     // the standing drop rule matches this prefix, and must never catch production vifs.
     pattern: '^(?!(v|vi|t|ta)$)(?!vif|tap)[a-z][a-z0-9]{0,6}$',
@@ -177,7 +177,7 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
     allowed:
       '1-7 lower-case letters or digits starting with a letter, not overlapping "vif" or "tap"',
     description:
-      'Prefix of clone vif names (vifname=<prefix><domid>.<devid>); the network domain drops ' +
+      'Prefix of clone vif names (vifname=<prefix><first 8 hex digits of the clone UUID>.<devid>); the network domain drops ' +
       'every frame of interfaces with this prefix unless it has allowed that vif.',
   },
   mac_policy: {

@@ -114,8 +114,8 @@ describe('clone plan', () => {
   it('names every clone vif with the prefix, within 15 characters, and moves masked ones to the isolation bridge', () => {
     const plan = planWin({ clone_vif_mask: '1' });
     const vifs = XlConfig.parse(plan.configText).getStrings('vif')!.map(parseVif);
-    const short = shortIdFor(CLONE_UUID, 'zcl');
-    expect(vifs.map((v) => v.vifname)).toEqual([`zcl${short}.0`, `zcl${short}.1`]);
+    const short = shortIdFor(CLONE_UUID, 'zcv');
+    expect(vifs.map((v) => v.vifname)).toEqual([`zcv${short}.0`, `zcv${short}.1`]);
     expect(vifs.map((v) => v.bridge)).toEqual(['xenbr0', 'zc-isolated']);
     expect(plan.cloneVifs.map((v) => v.masked)).toEqual([false, true]);
     for (const v of plan.cloneVifs) expect(v.name.length).toBeLessThanOrEqual(IFNAME_MAX);
