@@ -1,0 +1,2 @@
+export * from './doctor.js';
+export { readVmInputs } from './xenstore-read.js';

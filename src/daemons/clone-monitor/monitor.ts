@@ -1,0 +1,559 @@
+// clone_monitor's loop: state store + configuration + xl -> /tool/zynclone/vm
+// (docs/xenstore-contract.md), and the frontend half of the vif lockdown.
+//
+// - The state store is the source of truth: XenStore is rebuilt from it, never
+//   the other way round. A VM in XenStore without a clone in the store is
+//   unpublished; a VM whose published subtree differs from what the store,
+//   the configuration and the running domains imply is published again
+//   (publishVm, generation written last).
+// - A VM with an operation running is left alone: the lifecycle publishes it
+//   and waits for the net monitor's ack of its own generation; the next pass
+//   after the operation has finished (the store changed) takes over.
+// - Passes run on: start, XenStore reconnects (watch `resync`), state store
+//   commits (PRAGMA data_version), configuration file changes, the kick node,
+//   domains appearing or going (@introduceDomain/@releaseDomain), and any
+//   change under vm/ (a deleted or tampered node is put back).
+import { ensureIsolationBridge } from '../../core/clones/bridge.js';
+import {
+  type PublishedVif,
+  type VmPublication,
+  publishVm,
+  unpublishVm,
+  vmNode,
+} from '../../core/clones/publish.js';
+import { type ZyncloneConfig, defaultConfig, effectiveConfig } from '../../core/config/index.js';
+import {
+  type VifMask,
+  formatVifMask,
+  isMasked,
+  parseVifMask,
+} from '../../core/lockdown/vif-mask.js';
+import type { ZynclonePaths } from '../../core/paths.js';
+import type { CloneRecord, StateStore } from '../../core/state/index.js';
+import { type VifSpec, type XlDriver, printVif } from '../../xen/index.js';
+import { type XsClient, type XsWatch, isXsErrno } from '../../xenstore/index.js';
+import type { DaemonLogger } from '../common/log.js';
+import { ChangeProbe } from './change-probe.js';
+import { type CloneFacts, XL_DEFAULT_BRIDGE, readCloneFacts } from './facts.js';
+import {
+  expectedLeaves,
+  fingerprint,
+  matchesPublication,
+  publicationKey,
+  readLeaves,
+} from './published.js';
+import { type DomainIds, ZC_ROOT, ensureTree } from './tree.js';
+
+export const VM_ROOT = `${ZC_ROOT}/vm`;
+/** Written by vmclone after each operation and config change: a pass runs at once. */
+export const KICK_NODE = `${ZC_ROOT}/control/kick`;
+export const frontendProblemsNode = (vm: string) => `${vmNode(vm)}/frontend/problems`;
+
+export const DEFAULT_POLL_MS = 200;
+/** A domain event is followed by a second pass: xl may list a new domain only a moment later. */
+const DOMAIN_FOLLOW_UP_MS = 1000;
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5000;
+
+export type BridgeEnsurer = (bridge: string, clonePrefix: string) => Promise<unknown>;
+
+export interface CloneMonitorOptions {
+  xs: XsClient;
+  store: StateStore;
+  paths: ZynclonePaths;
+  xl: XlDriver;
+  log: DaemonLogger;
+  ids: DomainIds;
+  /** Interval of the state store and config checks (default 200 ms). */
+  pollMs?: number;
+  /**
+   * Create the isolation bridge before moving a vif onto it, and refuse one
+   * with an uplink. Default: on a real host (root `/`); under another root the
+   * simulator's network domain makes its bridges itself.
+   */
+  manageBridge?: boolean;
+  ensureBridge?: BridgeEnsurer;
+  /**
+   * Nodes under daemons/clone-monitor/ (version, pid, heartbeat-ms) written at
+   * start and again after XenStore reconnects, since it may have restarted empty.
+   */
+  identity?: Readonly<Record<string, string>>;
+}
+
+interface Desired {
+  readonly clone: CloneRecord;
+  readonly pub: VmPublication;
+  readonly facts: CloneFacts;
+  readonly isolationBridge: string;
+  readonly clonePrefix: string;
+}
+
+export interface PassReport {
+  readonly full: boolean;
+  readonly published: string[];
+  readonly unpublished: string[];
+  readonly moved: { vm: string; devid: number; bridge: string }[];
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function maskOr(text: string | undefined, fallback: VifMask): VifMask {
+  if (text === undefined) return fallback;
+  try {
+    return parseVifMask(text);
+  } catch {
+    return fallback;
+  }
+}
+
+export class CloneMonitor {
+  private readonly o: CloneMonitorOptions;
+  private readonly pollMs: number;
+  private readonly manageBridge: boolean;
+  private readonly ensureBridge: BridgeEnsurer;
+  private probe: ChangeProbe | undefined;
+  private desired = new Map<string, Desired>();
+  /** Per VM: the publication key and the subtree fingerprint last seen in agreement. */
+  private readonly agreed = new Map<string, { key: string; fp: string }>();
+  private readonly problemsWritten = new Map<string, string>();
+  private domains = new Map<string, number>();
+  private readonly dirty = new Set<string>();
+  private fullPending = true;
+  private identityPending = true;
+  private draining: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private followUpTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private retryDelay = RETRY_MIN_MS;
+  private readonly watches: XsWatch[] = [];
+  private readonly loops: Promise<void>[] = [];
+  private stopped = false;
+  private readonly passListeners = new Set<(r: PassReport) => void>();
+
+  constructor(opts: CloneMonitorOptions) {
+    this.o = opts;
+    this.pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
+    this.manageBridge = opts.manageBridge ?? opts.paths.root === '/';
+    this.ensureBridge = opts.ensureBridge ?? ensureIsolationBridge;
+  }
+
+  /** Called after every pass. */
+  onPass(listener: (r: PassReport) => void): () => void {
+    this.passListeners.add(listener);
+    return () => this.passListeners.delete(listener);
+  }
+
+  async start(): Promise<void> {
+    const { xs } = this.o;
+    await ensureTree(xs, this.o.ids);
+    this.probe = new ChangeProbe(this.o.paths);
+    const follow = async (path: string, onEvent: (p: string) => void) => {
+      const w = await xs.watch(path);
+      this.watches.push(w);
+      this.loops.push(this.consume(w, onEvent));
+    };
+    await follow(VM_ROOT, (p) => {
+      const rest = p.startsWith(`${VM_ROOT}/`) ? p.slice(VM_ROOT.length + 1) : '';
+      const vm = rest.split('/')[0];
+      if (vm) this.dirty.add(vm);
+      else this.fullPending = true;
+    });
+    await follow(KICK_NODE, () => {
+      this.fullPending = true;
+    });
+    for (const special of ['@introduceDomain', '@releaseDomain']) {
+      await follow(special, () => {
+        this.fullPending = true;
+        this.followUp();
+      });
+    }
+    this.pollTimer = setInterval(() => this.poll(), this.pollMs);
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of [this.retryTimer, this.followUpTimer]) if (t) clearTimeout(t);
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    await Promise.all(this.watches.map((w) => w.close().catch(() => {})));
+    await Promise.all(this.loops);
+    await this.draining;
+    this.probe?.close();
+  }
+
+  /** Asks for a full pass (as the kick node does). */
+  requestFullPass(): void {
+    this.fullPending = true;
+    this.schedule();
+  }
+
+  /** Resolves once no pass is running or pending (tests). */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  private poll(): void {
+    if (this.stopped || !this.probe) return;
+    try {
+      const c = this.probe.poll();
+      if (c.store || c.config) {
+        this.o.log.debug('state store or configuration changed', c);
+        this.requestFullPass();
+      }
+    } catch (err) {
+      this.o.log.warn('cannot check the state store for changes', { error: err });
+    }
+  }
+
+  private followUp(): void {
+    if (this.followUpTimer || this.stopped) return;
+    this.followUpTimer = setTimeout(() => {
+      this.followUpTimer = undefined;
+      this.requestFullPass();
+    }, DOMAIN_FOLLOW_UP_MS);
+  }
+
+  private async consume(watch: XsWatch, onEvent: (path: string) => void): Promise<void> {
+    try {
+      for await (const item of watch) {
+        if (item.kind === 'resync') {
+          // XenStore may have restarted empty: permissions and every VM again.
+          this.agreed.clear();
+          this.problemsWritten.clear();
+          this.fullPending = true;
+          this.identityPending = true;
+          this.o.log.info('xenstore reconnected: full reconcile', { watch: watch.path });
+        } else {
+          onEvent(item.path);
+        }
+        this.schedule();
+      }
+    } catch (err) {
+      if (!this.stopped) this.o.log.error('watch ended', { path: watch.path, error: err });
+    }
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.draining || this.retryTimer) return;
+    if (!this.fullPending && this.dirty.size === 0) return;
+    this.draining = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.drain())
+      .finally(() => {
+        this.draining = undefined;
+        if (this.fullPending || this.dirty.size > 0) this.schedule();
+      });
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.stopped && (this.fullPending || this.dirty.size > 0)) {
+      const full = this.fullPending;
+      const dirty = [...this.dirty];
+      this.fullPending = false;
+      this.dirty.clear();
+      try {
+        await this.pass(full, dirty);
+        this.retryDelay = RETRY_MIN_MS;
+      } catch (err) {
+        this.fullPending = true;
+        this.o.log.error('reconcile pass failed; retrying', {
+          error: err,
+          retryMs: this.retryDelay,
+        });
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.schedule();
+        }, this.retryDelay);
+        this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay * 2);
+        return;
+      }
+    }
+  }
+
+  private async pass(full: boolean, dirty: string[]): Promise<void> {
+    const report: PassReport = { full, published: [], unpublished: [], moved: [] };
+    let vms: Set<string>;
+    if (full) {
+      await ensureTree(this.o.xs, this.o.ids);
+      if (this.identityPending) {
+        const base = `${ZC_ROOT}/daemons/clone-monitor`;
+        const entries = Object.entries(this.o.identity ?? {});
+        await Promise.all(entries.map(([k, v]) => this.o.xs.write(`${base}/${k}`, v)));
+        this.identityPending = false;
+      }
+      await this.refreshDesired();
+      const published = await this.o.xs.directory(VM_ROOT).catch((err) => {
+        if (isXsErrno(err, 'ENOENT')) return [] as string[];
+        throw err;
+      });
+      vms = new Set([...this.desired.keys(), ...published]);
+    } else {
+      vms = new Set(dirty);
+    }
+    for (const vm of [...vms].sort()) await this.syncVm(vm, report);
+    if (full) {
+      for (const d of this.desired.values()) await this.frontend(d, report);
+    }
+    for (const l of this.passListeners) l(report);
+  }
+
+  // ---- what should be published -------------------------------------------
+
+  private async refreshDesired(): Promise<void> {
+    const clones = this.o.store.listClones();
+    try {
+      const list = await this.o.xl.list();
+      this.domains = new Map(list.map((d) => [d.name, Number(d.domid)]));
+    } catch (err) {
+      this.o.log.warn('xl list failed; using the domains seen last', { error: err });
+    }
+    const next = new Map<string, Desired>();
+    for (const clone of clones) next.set(clone.vm, await this.desiredFor(clone));
+    this.desired = next;
+  }
+
+  private async desiredFor(clone: CloneRecord): Promise<Desired> {
+    const log = this.o.log.child({ vm: clone.vm });
+    let cfg: ZyncloneConfig | undefined;
+    try {
+      cfg = effectiveConfig(clone.vm, this.o.paths).values;
+    } catch (err) {
+      log.error("the VM's configuration is invalid; publishing the masks recorded at creation", {
+        error: err,
+      });
+    }
+    const defaults = defaultConfig();
+    const isolationBridge = cfg?.isolation_bridge ?? defaults.isolation_bridge;
+    const facts = readCloneFacts(this.o.paths, clone, isolationBridge);
+    for (const p of facts.problems) log.warn('clone files incomplete', { problem: p });
+    // Fail closed: an unreadable clone mask locks every clone vif.
+    const cloneMask = maskOr(cfg?.clone_vif_mask ?? facts.cloneVifMask, { all: true });
+    const originalMask = maskOr(
+      cfg?.original_vif_mask ?? facts.originalVifMask,
+      parseVifMask(defaults.original_vif_mask),
+    );
+    const originalDomid = this.domains.get(clone.vm);
+    const cloneDomid = this.domains.get(clone.cloneName);
+
+    let originalVifs: PublishedVif[];
+    const fromFacts = (domid: number | undefined) =>
+      facts.originalVifs.map((v) => ({
+        devid: v.devid,
+        name: v.vifname ?? (domid === undefined ? `vif-.${v.devid}` : `vif${domid}.${v.devid}`),
+        masked: isMasked(originalMask, v.devid),
+      }));
+    if (originalDomid === undefined) {
+      originalVifs = fromFacts(undefined);
+    } else {
+      try {
+        const [details] = await this.o.xl.listLong(clone.vm);
+        originalVifs = (details?.nics ?? []).map((n, i) => {
+          const devid = n.devid ?? i;
+          return {
+            devid,
+            name: n.vifname ?? `vif${originalDomid}.${devid}`,
+            masked: isMasked(originalMask, devid),
+          };
+        });
+      } catch (err) {
+        log.warn("cannot list the running original's vifs; using its config", { error: err });
+        originalVifs = fromFacts(originalDomid);
+      }
+    }
+    const pub: VmPublication = {
+      vm: clone.vm,
+      state: clone.state,
+      cloneName: clone.cloneName,
+      cloneDomid,
+      originalDomid,
+      cloneVifMask: formatVifMask(cloneMask),
+      originalVifMask: formatVifMask(originalMask),
+      cloneVifs: facts.cloneVifs.map((v) => ({
+        devid: v.devid,
+        name: v.name,
+        masked: isMasked(cloneMask, v.devid),
+      })),
+      originalVifs: originalVifs.sort((a, b) => a.devid - b.devid),
+      console: {
+        type: facts.consoleType,
+        enabled: (cfg?.console_enabled ?? defaults.console_enabled) && facts.consoleType === 'vnc',
+      },
+    };
+    return {
+      clone,
+      pub,
+      facts,
+      isolationBridge,
+      clonePrefix: cfg?.clone_vif_prefix ?? defaults.clone_vif_prefix,
+    };
+  }
+
+  // ---- XenStore ------------------------------------------------------------
+
+  private async syncVm(vm: string, report: PassReport): Promise<void> {
+    const { xs, store, log } = this.o;
+    const running = store.runningOperation(vm);
+    if (running !== undefined) {
+      log.debug('operation running; the lifecycle publishes this VM', { vm, opId: running.id });
+      return;
+    }
+    const base = vmNode(vm);
+    const d = this.desired.get(vm);
+    if (d === undefined) {
+      if (store.getClone(vm) !== undefined) {
+        // Created since the last full pass.
+        this.fullPending = true;
+        return;
+      }
+      if ((await readLeaves(xs, base, new Set())) !== undefined) {
+        await unpublishVm(xs, vm);
+        report.unpublished.push(vm);
+        log.info('unpublished a VM that has no clone in the state store', { vm });
+      }
+      this.agreed.delete(vm);
+      this.problemsWritten.delete(vm);
+      return;
+    }
+    const actual = (await readLeaves(xs, base)) ?? new Map<string, string>();
+    const key = publicationKey(d.pub);
+    const seen = this.agreed.get(vm);
+    const fp = fingerprint(actual);
+    if (seen?.key === key && seen.fp === fp) return;
+    if (matchesPublication(actual, expectedLeaves(d.pub))) {
+      this.agreed.set(vm, { key, fp });
+      return;
+    }
+    const generation = await publishVm(xs, d.pub);
+    const after = (await readLeaves(xs, base)) ?? new Map<string, string>();
+    this.agreed.set(vm, { key, fp: fingerprint(after) });
+    report.published.push(vm);
+    log.info('published', {
+      vm,
+      generation,
+      state: d.pub.state,
+      cloneDomid: d.pub.cloneDomid,
+      originalDomid: d.pub.originalDomid,
+      cloneVifMask: d.pub.cloneVifMask,
+      originalVifMask: d.pub.originalVifMask,
+      reason:
+        seen === undefined
+          ? 'differed from the state store'
+          : seen.key !== key
+            ? 'changed'
+            : 'xenstore was changed',
+    });
+  }
+
+  // ---- frontend lockdown ---------------------------------------------------
+
+  /**
+   * Puts each vif of a running clone on the bridge its mask asks for: masked
+   * vifs on the isolation bridge, the others on their production bridge
+   * (network-detach + network-attach with the same MAC, vifname and devid).
+   */
+  private async frontend(d: Desired, report: PassReport): Promise<void> {
+    const { xl, log, store } = this.o;
+    const { vm } = d.clone;
+    if (d.pub.cloneDomid === undefined || store.runningOperation(vm) !== undefined) return;
+    const problems: string[] = [];
+    let details: Awaited<ReturnType<XlDriver['listLong']>>[number] | undefined;
+    try {
+      [details] = await xl.listLong(d.clone.cloneName);
+    } catch (err) {
+      problems.push(`cannot list the clone's vifs: ${errText(err)}`);
+    }
+    for (const v of details === undefined ? [] : d.facts.cloneVifs) {
+      const nic = details!.nics.find((n, i) => (n.devid ?? i) === v.devid);
+      if (nic === undefined) continue;
+      const masked = d.pub.cloneVifs.find((p) => p.devid === v.devid)?.masked ?? true;
+      const current = nic.bridge ?? XL_DEFAULT_BRIDGE;
+      const target = masked ? d.isolationBridge : v.productionBridge;
+      if (target === undefined) {
+        problems.push(`vif ${v.devid}: its production bridge is unknown; it stays on ${current}`);
+        continue;
+      }
+      if (current === target) continue;
+      const where = masked
+        ? `it stays on ${current}; the network domain still drops its frames`
+        : `it stays on ${current}`;
+      if (details!.type === 'hvm' && nic.nictype !== 'vif') {
+        problems.push(
+          `vif ${v.devid} is an emulated NIC of an HVM guest and cannot be moved while the clone runs; ${where}`,
+        );
+        continue;
+      }
+      if (masked && this.manageBridge) {
+        try {
+          await this.ensureBridge(target, d.clonePrefix);
+        } catch (err) {
+          problems.push(`vif ${v.devid} not moved: ${errText(err)}; ${where}`);
+          continue;
+        }
+      }
+      const spec: VifSpec = {
+        ...(v.spec ?? { extra: [] }),
+        extra: [...(v.spec?.extra ?? [])],
+        devid: v.devid,
+        vifname: v.name,
+        bridge: target,
+      };
+      const mac = nic.mac ?? v.spec?.mac;
+      if (mac !== undefined) spec.mac = mac;
+      if (masked) {
+        // A routed or NATed vif would bypass the isolation bridge.
+        spec.gatewaydev = undefined;
+        if (spec.script !== undefined && !/(^|\/)vif-bridge$/.test(spec.script)) {
+          spec.script = 'vif-bridge';
+        }
+      }
+      let text: string;
+      try {
+        text = printVif(spec);
+      } catch (err) {
+        problems.push(`vif ${v.devid} not moved: ${errText(err)}; ${where}`);
+        continue;
+      }
+      try {
+        await xl.networkDetach(d.clone.cloneName, v.devid);
+      } catch (err) {
+        problems.push(`vif ${v.devid} could not be detached (${errText(err)}); ${where}`);
+        continue;
+      }
+      try {
+        await xl.networkAttach(d.clone.cloneName, text);
+      } catch (err) {
+        problems.push(
+          `vif ${v.devid} was detached from ${current} but could not be attached to ${target} ` +
+            `(${errText(err)}); the clone has no vif ${v.devid} now`,
+        );
+        continue;
+      }
+      report.moved.push({ vm, devid: v.devid, bridge: target });
+      log.info(
+        masked
+          ? 'clone vif moved to the isolation bridge'
+          : 'clone vif moved back to its production bridge',
+        { vm, clone: d.clone.cloneName, devid: v.devid, vif: v.name, from: current, to: target },
+      );
+    }
+    for (const p of problems) log.warn('frontend lockdown incomplete', { vm, problem: p });
+    await this.writeProblems(vm, problems);
+  }
+
+  private async writeProblems(vm: string, problems: string[]): Promise<void> {
+    // Bounded: a XenStore value holds at most 4096 bytes.
+    const kept = problems.slice(0, 8).map((p) => (p.length > 400 ? `${p.slice(0, 400)}...` : p));
+    const text = kept.length === 0 ? '' : JSON.stringify(kept);
+    if (this.problemsWritten.get(vm) === text) return;
+    const node = frontendProblemsNode(vm);
+    if (text === '') {
+      await this.o.xs.rm(`${vmNode(vm)}/frontend`).catch((err) => {
+        if (!isXsErrno(err, 'ENOENT')) throw err;
+      });
+    } else {
+      await this.o.xs.write(node, text);
+    }
+    this.problemsWritten.set(vm, text);
+  }
+}
