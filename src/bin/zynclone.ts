@@ -6,6 +6,10 @@ import { packageVersion } from '../cli/version.js';
 type Runner = (argv: string[]) => Promise<number>;
 
 const subcommands: Record<string, { summary: string; load(): Promise<Runner> }> = {
+  'clone-monitor': {
+    summary: 'clone_monitor: publishes clone state and masks to XenStore, moves masked vifs',
+    load: async () => (await import('../daemons/clone-monitor/main.js')).runCloneMonitor,
+  },
   'net-monitor': {
     summary: 'clone_net_monitor: nftables lockdown of clone and original vifs, from XenStore',
     load: async () => (await import('../daemons/net-monitor/main.js')).runNetMonitor,

@@ -19,6 +19,7 @@ import {
   setOverride,
   unsetOverride,
 } from '../core/config/index.js';
+import { type Finding, runDoctor } from '../core/health/index.js';
 import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import { openStateStore } from '../core/state/index.js';
 import type { CloneRecord } from '../core/state/types.js';
@@ -437,7 +438,43 @@ export function buildProgram(
       }, true),
     );
 
+  program
+    .command('doctor')
+    .description(
+      'check the host: xl, XenStore, monitor heartbeats, nftables lockdown, isolation bridge, config',
+    )
+    .option(
+      '--netns <name>',
+      "network namespace of the network domain's bridges and nftables (default $ZYNCLONE_NETNS, else this one)",
+    )
+    .option('--json', 'print JSON')
+    .action((o: { netns?: string; json?: boolean }) =>
+      run(async (s) => {
+        const netns = o.netns ?? (io.env.ZYNCLONE_NETNS || undefined);
+        const findings = await runDoctor({
+          paths: s.paths,
+          xl: new XlDriver({ env: io.env }),
+          xenstorePath: defaultSocketPath(io.env),
+          ...(netns === undefined ? {} : { netns }),
+        });
+        const healthy = findings.every((f) => f.ok);
+        if (o.json) printJson(io, { healthy, findings });
+        else io.stdout.write(formatFindings(findings, healthy));
+        return healthy ? EXIT.OK : EXIT.FAILURE;
+      }, true),
+    );
+
   return program;
+}
+
+function formatFindings(findings: readonly Finding[], healthy: boolean): string {
+  const lines = findings.map((f) => {
+    const mark = f.ok ? 'ok  ' : f.severity === 'warning' ? 'WARN' : 'FAIL';
+    const fix = !f.ok && f.fix ? `\n        fix: ${f.fix}` : '';
+    return `[${mark}] ${f.check}: ${f.message}${fix}`;
+  });
+  const verdict = healthy ? 'healthy' : `${findings.filter((f) => !f.ok).length} problem(s) found`;
+  return `${lines.join('\n')}\n${verdict}\n`;
 }
 
 /** Runs vmclone with `argv` (without node and script); resolves to the exit status. */

@@ -51,6 +51,7 @@ describe('zynclone', () => {
     expect(r.stdout).toMatch(/xenstored/);
     expect(r.stdout).toMatch(/sim/);
     expect(r.stdout).toMatch(/net-monitor/);
+    expect(r.stdout).toMatch(/clone-monitor/);
   });
 
   it('prints the package version', async () => {

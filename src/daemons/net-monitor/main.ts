@@ -14,7 +14,7 @@ export const DAEMON_NAME = 'net-monitor';
 const USAGE = `usage: zynclone net-monitor [options]
 
   --xenstore PATH          XenStore socket (default $XENSTORED_PATH or /run/xenstored/socket)
-  --netns NAME             run nft inside this network namespace (default: the current one)
+  --netns NAME             run nft inside this network namespace (default $ZYNCLONE_NETNS, else the current one)
   --table NAME             nftables table name, in families bridge, inet and arp (default zynclone)
   --clone-vif-prefix STR   interface name prefix of clone vifs (default zcv)
   --nft-backend KIND       libnftables (a kept-open context, default) or cli (nft -f - per change)
@@ -72,7 +72,7 @@ export async function runNetMonitor(argv: string[]): Promise<number> {
     (values.xenstore as string | undefined) ??
     process.env.XENSTORED_PATH ??
     '/run/xenstored/socket';
-  const netns = values.netns as string | undefined;
+  const netns = (values.netns as string | undefined) ?? (process.env.ZYNCLONE_NETNS || undefined);
   const version = packageVersion();
   const log = createLogger(DAEMON_NAME);
 
