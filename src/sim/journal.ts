@@ -1,10 +1,11 @@
 // The simulator's record of what it made. An entry is appended BEFORE the
 // thing is made and a removal entry after it is gone, so after any crash
-// (SIGKILL included) `sim down` knows every namespace, process, file and
-// directory that may exist and removes exactly those.
+// (SIGKILL included) `sim down` knows every namespace, process, mount, loop
+// device, file and directory that may exist and removes exactly those.
 import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import type { SimPaths } from './paths.js';
 import { readCmdline, run, terminate } from './proc.js';
+import { detachLoops, isMountPoint, mountsUnder, unmount } from './storage.js';
 
 export type Made =
   /** A network namespace; its veths and bridges go with it. */
@@ -13,7 +14,14 @@ export type Made =
   | { kind: 'proc'; match: string }
   | { kind: 'file'; path: string }
   /** A directory, removed with its content. */
-  | { kind: 'dir'; path: string };
+  | { kind: 'dir'; path: string }
+  /**
+   * Loop devices backed by an image file. The device name is only known once
+   * attached, so the image identifies them (`losetup -j IMAGE`).
+   */
+  | { kind: 'loop'; image: string }
+  /** A filesystem mounted at a path. */
+  | { kind: 'mount'; path: string };
 
 type Line = { op: 'mk' | 'rm' } & Made;
 
@@ -27,6 +35,10 @@ function keyOf(m: Made): string {
       return `file:${m.path}`;
     case 'dir':
       return `dir:${m.path}`;
+    case 'loop':
+      return `loop:${m.image}`;
+    case 'mount':
+      return `mount:${m.path}`;
   }
 }
 
@@ -86,6 +98,7 @@ export function findProcesses(match: string): number[] {
 export async function undoJournal(paths: SimPaths): Promise<string[]> {
   const journal = new Journal(paths.journal);
   const done: string[] = [];
+  let kept = false;
   const live = journal.live().reverse();
   // Processes first: a process inside a namespace keeps it alive, and QEMU holds files open.
   for (const m of live.filter((x) => x.kind === 'proc')) {
@@ -94,11 +107,30 @@ export async function undoJournal(paths: SimPaths): Promise<string[]> {
       done.push(`process ${pid}`);
     }
   }
+  // Newest first keeps the order safe: a mount goes before its loop device,
+  // the loop device before its image file, both before the mount point's directory.
   for (const m of live) {
-    if (m.kind === 'netns') {
+    if (m.kind === 'mount') {
+      if (isMountPoint(m.path)) {
+        try {
+          await unmount(m.path);
+          done.push(`mount ${m.path}`);
+        } catch {
+          // Still mounted: the directory below and the journal are kept, so `sim down` can retry.
+          kept = true;
+        }
+      }
+    } else if (m.kind === 'loop') {
+      for (const dev of await detachLoops(m.image)) done.push(`loop device ${dev}`);
+    } else if (m.kind === 'netns') {
       const r = await run('ip', ['netns', 'delete', m.name]);
       if (r.code === 0) done.push(`netns ${m.name}`);
     } else if (m.kind === 'file' || m.kind === 'dir') {
+      // Never delete through a filesystem that is still mounted (its unmount failed above).
+      if (m.kind === 'dir' && mountsUnder(m.path).length > 0) {
+        kept = true;
+        continue;
+      }
       if (existsSync(m.path)) {
         rmSync(m.path, { recursive: true, force: true });
         done.push(`${m.kind} ${m.path}`);
@@ -116,6 +148,6 @@ export async function undoJournal(paths: SimPaths): Promise<string[]> {
       }
     }
   }
-  rmSync(paths.journal, { force: true });
+  if (!kept) rmSync(paths.journal, { force: true });
   return done;
 }

@@ -16,12 +16,17 @@ import { SimDaemon } from './host/daemon.js';
 import { Journal, undoJournal } from './journal.js';
 import { type SimPaths, simPaths } from './paths.js';
 import { sleep } from './proc.js';
+import { type StorageKind, describeStorage, ensureStorage } from './storage.js';
 
 const USAGE = `usage: zynclone sim <command> --root DIR
-  up [--no-network]   start the simulator in the background; returns when it is ready
+  up [--no-network] [--storage plain|xfs]
+                      start the simulator in the background; returns when it is ready.
+                      --storage xfs makes DIR/var an XFS with reflink on a loop device
+                      (as root; default plain: an ordinary directory)
   down                stop it and remove everything it made (also after a crash)
   env                 print shell exports: eval "$(zynclone sim env --root DIR)"
-  demo                start the simulator if needed and create the demo VMs
+  demo [--no-network] start the simulator if needed (storage xfs) and create the demo VMs:
+                      configs in DIR/etc/xen, disks in DIR/var/lib/xen/images
   daemon              run the simulator in the foreground
 `;
 
@@ -34,18 +39,33 @@ function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-function parseArgs(argv: string[]): { cmd?: string; root?: string; flags: Set<string> } {
+interface Args {
+  cmd?: string;
+  root?: string;
+  storage?: string;
+  flags: Set<string>;
+}
+
+function parseArgs(argv: string[]): Args {
   const flags = new Set<string>();
   let root: string | undefined;
+  let storage: string | undefined;
   let cmd: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--root') root = argv[++i];
     else if (a.startsWith('--root=')) root = a.slice(7);
+    else if (a === '--storage') storage = argv[++i] ?? '';
+    else if (a.startsWith('--storage=')) storage = a.slice(10);
     else if (a.startsWith('--')) flags.add(a.slice(2));
     else if (cmd === undefined) cmd = a;
   }
-  return { cmd, root: root ?? process.env.ZYNCLONE_ROOT, flags };
+  return { cmd, root: root ?? process.env.ZYNCLONE_ROOT, storage, flags };
+}
+
+async function storage(paths: SimPaths, kind: StorageKind): Promise<void> {
+  const r = await ensureStorage(paths, new Journal(paths.journal), kind);
+  process.stdout.write(`${describeStorage(paths, r)}\n`);
 }
 
 async function ping(paths: SimPaths) {
@@ -61,14 +81,16 @@ function daemonMatch(paths: SimPaths): string {
   return `sim daemon --root ${paths.root} `;
 }
 
-async function up(paths: SimPaths, noNetwork: boolean): Promise<number> {
+async function up(paths: SimPaths, noNetwork: boolean, kind: StorageKind): Promise<number> {
   const running = await ping(paths);
   if (running) {
     process.stdout.write(`simulator already running (pid ${running.pid}) at ${paths.root}\n`);
+    if (kind === 'xfs') await storage(paths, kind);
     return 0;
   }
   mkdirSync(paths.root, { recursive: true });
   const journal = new Journal(paths.journal);
+  if (kind === 'xfs') await storage(paths, kind);
   journal.made({ kind: 'dir', path: paths.bin });
   mkdirSync(paths.bin, { recursive: true });
   writeFileSync(
@@ -152,7 +174,7 @@ async function daemon(paths: SimPaths, noNetwork: boolean): Promise<number> {
 }
 
 export async function runSim(argv: string[]): Promise<number> {
-  const { cmd, root, flags } = parseArgs(argv);
+  const { cmd, root, storage: storageArg, flags } = parseArgs(argv);
   if (!cmd || flags.has('help') || cmd === 'help') {
     process.stdout.write(USAGE);
     return cmd ? 0 : 2;
@@ -162,9 +184,14 @@ export async function runSim(argv: string[]): Promise<number> {
     return 2;
   }
   const paths = simPaths(root);
+  const kind = storageArg ?? (cmd === 'demo' ? 'xfs' : 'plain');
+  if (kind !== 'plain' && kind !== 'xfs') {
+    process.stderr.write(`zynclone sim ${cmd}: --storage must be plain or xfs, not '${kind}'\n`);
+    return 2;
+  }
   switch (cmd) {
     case 'up':
-      return up(paths, flags.has('no-network'));
+      return up(paths, flags.has('no-network'), kind);
     case 'down':
       return down(paths);
     case 'env':
@@ -173,7 +200,7 @@ export async function runSim(argv: string[]): Promise<number> {
       return daemon(paths, flags.has('no-network'));
     case 'demo': {
       const { runDemo } = await import('./demo/demo.js');
-      const rc = await up(paths, flags.has('no-network'));
+      const rc = await up(paths, flags.has('no-network'), kind);
       return rc === 0 ? runDemo(paths) : rc;
     }
     default:

@@ -20,7 +20,14 @@ export interface SimPaths {
   bin: string;
   xl: string;
   domains: string;
-  demo: string;
+  /** `DIR/etc/xen`: xl configs, where ZynClone looks for them on a Xen host. */
+  xenConfigDir: string;
+  /** `DIR/var`: the simulated host's /var; an XFS with reflink with `--storage xfs`. */
+  varDir: string;
+  /** `DIR/var.img`: the sparse image file behind the XFS at `varDir`. */
+  storageImage: string;
+  /** `DIR/var/lib/xen/images`: the demo VMs' disk images. */
+  images: string;
   /** Short tag for namespaces and other host-wide names, e.g. `zc1a2b3c`. */
   prefix: string;
 }
@@ -49,7 +56,10 @@ export function simPaths(rootArg: string): SimPaths {
     bin: join(abs, 'bin'),
     xl: join(abs, 'bin', 'xl'),
     domains: join(run, 'domains'),
-    demo: join(abs, 'demo'),
+    xenConfigDir: join(abs, 'etc', 'xen'),
+    varDir: join(abs, 'var'),
+    storageImage: join(abs, 'var.img'),
+    images: join(abs, 'var', 'lib', 'xen', 'images'),
     prefix,
   };
 }

@@ -108,6 +108,8 @@ function opt<T extends object>(o: T): T {
 }
 
 /** `xl list -l` JSON (libxl_domain_config per domain; fields at default are omitted by libxl). */
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
 export function parseXlListLong(stdout: string): XlDomainDetails[] {
   let data: unknown;
   try {
@@ -123,9 +125,10 @@ export function parseXlListLong(stdout: string): XlDomainDetails[] {
     const cfg = entry.config;
     const cInfo = isObj(cfg.c_info) ? cfg.c_info : {};
     const name = str(cInfo.name);
-    const uuid = str(cInfo.uuid);
+    // Real xl prints Domain-0's c_info with only type and name.
+    const uuid = str(cInfo.uuid) ?? NIL_UUID;
     const id = num(entry.domid);
-    if (id === undefined || name === undefined || uuid === undefined || !isVmUuid(uuid)) {
+    if (id === undefined || name === undefined || !isVmUuid(uuid)) {
       throw new XlParseError(
         'xl list -l output',
         `entry ${i} lacks domid, c_info.name or a valid c_info.uuid`,

@@ -1,8 +1,15 @@
 // Byte pipes to xenstored: its Unix socket in dom0, /dev/xen/xenbus in a guest.
 // A transport knows nothing of frames beyond "write this buffer in one go".
-import { close as fsClose, open as fsOpen, read as fsRead, write as fsWrite } from 'node:fs';
+import {
+  close as fsClose,
+  open as fsOpen,
+  read as fsRead,
+  write as fsWrite,
+  writeSync,
+} from 'node:fs';
 import { createConnection } from 'node:net';
 import { XsConnectionError } from './errors.js';
+import { XsType, encodeFrame } from './wire.js';
 
 export type XsTransportKind = 'socket' | 'xenbus';
 
@@ -92,8 +99,9 @@ function writeFd(fd: number, buf: Buffer): Promise<number> {
  * xenbus driver wants each write() to carry one whole message, so a frame is
  * written by a single call; short writes (pipes) are finished off.
  *
- * Known limit: close() cannot interrupt a read already blocked in the kernel;
- * that threadpool slot stays busy until the device next has data.
+ * close() cannot interrupt a read blocked in the kernel, and a blocked
+ * threadpool read keeps the process from exiting. So close() sends one last
+ * harmless request whose reply ends that read; the loop closes the fds then.
  */
 export function fdTransport(
   kind: XsTransportKind,
@@ -104,6 +112,7 @@ export function fdTransport(
   let done = false;
   let handlers: TransportHandlers | undefined;
   let writes: Promise<void> = Promise.resolve();
+  let reading = false;
   const closeFds = () => {
     fsClose(readFdNum, () => {});
     if (writeFdNum !== readFdNum) fsClose(writeFdNum, () => {});
@@ -118,13 +127,19 @@ export function fdTransport(
     const buf = Buffer.allocUnsafe(64 * 1024);
     while (!done) {
       let n: number;
+      reading = true;
       try {
         n = await readFd(readFdNum, buf);
       } catch (err) {
         finish(err as Error);
         return;
+      } finally {
+        reading = false;
       }
-      if (done) return;
+      if (done) {
+        closeFds();
+        return;
+      }
       if (n === 0) {
         finish();
         return;
@@ -154,10 +169,27 @@ export function fdTransport(
     close() {
       if (done) return;
       done = true;
-      closeFds();
+      if (!reading) {
+        closeFds();
+        return;
+      }
+      try {
+        // Synchronous, so it is on its way even if the process exits next.
+        writeSync(writeFdNum, WAKE_UP_FRAME);
+      } catch {
+        closeFds();
+      }
     },
   };
 }
+
+/** Any request answers; GET_DOMAIN_PATH of dom0 is allowed to every domain. */
+const WAKE_UP_FRAME = encodeFrame({
+  type: XsType.GET_DOMAIN_PATH,
+  reqId: 0xfffffff0,
+  txId: 0,
+  payload: Buffer.from('0\0'),
+});
 
 export function openXenbusTransport(path: string = DEFAULT_XENBUS_PATH): Promise<XsTransport> {
   return new Promise((resolve, reject) => {

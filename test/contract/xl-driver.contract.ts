@@ -9,7 +9,7 @@ import { XenError } from '../../src/xen/errors.js';
 import { type DomId, xsPaths } from '../../src/xen/paths.js';
 import { XlConfig } from '../../src/xen/xl-config/document.js';
 import type { XlDriver } from '../../src/xen/xl-driver.js';
-import { type XsWaitClient, waitForDomainGone } from '../../src/xen/xs-wait.js';
+import { type XsWaitClient, waitForDomainGone, waitForValue } from '../../src/xen/xs-wait.js';
 
 export interface XlDriverContractEnv {
   xl: XlDriver;
@@ -192,6 +192,19 @@ export function xlDriverContract(env: XlDriverContractEnv): ContractCase[] {
           const cloneUuid = randomUUID();
           const cloneCfg = join(env.workDir, `${cloneName}.cfg`);
           try {
+            // A guest that never ran cannot answer the suspend request xl save
+            // makes: let it boot until its kernel says it can suspend.
+            await env.xl.unpause(name);
+            if (env.xs) {
+              await waitForValue(
+                env.xs,
+                `${xsPaths.domain(domid)}/control/feature-suspend`,
+                (v) => v === '1',
+                {
+                  timeoutMs: 180_000,
+                },
+              );
+            }
             await env.xl.save(name, image, { paused: true });
             const orig = await listed(name);
             assert.ok(orig, 'the original survives xl save -p');

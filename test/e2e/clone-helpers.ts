@@ -238,12 +238,11 @@ export class CloneHost {
         logLevel: 'error',
       });
       const host = new CloneHost(fs, simEntry, vmcloneEntry);
-      const up = await (opts.plain ? host.sim('demo', '--no-network') : host.sim('demo'));
+      // The test's root is already on its own XFS (or meant to be plain).
+      const up = await (opts.plain
+        ? host.sim('demo', '--no-network', '--storage', 'plain')
+        : host.sim('demo', '--storage', 'plain'));
       if (up.code !== 0) throw new Error(`sim demo failed: ${up.stderr}${up.stdout}`);
-      mkdirSync(join(host.root, 'etc/xen'), { recursive: true });
-      for (const f of readdirSync(join(host.root, 'demo')).filter((n) => n.endsWith('.cfg'))) {
-        copyFileSync(join(host.root, 'demo', f), join(host.root, 'etc/xen', f));
-      }
       const socket = join(host.root, 'run/xenstored/socket');
       const nmEntry = join(fs.dir, 'net-monitor.mjs');
       await build({

@@ -183,7 +183,7 @@ describe.skipIf(!canRunE2e)('vmclone in the simulator', () => {
   });
 
   it('warns about SPICE-only consoles but makes the clone', async () => {
-    const dir = join(host.root, 'demo');
+    const dir = join(host.root, 'var/lib/xen/images');
     writeFileSync(join(dir, 'spice1.img'), Buffer.alloc(1024 * 1024, 1));
     writeFileSync(
       join(host.root, 'etc/xen/spice1.cfg'),

@@ -1,11 +1,18 @@
-// `sim down` removes every namespace, process, socket and file the simulator
-// made, also after the daemon was killed with SIGKILL.
+// `sim down` removes every namespace, process, socket, mount, loop device and
+// file the simulator made, also after the daemon was killed with SIGKILL.
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findProcesses } from '../../src/sim/journal.js';
 import { simPaths } from '../../src/sim/paths.js';
-import { SimFixture, exec, isRoot } from './helpers.js';
+import {
+  SimFixture,
+  canMountLoop,
+  exec,
+  isRoot,
+  loopsBackedUnder,
+  mountsBelow,
+} from './helpers.js';
 
 const fixtures: SimFixture[] = [];
 
@@ -16,15 +23,20 @@ afterEach(async () => {
 async function leftovers(fx: SimFixture) {
   const p = simPaths(fx.root);
   const ns = await exec('ip', ['netns', 'list']);
+  const image = await exec('losetup', ['-j', p.storageImage]);
   return {
     namespaces: ns.stdout.split('\n').filter((l) => l.startsWith(`${p.prefix}-`)),
     processes: findProcesses(fx.root),
     files: readdirSync(fx.root).filter((f) => !f.endsWith('.cfg')),
+    mounts: mountsBelow(fx.root),
+    loops: [...loopsBackedUnder(fx.root), ...image.stdout.split('\n').filter((l) => l !== '')],
   };
 }
 
-async function populate(fx: SimFixture): Promise<void> {
-  const up = await fx.sim('up');
+const nothing = { namespaces: [], processes: [], files: [], mounts: [], loops: [] };
+
+async function populate(fx: SimFixture, ...upArgs: string[]): Promise<void> {
+  const up = await fx.sim('up', ...upArgs);
   expect(up.code, up.stderr).toBe(0);
   writeFileSync(
     join(fx.root, 'g.cfg'),
@@ -42,7 +54,7 @@ describe('sim down', () => {
     await populate(fx);
     const down = await fx.sim('down');
     expect(down.code).toBe(0);
-    expect(await leftovers(fx)).toEqual({ namespaces: [], processes: [], files: [] });
+    expect(await leftovers(fx)).toEqual(nothing);
   });
 
   it('removes everything after the daemon was killed with SIGKILL', async () => {
@@ -55,7 +67,27 @@ describe('sim down', () => {
     if (isRoot) expect(before.namespaces.length).toBe(2);
     const down = await fx.sim('down');
     expect(down.code).toBe(0);
-    expect(await leftovers(fx)).toEqual({ namespaces: [], processes: [], files: [] });
+    expect(await leftovers(fx)).toEqual(nothing);
     expect(existsSync(join(fx.root, 'run'))).toBe(false);
   });
+
+  it.runIf(canMountLoop)(
+    'unmounts the XFS, detaches its loop device and deletes its image after SIGKILL',
+    async () => {
+      const fx = await SimFixture.create('zc-sim-xfs-kill-');
+      fixtures.push(fx);
+      await populate(fx, '--storage', 'xfs');
+      const p = simPaths(fx.root);
+      writeFileSync(join(p.varDir, 'data'), 'written on the simulated host\n');
+      const pid = Number(readFileSync(join(fx.root, 'run/sim.pid'), 'utf8'));
+      process.kill(pid, 'SIGKILL');
+      const before = await leftovers(fx);
+      expect(before.mounts).toEqual([p.varDir]);
+      expect(before.loops.length).toBeGreaterThanOrEqual(1);
+      const down = await fx.sim('down');
+      expect(down.code, down.stderr).toBe(0);
+      expect(down.stdout).toMatch(/mount .*\/var, loop device \/dev\/loop\d+, file .*var\.img/);
+      expect(await leftovers(fx)).toEqual(nothing);
+    },
+  );
 });

@@ -1,7 +1,7 @@
 // Runs the simulator the way a user does: its processes (daemon, xl) are the
 // real entry point, bundled once per test file so no build step is needed.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
@@ -83,3 +83,43 @@ export class SimFixture {
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Loop-mounted filesystems need root, a loop driver and xfsprogs. */
+export const canMountLoop =
+  isRoot &&
+  existsSync('/dev/loop-control') &&
+  ['/usr/sbin', '/sbin', '/usr/bin'].some((d) => existsSync(join(d, 'mkfs.xfs')));
+
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, o: string) =>
+    String.fromCharCode(Number.parseInt(o, 8)),
+  );
+}
+
+/** Mount points at or below `dir`, from /proc/self/mountinfo. */
+export function mountsBelow(dir: string): string[] {
+  const real = realpathSync(dir);
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((f): f is string => f !== undefined)
+    .map(unescapeMountinfo)
+    .filter((m) => m === real || m.startsWith(`${real}/`));
+}
+
+/** Loop devices whose backing file lies below `dir` (also a deleted one), from sysfs. */
+export function loopsBackedUnder(dir: string): string[] {
+  const real = realpathSync(dir);
+  const found: string[] = [];
+  for (const dev of readdirSync('/sys/block')) {
+    if (!dev.startsWith('loop')) continue;
+    let backing: string;
+    try {
+      backing = readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8').trim();
+    } catch {
+      continue; // not attached
+    }
+    if (backing.startsWith(`${real}/`)) found.push(`/dev/${dev}: ${backing}`);
+  }
+  return found;
+}

@@ -97,6 +97,17 @@ describe('xl list -l', () => {
     expect(win!.nics).toEqual([]);
   });
 
+  it('takes Domain-0 as real xl prints it: c_info with only type and name', () => {
+    const [dom0] = parseXlListLong(
+      '[{"domid":0,"config":{"c_info":{"type":"pv","name":"Domain-0"},"b_info":{}}}]',
+    );
+    expect(dom0).toMatchObject({
+      domid: 0,
+      name: 'Domain-0',
+      uuid: '00000000-0000-0000-0000-000000000000',
+    });
+  });
+
   it('refuses JSON without the libxl shape', () => {
     for (const bad of [
       '{',

@@ -1,8 +1,18 @@
-// `zynclone sim demo`: three VMs like those on a small office host. Their
-// configs are written to DIR/demo next to their disk files, so a user can
-// read, edit and re-create them with the simulator's xl.
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// `zynclone sim demo`: three VMs like those on a small office host, laid out
+// as on a Xen host: configs in DIR/etc/xen/<vm>.cfg (where ZynClone looks for
+// a VM's config), disks in DIR/var/lib/xen/images, on the same filesystem as
+// ZynClone's storage_dir (DIR/var/lib/zynclone/volumes) so clones are reflinks.
+// A user can read, edit and re-create them with the simulator's xl.
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { controlRequest } from '../control.js';
 import { Journal } from '../journal.js';
 import type { SimPaths } from '../paths.js';
@@ -74,27 +84,48 @@ disk = [ 'phy:${dir}/db01-root.img,xvda,w',
   },
 ];
 
+const DISK_HEADER_BYTES = 1024 * 1024;
+
+function diskHeader(vm: string, file: string): Buffer {
+  const buf = Buffer.alloc(DISK_HEADER_BYTES);
+  const line = Buffer.from(`ZynClone simulator demo disk ${file} of ${vm}\n`);
+  for (let off = 0; off + line.length <= buf.length; off += line.length) line.copy(buf, off);
+  return buf;
+}
+
+/** Makes `dir`, journaling (before) the topmost directory it creates, so `sim down` removes it. */
+function mkdirJournaled(dir: string, journal: Journal): void {
+  if (existsSync(dir)) return;
+  let top = dir;
+  while (!existsSync(dirname(top))) top = dirname(top);
+  journal.made({ kind: 'dir', path: top });
+  mkdirSync(dir, { recursive: true });
+}
+
 export async function runDemo(paths: SimPaths): Promise<number> {
   const journal = new Journal(paths.journal);
-  if (!existsSync(paths.demo)) {
-    journal.made({ kind: 'dir', path: paths.demo });
-    mkdirSync(paths.demo, { recursive: true });
-  }
+  mkdirJournaled(paths.xenConfigDir, journal);
+  mkdirJournaled(paths.images, journal);
   let rc = 0;
   for (const vm of DEMO_VMS) {
     for (const disk of vm.disks) {
-      const file = join(paths.demo, disk.file);
+      const file = join(paths.images, disk.file);
       if (existsSync(file)) continue;
-      // Disk images are sparse: a real host's would be too, and only their size shows.
+      // Disk images are sparse, as a real host's would be, except for their
+      // first MiB: a reflink clone shares those blocks, so `filefrag -v` can show it.
       const fd = openSync(file, 'w');
-      ftruncateSync(fd, disk.sizeMiB * 1024 * 1024);
-      closeSync(fd);
+      try {
+        writeSync(fd, diskHeader(vm.name, disk.file), 0, DISK_HEADER_BYTES, 0);
+        ftruncateSync(fd, disk.sizeMiB * 1024 * 1024);
+      } finally {
+        closeSync(fd);
+      }
     }
-    const cfg = join(paths.demo, `${vm.name}.cfg`);
-    writeFileSync(cfg, vm.config(paths.demo));
+    const cfg = join(paths.xenConfigDir, `${vm.name}.cfg`);
+    writeFileSync(cfg, vm.config(paths.images));
     const r = await controlRequest(
       paths.control,
-      { op: 'xl', argv: ['create', cfg], cwd: paths.demo },
+      { op: 'xl', argv: ['create', cfg], cwd: paths.xenConfigDir },
       (chunk) => {
         if ('err' in chunk) process.stderr.write(chunk.err);
         if ('out' in chunk) process.stdout.write(chunk.out);
@@ -103,6 +134,10 @@ export async function runDemo(paths: SimPaths): Promise<number> {
     const code = 'exit' in r ? r.exit : 1;
     if (code !== 0) rc = 1;
   }
-  if (rc === 0) process.stdout.write(`demo VMs running; configs and disks in ${paths.demo}\n`);
+  if (rc === 0) {
+    process.stdout.write(
+      `demo VMs running; configs in ${paths.xenConfigDir}, disks in ${paths.images}\n`,
+    );
+  }
   return rc;
 }
