@@ -3,10 +3,11 @@
 // this file uses node:assert only and no test framework.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { XenError } from '../../src/xen/errors.js';
 import { type DomId, xsPaths } from '../../src/xen/paths.js';
+import { parseDisk, printDisk } from '../../src/xen/xl-config/disk.js';
 import { XlConfig } from '../../src/xen/xl-config/document.js';
 import type { XlDriver } from '../../src/xen/xl-driver.js';
 import { type XsWaitClient, waitForDomainGone, waitForValue } from '../../src/xen/xs-wait.js';
@@ -191,6 +192,7 @@ export function xlDriverContract(env: XlDriverContractEnv): ContractCase[] {
           const cloneName = `${name}-clone`;
           const cloneUuid = randomUUID();
           const cloneCfg = join(env.workDir, `${cloneName}.cfg`);
+          const cloneDisks: string[] = [];
           try {
             // A guest that never ran cannot answer the suspend request xl save
             // makes: let it boot until its kernel says it can suspend.
@@ -213,6 +215,17 @@ export function xlDriverContract(env: XlDriverContractEnv): ContractCase[] {
 
             const cfg = XlConfig.parse(await readFile(cfgPath, 'utf8'), cfgPath);
             cfg.set('name', cloneName).set('uuid', cloneUuid);
+            // Xen's block hotplug script refuses a file already attached
+            // writable to another domain: the copy gets copies of the disks.
+            const disks = (cfg.getStrings('disk') ?? []).map(parseDisk);
+            for (const d of disks) {
+              if (!d.target) continue;
+              const copy = join(env.workDir, `${cloneName}-${d.vdev ?? 'disk'}.img`);
+              await copyFile(d.target, copy);
+              cloneDisks.push(copy);
+              d.target = copy;
+            }
+            if (disks.length > 0) cfg.set('disk', disks.map(printDisk));
             await writeFile(cloneCfg, cfg.print());
             const cloneId = await env.xl.restore(image, { paused: true, cfgPath: cloneCfg });
             try {
@@ -231,6 +244,7 @@ export function xlDriverContract(env: XlDriverContractEnv): ContractCase[] {
           } finally {
             await rm(image, { force: true });
             await rm(cloneCfg, { force: true });
+            for (const d of cloneDisks) await rm(d, { force: true });
           }
         }),
     },
