@@ -1,13 +1,17 @@
 // `zynclone clone-monitor`: the control domain's daemon that keeps
 // /tool/zynclone in XenStore in line with the state store (monitor.ts).
-import { parseArgs } from 'node:util';
 import { packageVersion } from '../../cli/version.js';
 import { zynclonePaths } from '../../core/paths.js';
 import { type StateStore, openStateStore } from '../../core/state/index.js';
 import { XlDriver } from '../../xen/index.js';
-import { XsClient } from '../../xenstore/index.js';
 import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from '../common/heartbeat.js';
 import { createLogger } from '../common/log.js';
+import {
+  connectUntilStopped,
+  parseDaemonArgs,
+  stopOnSignal,
+  xenstoreSocket,
+} from '../common/process.js';
 import { CloneMonitor, DEFAULT_POLL_MS } from './monitor.js';
 
 export const DAEMON_NAME = 'clone-monitor';
@@ -24,10 +28,6 @@ const USAGE = `usage: zynclone clone-monitor [options]
                         (default yes with root /, no under another root)
 `;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function intOption(name: string, text: string, min: number, max: number): number {
   const n = Number(text);
   if (!/^[0-9]+$/.test(text) || n < min || n > max) {
@@ -39,31 +39,16 @@ function intOption(name: string, text: string, min: number, max: number): number
 }
 
 export async function runCloneMonitor(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        xenstore: { type: 'string' },
-        root: { type: 'string' },
-        'netdd-domid': { type: 'string', default: '0' },
-        'console-domid': { type: 'string', default: '0' },
-        'heartbeat-ms': { type: 'string', default: String(DEFAULT_HEARTBEAT_MS) },
-        'poll-ms': { type: 'string', default: String(DEFAULT_POLL_MS) },
-        'manage-bridge': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    process.stderr.write(`zynclone clone-monitor: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const values = parseDaemonArgs(DAEMON_NAME, USAGE, argv, {
+    xenstore: { type: 'string' },
+    root: { type: 'string' },
+    'netdd-domid': { type: 'string', default: '0' },
+    'console-domid': { type: 'string', default: '0' },
+    'heartbeat-ms': { type: 'string', default: String(DEFAULT_HEARTBEAT_MS) },
+    'poll-ms': { type: 'string', default: String(DEFAULT_POLL_MS) },
+    'manage-bridge': { type: 'string' },
+  });
+  if (typeof values === 'number') return values;
   let netdd: number;
   let consoleDomid: number;
   let heartbeatMs: number;
@@ -85,26 +70,11 @@ export async function runCloneMonitor(argv: string[]): Promise<number> {
     process.stderr.write(`zynclone clone-monitor: ${(err as Error).message}\n`);
     return 2;
   }
-  const socket =
-    (values.xenstore as string | undefined) ??
-    process.env.XENSTORED_PATH ??
-    '/run/xenstored/socket';
+  const socket = xenstoreSocket(values);
   const version = packageVersion();
   const log = createLogger(DAEMON_NAME);
 
-  let stopping = false;
-  let wake: (() => void) | undefined;
-  const stopped = new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      if (stopping) return;
-      log.info('stopping; XenStore keeps what was published', { signal: sig });
-      stopping = true;
-      wake?.();
-      resolve();
-    };
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-    process.once('SIGINT', () => onSignal('SIGINT'));
-  });
+  const stop = stopOnSignal(log, 'stopping; XenStore keeps what was published');
 
   log.info('starting', { version, socket, root: paths.root, netdd, console: consoleDomid });
   let store: StateStore;
@@ -115,21 +85,7 @@ export async function runCloneMonitor(argv: string[]): Promise<number> {
     return 1;
   }
 
-  let xs: XsClient | undefined;
-  for (let delay = 100; !stopping; delay = Math.min(delay * 2, 5000)) {
-    try {
-      xs = await XsClient.connect({ path: socket, transport: 'socket', logger: log });
-      break;
-    } catch (err) {
-      log.warn('xenstore unreachable; retrying', { error: err, retryMs: delay });
-      await Promise.race([
-        sleep(delay),
-        new Promise<void>((r) => {
-          wake = r;
-        }),
-      ]);
-    }
-  }
+  const xs = await connectUntilStopped(socket, log, stop, 'xenstore unreachable; retrying');
   if (!xs) {
     store.close();
     return 0;
@@ -151,7 +107,7 @@ export async function runCloneMonitor(argv: string[]): Promise<number> {
     await monitor.start();
     heartbeat = startHeartbeat(xs, DAEMON_NAME, version, heartbeatMs, log);
     log.info('watching', { path: '/tool/zynclone/vm' });
-    await stopped;
+    await stop.stopped;
   } catch (err) {
     log.error('clone monitor failed', { error: err });
     return 1;

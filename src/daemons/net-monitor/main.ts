@@ -1,11 +1,15 @@
 // `zynclone net-monitor`: the network domain's part of ZynClone. It reads
 // only XenStore and keeps one nftables table of its own (nft-script.ts).
-import { parseArgs } from 'node:util';
 import { packageVersion } from '../../cli/version.js';
 import { checkTableSpec } from '../../core/lockdown/nft-script.js';
-import { XsClient } from '../../xenstore/index.js';
 import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from '../common/heartbeat.js';
 import { createLogger } from '../common/log.js';
+import {
+  connectUntilStopped,
+  parseDaemonArgs,
+  stopOnSignal,
+  xenstoreSocket,
+} from '../common/process.js';
 import { NetMonitor, ensureTable } from './monitor.js';
 import { type NftBackend, NftError, createNftExecutor } from './nft-exec.js';
 
@@ -21,35 +25,16 @@ const USAGE = `usage: zynclone net-monitor [options]
   --heartbeat-ms N         heartbeat interval (default ${DEFAULT_HEARTBEAT_MS})
 `;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 export async function runNetMonitor(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        xenstore: { type: 'string' },
-        netns: { type: 'string' },
-        table: { type: 'string', default: 'zynclone' },
-        'clone-vif-prefix': { type: 'string', default: 'zcv' },
-        'nft-backend': { type: 'string', default: 'libnftables' },
-        'heartbeat-ms': { type: 'string', default: String(DEFAULT_HEARTBEAT_MS) },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    process.stderr.write(`zynclone net-monitor: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const values = parseDaemonArgs(DAEMON_NAME, USAGE, argv, {
+    xenstore: { type: 'string' },
+    netns: { type: 'string' },
+    table: { type: 'string', default: 'zynclone' },
+    'clone-vif-prefix': { type: 'string', default: 'zcv' },
+    'nft-backend': { type: 'string', default: 'libnftables' },
+    'heartbeat-ms': { type: 'string', default: String(DEFAULT_HEARTBEAT_MS) },
+  });
+  if (typeof values === 'number') return values;
   const spec = {
     table: values.table as string,
     cloneVifPrefix: values['clone-vif-prefix'] as string,
@@ -68,28 +53,13 @@ export async function runNetMonitor(argv: string[]): Promise<number> {
     process.stderr.write(`zynclone net-monitor: ${(err as Error).message}\n`);
     return 2;
   }
-  const socket =
-    (values.xenstore as string | undefined) ??
-    process.env.XENSTORED_PATH ??
-    '/run/xenstored/socket';
+  const socket = xenstoreSocket(values);
   const netns = (values.netns as string | undefined) ?? (process.env.ZYNCLONE_NETNS || undefined);
   const version = packageVersion();
   const log = createLogger(DAEMON_NAME);
 
   let nft = createNftExecutor({ netns, backend: backend as NftBackend });
-  let stopping = false;
-  let wake: (() => void) | undefined;
-  const stopped = new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      if (stopping) return;
-      log.info('stopping; the nftables table stays as it is', { signal: sig });
-      stopping = true;
-      wake?.();
-      resolve();
-    };
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-    process.once('SIGINT', () => onSignal('SIGINT'));
-  });
+  const stop = stopOnSignal(log, 'stopping; the nftables table stays as it is');
 
   log.info('starting', { version, socket, netns, ...spec, backend });
   // The standing rule first: clone vifs are dropped before we know anything else.
@@ -116,24 +86,12 @@ export async function runNetMonitor(argv: string[]): Promise<number> {
     return 1;
   }
 
-  let xs: XsClient | undefined;
-  for (let delay = 100; !stopping; delay = Math.min(delay * 2, 5000)) {
-    try {
-      xs = await XsClient.connect({ path: socket, transport: 'socket', logger: log });
-      break;
-    } catch (err) {
-      log.warn('xenstore unreachable; the table keeps its last state', {
-        error: err,
-        retryMs: delay,
-      });
-      await Promise.race([
-        sleep(delay),
-        new Promise<void>((r) => {
-          wake = r;
-        }),
-      ]);
-    }
-  }
+  const xs = await connectUntilStopped(
+    socket,
+    log,
+    stop,
+    'xenstore unreachable; the table keeps its last state',
+  );
   if (!xs) {
     await nft.close();
     return 0;
@@ -144,7 +102,7 @@ export async function runNetMonitor(argv: string[]): Promise<number> {
   try {
     await monitor.start();
     log.info('watching', { path: '/tool/zynclone/vm' });
-    await stopped;
+    await stop.stopped;
   } catch (err) {
     log.error('net monitor failed', { error: err });
     return 1;
