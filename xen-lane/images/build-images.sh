@@ -3,7 +3,7 @@
 #   xen            the hypervisor (multiboot ELF, gunzipped)
 #   vmlinuz        the dom0 kernel
 #   base-KEY.cpio  dom0 userspace: busybox, bash, xl, xenstored, oxenstored,
-#                  hotplug scripts, lvm2, xfsprogs, Node, modules
+#                  hotplug scripts, lvm2, xfsprogs, nftables, Node, modules
 #   guest-KEY.cpio the test guests' kernel (uncompressed vmlinux: libxenguest's
 #                  userspace xz is slow under emulation) and initramfs
 # Nothing is installed on the host: packages are fetched with `apt-get
@@ -34,6 +34,7 @@ pkgs=(
   libyajl2 "$kernel_pkg" busybox-static kmod bridge-utils bash
   lvm2 dmsetup libdevmapper1.02.1 libdevmapper-event1.02.1 libaio1
   thin-provisioning-tools libedit2 xfsprogs libinih1 liburcu8
+  nftables libnftables1 libnftnl11 libmnl0 libjansson4 libxtables12 libgmp10
 )
 
 # One apt-cache call for all packages: each call costs about half a second.
@@ -173,7 +174,7 @@ base="$out/base-$base_key.cpio"
 
 dom0_modules=(
   xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback xen-blkback
-  bridge tun loop dm-mod dm-thin-pool dm-snapshot xfs
+  bridge tun loop dm-mod dm-thin-pool dm-snapshot xfs nf_tables nft_meta_bridge
 )
 
 if [ ! -f "$base" ]; then
