@@ -113,8 +113,9 @@ EOF
 # better-sqlite3 is a native addon: esbuild cannot bundle its .node file, so
 # it stays an import resolved from node_modules beside the bundle (dom0:
 # /lane/node_modules, copied below; host: a link to the repository's).
+version=$(node -p 'require("./package.json").version')
 esb=(node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node20 --log-level=warning
-  "--banner:js=$banner" --external:better-sqlite3)
+  "--banner:js=$banner" --external:better-sqlite3 "--define:ZYNCLONE_VERSION=\"$version\"")
 "${esb[@]}" "$gen/dom0-entry.ts" --outfile="$gen/dom0-runner.mjs"
 "${esb[@]}" "$gen/net-monitor-entry.ts" --outfile="$gen/net-monitor.mjs"
 "${esb[@]}" "$gen/host-entry.ts" --outfile="$gen/host-harness.mjs"

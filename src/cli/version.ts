@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
 
-/** The package version, read once from the package.json the code ships with. */
+// Set by bundlers (esbuild --define), where no package.json travels along.
+declare const ZYNCLONE_VERSION: string | undefined;
+
+/** The package version: the bundler's, else read from the package.json the code ships with. */
 export function packageVersion(): string {
+  if (typeof ZYNCLONE_VERSION === 'string') return ZYNCLONE_VERSION;
   // Compiled files live in dist/src/cli/, sources in src/cli/: look upwards.
   for (const rel of ['../../package.json', '../../../package.json']) {
     try {
