@@ -114,7 +114,25 @@ export class AckStandIn {
  * network domain namespace, when it can run here (nft with libnftables).
  */
 export class RealNetMonitor {
-  private constructor(private readonly child: ChildProcess) {}
+  private constructor(
+    private child: ChildProcess,
+    private readonly startArgs: [string, string, string, string],
+  ) {}
+
+  /** SIGKILLs the monitor, as a crash would; its nftables table stays. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts a new monitor process with the same arguments. */
+  async restart(): Promise<void> {
+    const next = await RealNetMonitor.start(...this.startArgs);
+    if (!next) throw new Error('the net monitor did not come back');
+    this.child = next.child;
+  }
 
   static async start(
     entry: string,
@@ -122,6 +140,9 @@ export class RealNetMonitor {
     netns: string,
     log: string,
   ): Promise<RealNetMonitor | undefined> {
+    const before = existsSync(log)
+      ? readFileSync(log, 'utf8').split('"msg":"watching"').length - 1
+      : 0;
     const out = openSync(log, 'a');
     const child = spawn(
       process.execPath,
@@ -142,7 +163,8 @@ export class RealNetMonitor {
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) return undefined;
-      if (readFileSync(log, 'utf8').includes('"msg":"watching"')) return new RealNetMonitor(child);
+      const watching = readFileSync(log, 'utf8').split('"msg":"watching"').length - 1;
+      if (watching > before) return new RealNetMonitor(child, [entry, socket, netns, log]);
       await new Promise((r) => setTimeout(r, 100));
     }
     child.kill('SIGKILL');

@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloneHost, canRunE2e, run } from './clone-helpers.js';
+import { CloneHost, RealNetMonitor, canRunE2e, run } from './clone-helpers.js';
 
 describe.skipIf(!canRunE2e)('vmclone in the simulator', () => {
   let host: CloneHost;
@@ -240,6 +240,42 @@ describe.skipIf(!canRunE2e)('vmclone in the simulator', () => {
       host.ack!.resume();
       await vm('config', 'web01', '--unset', 'lockdown_ack_timeout_ms');
     }
+  });
+
+  it('keeps a new clone paused while the net monitor is dead, until a restarted monitor acknowledges', async (ctx) => {
+    if (!(host.ack instanceof RealNetMonitor)) ctx.skip();
+    const monitor = host.ack as RealNetMonitor;
+    await monitor.kill();
+    let created: Promise<Awaited<ReturnType<typeof vm>>> | undefined;
+    let restarted = false;
+    try {
+      created = vm('create', 'web01', '--online');
+      let clone: { domid: number; state: string } | undefined;
+      for (let i = 0; i < 100 && !clone; i++) {
+        clone = (await host.domains()).get('web01-clone');
+        if (!clone) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(clone, 'the clone domain was created').toBeDefined();
+      // Without an ack the clone never runs: watch it stay paused for a while.
+      for (let i = 0; i < 5; i++) {
+        expect((await host.domains()).get('web01-clone')?.state).toContain('p');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await monitor.restart();
+      restarted = true;
+      const r = await created;
+      expect(r.code, r.stderr).toBe(0);
+      expect((await host.domains()).get('web01-clone')?.state).not.toContain('p');
+      const st = JSON.parse((await vm('status', 'web01', '--json')).stdout) as {
+        lockdown: { generation: number; ack: number };
+      };
+      expect(st.lockdown.ack).toBeGreaterThanOrEqual(st.lockdown.generation);
+    } finally {
+      if (!restarted) await monitor.restart().catch(() => {});
+      await created;
+      expect((await vm('remove', 'web01')).code).toBe(0);
+    }
+    expect(await host.leftovers('web01')).toEqual([]);
   });
 
   it('lets only one of two concurrent creates of a VM run; the other is busy', async () => {
