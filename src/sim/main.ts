@@ -15,8 +15,9 @@ import { controlRequest } from './control.js';
 import { SimDaemon } from './host/daemon.js';
 import { Journal, undoJournal } from './journal.js';
 import { type SimPaths, simPaths } from './paths.js';
-import { sleep } from './proc.js';
+import { shq, sleep } from './proc.js';
 import { type StorageKind, describeStorage, ensureStorage } from './storage.js';
+import { xlLauncher } from './xl/launcher.js';
 
 const USAGE = `usage: zynclone sim <command> --root DIR
   up [--no-network] [--storage plain|xfs]
@@ -33,10 +34,6 @@ const USAGE = `usage: zynclone sim <command> --root DIR
 /** The script node runs for the daemon and for DIR/bin/xl. */
 export function simEntry(): string {
   return process.env.ZYNCLONE_SIM_ENTRY ?? fileURLToPath(new URL('./bin.js', import.meta.url));
-}
-
-function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 interface Args {
@@ -93,10 +90,7 @@ async function up(paths: SimPaths, noNetwork: boolean, kind: StorageKind): Promi
   if (kind === 'xfs') await storage(paths, kind);
   journal.made({ kind: 'dir', path: paths.bin });
   mkdirSync(paths.bin, { recursive: true });
-  writeFileSync(
-    paths.xl,
-    `#!/bin/sh\n# xl of the ZynClone simulator at ${paths.root}\nZYNCLONE_SIM_ROOT=${shq(paths.root)}\nexport ZYNCLONE_SIM_ROOT\nexec ${shq(process.execPath)} ${shq(simEntry())} xl "$@"\n`,
-  );
+  writeFileSync(paths.xl, xlLauncher(paths, process.execPath, simEntry()));
   chmodSync(paths.xl, 0o755);
   journal.made({ kind: 'file', path: paths.log });
   journal.made({ kind: 'proc', match: daemonMatch(paths) });

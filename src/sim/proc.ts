@@ -112,3 +112,8 @@ function isZombie(pid: number): boolean {
     return false;
   }
 }
+
+/** Quotes `s` for a POSIX shell script the simulator writes (never one it runs). */
+export function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}

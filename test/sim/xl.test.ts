@@ -1,10 +1,12 @@
 // The simulator's xl as a user (or ZynClone's xl driver) sees it: formats,
 // exit codes, and the XenStore layout libxl writes.
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { simPaths } from '../../src/sim/paths.js';
+import { xlLauncher } from '../../src/sim/xl/launcher.js';
 import { XsClient } from '../../src/xenstore/index.js';
-import { SimFixture } from './helpers.js';
+import { SimFixture, exec } from './helpers.js';
 
 let fx: SimFixture;
 let xs: XsClient;
@@ -27,6 +29,24 @@ beforeAll(async () => {
 afterAll(async () => {
   await xs?.close();
   await fx?.dispose();
+});
+
+describe('the xl launcher', () => {
+  // Both launchers: the Python client where Debian's python3 exists, the
+  // Node one elsewhere; each must behave as the same xl.
+  for (const python of [true, false]) {
+    it(`relays output and exit codes (${python ? 'python3' : 'node'} launcher)`, async () => {
+      const launcher = join(fx.work, `xl-${python ? 'py' : 'node'}`);
+      writeFileSync(launcher, xlLauncher(simPaths(fx.root), process.execPath, fx.entry, python));
+      chmodSync(launcher, 0o755);
+      const list = await exec(launcher, ['list']);
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toMatch(/^Name\s+ID\s+Mem VCPUs\tState\tTime\(s\)\nDomain-0\s+0 /);
+      const missing = await exec(launcher, ['domid', 'no-such-vm']);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain("Can't get domid of domain name 'no-such-vm'");
+    });
+  }
 });
 
 describe('sim env', () => {
