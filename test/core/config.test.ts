@@ -128,6 +128,19 @@ describe('effective configuration', () => {
     expect(err.message).toMatch(/listed twice/);
   });
 
+  it('refuses a host-wide key in an override, naming base.json, and keeps it in base.json', () => {
+    writeBase({ clone_vif_prefix: 'zcx' });
+    expect(effectiveConfig('web1', paths).values.clone_vif_prefix).toBe('zcx');
+    const before = snapshotFiles();
+    expect(() => setOverride('web1', 'clone_vif_prefix', 'zcy', paths)).toThrow(
+      expect.objectContaining({
+        code: 'CONFIG_INVALID',
+        message: expect.stringMatching(/clone_vif_prefix.*host-wide.*base\.json/s),
+      }),
+    );
+    expect(snapshotFiles()).toEqual(before);
+  });
+
   it('refuses unknown keys and suggests the close one', () => {
     writeBase({ clone_vif_msk: 'all', totally_unrelated_setting: 1 });
     const err = configError(() => effectiveConfig('web1', paths));
@@ -300,7 +313,7 @@ describe('guest cfg files', () => {
       shared_volumes: ['vdev=xvdb, target="/srv/a b.img"', 'xvdc'],
       storage_volume_group: 'vg0',
     };
-    writeOverride('web1', values);
+    writeBase(values);
     const eff = writeGuestCfg('web1', paths);
     expect(parseGuestCfg(readFileSync(eff.guestCfgFile, 'utf8'))).toEqual(values);
   });

@@ -11,6 +11,7 @@ import { ConfigError, type ConfigIssue, showValue } from './errors.js';
 import { formatGuestCfg, parseGuestCfg } from './guest-cfg.js';
 import {
   CONFIG_KEYS,
+  CONFIG_SCHEMA,
   type ConfigKey,
   type ZyncloneConfig,
   checkValue,
@@ -122,6 +123,16 @@ function combine(
   };
   const baseValues = collect(base.raw, baseFile);
   const overrideValues = collect(override.raw, overrideFile);
+  for (const key of CONFIG_KEYS) {
+    if (CONFIG_SCHEMA[key].hostWide && overrideValues[key] !== undefined) {
+      issues.push({
+        file: overrideFile,
+        key,
+        value: showValue(overrideValues[key]),
+        message: `is host-wide and can only be set in ${baseFile}: the network domain's standing drop rule matches one prefix for every VM, so a per-VM value would escape it`,
+      });
+    }
+  }
   if (issues.length > 0) throw new ConfigError('CONFIG_INVALID', issues);
 
   const values = defaultConfig() as unknown as Record<string, unknown>;

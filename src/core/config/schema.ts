@@ -88,6 +88,8 @@ interface SpecBase<T> {
   readonly default: T;
   /** One or two sentences for docs and the JSON Schema. */
   readonly description: string;
+  /** Only base.json may set it: one value holds for every VM of the host. */
+  readonly hostWide?: true;
 }
 export type KeySpec =
   | (SpecBase<string> & {
@@ -178,7 +180,8 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
       '1-7 lower-case letters or digits starting with a letter, not overlapping "vif" or "tap"',
     description:
       'Prefix of clone vif names (vifname=<prefix><first 8 hex digits of the clone UUID>.<devid>); the network domain drops ' +
-      'every frame of interfaces with this prefix unless it has allowed that vif.',
+      'every frame of interfaces with this prefix unless it has allowed that vif. Host-wide: base.json only.',
+    hostWide: true,
   },
   mac_policy: {
     type: 'enum',
