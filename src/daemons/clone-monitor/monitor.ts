@@ -1,18 +1,3 @@
-// clone_monitor's loop: state store + configuration + xl -> /tool/zynclone/vm
-// (docs/xenstore-contract.md), and the frontend half of the vif lockdown.
-//
-// - The state store is the source of truth: XenStore is rebuilt from it, never
-//   the other way round. A VM in XenStore without a clone in the store is
-//   unpublished; a VM whose published subtree differs from what the store,
-//   the configuration and the running domains imply is published again
-//   (publishVm, generation written last).
-// - A VM with an operation running is left alone: the lifecycle publishes it
-//   and waits for the net monitor's ack of its own generation; the next pass
-//   after the operation has finished (the store changed) takes over.
-// - Passes run on: start, XenStore reconnects (watch `resync`), state store
-//   commits (PRAGMA data_version), configuration file changes, the kick node,
-//   domains appearing or going (@introduceDomain/@releaseDomain), and any
-//   change under vm/ (a deleted or tampered node is put back).
 import { ensureIsolationBridge } from '../../core/clones/bridge.js';
 import {
   type PublishedVif,
@@ -33,6 +18,22 @@ import type { CloneRecord, StateStore } from '../../core/state/index.js';
 import { type VifSpec, type XlDriver, printVif } from '../../xen/index.js';
 import { type XsClient, type XsWatch, isXsErrno } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
+// clone_monitor's loop: state store + configuration + xl -> /tool/zynclone/vm
+// (docs/xenstore-contract.md), and the frontend half of the vif lockdown.
+//
+// - The state store is the source of truth: XenStore is rebuilt from it, never
+//   the other way round. A VM in XenStore without a clone in the store is
+//   unpublished; a VM whose published subtree differs from what the store,
+//   the configuration and the running domains imply is published again
+//   (publishVm, generation written last).
+// - A VM with an operation running is left alone: the lifecycle publishes it
+//   and waits for the net monitor's ack of its own generation; the next pass
+//   after the operation has finished (the store changed) takes over.
+// - Passes run on: start, XenStore reconnects (watch `resync`), state store
+//   commits (PRAGMA data_version), configuration file changes, the kick node,
+//   domains appearing or going (@introduceDomain/@releaseDomain), and any
+//   change under vm/ (a deleted or tampered node is put back).
+import { PassScheduler } from '../common/pass-scheduler.js';
 import { ChangeProbe } from './change-probe.js';
 import { type CloneFacts, XL_DEFAULT_BRIDGE, readCloneFacts } from './facts.js';
 import {
@@ -119,14 +120,10 @@ export class CloneMonitor {
   private readonly agreed = new Map<string, { key: string; fp: string }>();
   private readonly problemsWritten = new Map<string, string>();
   private domains = new Map<string, number>();
-  private readonly dirty = new Set<string>();
-  private fullPending = true;
+  private readonly passes: PassScheduler;
   private identityPending = true;
-  private draining: Promise<void> | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
   private followUpTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
-  private retryDelay = RETRY_MIN_MS;
   private readonly watches: XsWatch[] = [];
   private readonly loops: Promise<void>[] = [];
   private stopped = false;
@@ -137,6 +134,13 @@ export class CloneMonitor {
     this.pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
     this.manageBridge = opts.manageBridge ?? opts.paths.root === '/';
     this.ensureBridge = opts.ensureBridge ?? ensureIsolationBridge;
+    this.passes = new PassScheduler({
+      pass: (full, dirty) => this.pass(full, dirty),
+      onError: (err, retryMs) =>
+        this.o.log.error('reconcile pass failed; retrying', { error: err, retryMs }),
+      retryMinMs: RETRY_MIN_MS,
+      retryMaxMs: RETRY_MAX_MS,
+    });
   }
 
   /** Called after every pass. */
@@ -157,41 +161,38 @@ export class CloneMonitor {
     await follow(VM_ROOT, (p) => {
       const rest = p.startsWith(`${VM_ROOT}/`) ? p.slice(VM_ROOT.length + 1) : '';
       const vm = rest.split('/')[0];
-      if (vm) this.dirty.add(vm);
-      else this.fullPending = true;
+      if (vm) this.passes.markDirty(vm);
+      else this.passes.markFull();
     });
-    await follow(KICK_NODE, () => {
-      this.fullPending = true;
-    });
+    await follow(KICK_NODE, () => this.passes.markFull());
     for (const special of ['@introduceDomain', '@releaseDomain']) {
       await follow(special, () => {
-        this.fullPending = true;
+        this.passes.markFull();
         this.followUp();
       });
     }
     this.pollTimer = setInterval(() => this.poll(), this.pollMs);
-    this.schedule();
+    this.passes.markFull();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of [this.retryTimer, this.followUpTimer]) if (t) clearTimeout(t);
+    if (this.followUpTimer) clearTimeout(this.followUpTimer);
     if (this.pollTimer) clearInterval(this.pollTimer);
     await Promise.all(this.watches.map((w) => w.close().catch(() => {})));
     await Promise.all(this.loops);
-    await this.draining;
+    await this.passes.stop();
     this.probe?.close();
   }
 
   /** Asks for a full pass (as the kick node does). */
   requestFullPass(): void {
-    this.fullPending = true;
-    this.schedule();
+    this.passes.markFull();
   }
 
   /** Resolves once no pass is running or pending (tests). */
-  async idle(): Promise<void> {
-    while (this.draining) await this.draining;
+  idle(): Promise<void> {
+    return this.passes.idle();
   }
 
   private poll(): void {
@@ -222,52 +223,15 @@ export class CloneMonitor {
           // XenStore may have restarted empty: permissions and every VM again.
           this.agreed.clear();
           this.problemsWritten.clear();
-          this.fullPending = true;
           this.identityPending = true;
           this.o.log.info('xenstore reconnected: full reconcile', { watch: watch.path });
+          this.passes.markFull();
         } else {
           onEvent(item.path);
         }
-        this.schedule();
       }
     } catch (err) {
       if (!this.stopped) this.o.log.error('watch ended', { path: watch.path, error: err });
-    }
-  }
-
-  private schedule(): void {
-    if (this.stopped || this.draining || this.retryTimer) return;
-    if (!this.fullPending && this.dirty.size === 0) return;
-    this.draining = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.drain())
-      .finally(() => {
-        this.draining = undefined;
-        if (this.fullPending || this.dirty.size > 0) this.schedule();
-      });
-  }
-
-  private async drain(): Promise<void> {
-    while (!this.stopped && (this.fullPending || this.dirty.size > 0)) {
-      const full = this.fullPending;
-      const dirty = [...this.dirty];
-      this.fullPending = false;
-      this.dirty.clear();
-      try {
-        await this.pass(full, dirty);
-        this.retryDelay = RETRY_MIN_MS;
-      } catch (err) {
-        this.fullPending = true;
-        this.o.log.error('reconcile pass failed; retrying', {
-          error: err,
-          retryMs: this.retryDelay,
-        });
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.schedule();
-        }, this.retryDelay);
-        this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay * 2);
-        return;
-      }
     }
   }
 
@@ -403,7 +367,7 @@ export class CloneMonitor {
     if (d === undefined) {
       if (store.getClone(vm) !== undefined) {
         // Created since the last full pass.
-        this.fullPending = true;
+        this.passes.markFull();
         return;
       }
       if ((await readLeaves(xs, base, new Set())) !== undefined) {

@@ -1,16 +1,3 @@
-// The net monitor's loop: XenStore `vm/` -> planned sets -> one nftables
-// transaction -> acknowledgements in `net/`.
-//
-// Order of duties, each chosen to fail closed:
-// 1. Before XenStore is reached, the table exists (created with empty sets if
-//    missing; left untouched if present, so the last lockdown holds).
-// 2. A full pass (start, and every watch resync after a reconnect) reads all
-//    of `vm/` and rewrites the sets in one transaction.
-// 3. A watch event marks its VM dirty; dirty VMs are re-read and only the set
-//    differences are applied. Events that arrive while a pass runs are
-//    batched into the next one, so bursts coalesce without a timer delay.
-// 4. Only after nftables has committed is a generation acknowledged.
-// Nothing ever flushes the table; stopping leaves it as it is.
 import {
   type LockdownPlan,
   type NftSets,
@@ -30,6 +17,20 @@ import {
 } from '../../core/lockdown/nft-script.js';
 import { type XsClient, type XsWatch, isXsErrno } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
+// The net monitor's loop: XenStore `vm/` -> planned sets -> one nftables
+// transaction -> acknowledgements in `net/`.
+//
+// Order of duties, each chosen to fail closed:
+// 1. Before XenStore is reached, the table exists (created with empty sets if
+//    missing; left untouched if present, so the last lockdown holds).
+// 2. A full pass (start, and every watch resync after a reconnect) reads all
+//    of `vm/` and rewrites the sets in one transaction.
+// 3. A watch event marks its VM dirty; dirty VMs are re-read and only the set
+//    differences are applied. Events that arrive while a pass runs are
+//    batched into the next one, so bursts coalesce without a timer delay.
+// 4. Only after nftables has committed is a generation acknowledged.
+// Nothing ever flushes the table; stopping leaves it as it is.
+import { PassScheduler } from '../common/pass-scheduler.js';
 import type { NftExecutor } from './nft-exec.js';
 import { NET_ROOT, VM_ROOT, readAllVms, readVm, vmOfPath } from './snapshot.js';
 
@@ -81,11 +82,7 @@ export class NetMonitor {
   private applied: NftSets | undefined;
   /** Per VM, the `applied` JSON last written with its ack. */
   private readonly acked = new Map<string, string>();
-  private readonly dirty = new Set<string>();
-  private fullPending = true;
-  private draining: Promise<void> | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelay = RETRY_MIN_MS;
+  private readonly passes: PassScheduler;
   private rulesetGeneration: number | undefined;
   private watch: XsWatch | undefined;
   private loop: Promise<void> | undefined;
@@ -97,6 +94,17 @@ export class NetMonitor {
     this.nft = opts.nft;
     this.spec = opts.spec;
     this.log = opts.log;
+    this.passes = new PassScheduler({
+      pass: (full, dirty) => this.pass(full, dirty),
+      // Keep whatever nftables holds; try again from a full read later.
+      onError: (err, retryMs) =>
+        this.log.error('lockdown pass failed; keeping the current ruleset and retrying', {
+          error: err,
+          retryMs,
+        }),
+      retryMinMs: RETRY_MIN_MS,
+      retryMaxMs: RETRY_MAX_MS,
+    });
   }
 
   /** Called after every pass that changed something or acknowledged something. */
@@ -108,21 +116,20 @@ export class NetMonitor {
   async start(): Promise<void> {
     this.watch = await this.xs.watch(VM_ROOT);
     this.loop = this.consume(this.watch);
-    this.schedule();
+    this.passes.markFull();
   }
 
   /** Stops watching; the table stays exactly as last applied. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.watch?.close().catch(() => {});
     await this.loop;
-    await this.draining;
+    await this.passes.stop();
   }
 
   /** Resolves once no pass is running or pending (for tests and benchmarks). */
-  async idle(): Promise<void> {
-    while (this.draining) await this.draining;
+  idle(): Promise<void> {
+    return this.passes.idle();
   }
 
   private async consume(watch: XsWatch): Promise<void> {
@@ -130,54 +137,15 @@ export class NetMonitor {
       for await (const item of watch) {
         if (item.kind === 'resync') {
           this.log.info('xenstore reconnected: full reconcile');
-          this.fullPending = true;
+          this.passes.markFull();
         } else {
           const vm = vmOfPath(item.path);
-          if (vm === undefined) this.fullPending = true;
-          else this.dirty.add(vm);
+          if (vm === undefined) this.passes.markFull();
+          else this.passes.markDirty(vm);
         }
-        this.schedule();
       }
     } catch (err) {
       if (!this.stopped) this.log.error('watch ended', { error: err });
-    }
-  }
-
-  private schedule(): void {
-    if (this.stopped || this.draining || this.retryTimer) return;
-    this.draining = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.drain())
-      .finally(() => {
-        this.draining = undefined;
-        // Work that arrived while the last pass was finishing.
-        if (this.fullPending || this.dirty.size > 0) this.schedule();
-      });
-  }
-
-  private async drain(): Promise<void> {
-    while (!this.stopped && (this.fullPending || this.dirty.size > 0)) {
-      const full = this.fullPending;
-      const dirty = [...this.dirty];
-      this.fullPending = false;
-      this.dirty.clear();
-      try {
-        await this.pass(full, dirty);
-        this.retryDelay = RETRY_MIN_MS;
-      } catch (err) {
-        // Keep whatever nftables holds; try again from a full read later.
-        this.fullPending = true;
-        for (const vm of dirty) this.dirty.add(vm);
-        this.log.error('lockdown pass failed; keeping the current ruleset and retrying', {
-          error: err,
-          retryMs: this.retryDelay,
-        });
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.schedule();
-        }, this.retryDelay);
-        this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay * 2);
-        return;
-      }
     }
   }
 
