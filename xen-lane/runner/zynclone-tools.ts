@@ -11,7 +11,15 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { runVmclone } from '../../src/cli/vmclone.js';
 import { XsClient } from '../../src/xenstore/index.js';
-import { LaneError, type RunOptions, run, sleep, waitFor } from './dom0-tools.js';
+import {
+  LaneError,
+  type RunOptions,
+  assertTrue,
+  domainByName,
+  run,
+  sleep,
+  waitFor,
+} from './dom0-tools.js';
 
 export const NET_MONITOR_BUNDLE = '/lane/net-monitor.mjs';
 export const NFT_TABLE = 'zynclone';
@@ -233,4 +241,28 @@ export async function xlUuid(name: string): Promise<string | undefined> {
   const { stdout } = await run('xl', ['list', '-l', name], { timeoutMs: 60_000 });
   const parsed = JSON.parse(stdout) as { config?: { c_info?: { uuid?: string } } }[];
   return parsed[0]?.config?.c_info?.uuid;
+}
+
+/**
+ * After a clone: the original and the clone both run (neither paused), and
+ * the clone carries the UUID vmclone recorded, not the original's.
+ */
+export async function assertBothRun(
+  vm: string,
+  clone: string,
+  recordedUuid: string,
+  originalUuid: string | undefined,
+  log: (line: string) => void,
+): Promise<void> {
+  const orig = await domainByName(vm);
+  const copy = await domainByName(clone);
+  log(`xl list: ${vm}=${orig?.state} ${clone}=${copy?.state}`);
+  assertTrue(orig && !orig.state.includes('p'), 'LANE_ORIG_STATE', `${vm} is ${orig?.state}`);
+  assertTrue(copy && !copy.state.includes('p'), 'LANE_CLONE_DOM', `${clone}: ${copy?.state}`);
+  const cloneUuid = await xlUuid(clone);
+  assertTrue(
+    cloneUuid === recordedUuid && cloneUuid !== originalUuid,
+    'LANE_CLONE_UUID',
+    `clone uuid ${cloneUuid}, recorded ${recordedUuid}, original ${originalUuid}`,
+  );
 }

@@ -13,7 +13,6 @@ import { ensureIsolationBridge } from '../../src/core/clones/bridge.js';
 import {
   assertTrue,
   destroyQuietly,
-  domainByName,
   ensureBridge,
   guestConfig,
   lastHeartbeat,
@@ -26,6 +25,7 @@ import {
 import type { Scenario } from '../runner/types.js';
 import {
   type NetMonitorHandle,
+  assertBothRun,
   makeRoot,
   startNetMonitor,
   vmclone,
@@ -102,21 +102,7 @@ const scenario: Scenario = {
         `lockdown ${JSON.stringify(st.lockdown)}`,
       );
 
-      const orig = await domainByName(VM);
-      const clone = await domainByName(CLONE);
-      log(`xl list: ${VM}=${orig?.state} ${CLONE}=${clone?.state}`);
-      assertTrue(orig && !orig.state.includes('p'), 'LANE_ORIG_STATE', `${VM}: ${orig?.state}`);
-      assertTrue(
-        clone && !clone.state.includes('p'),
-        'LANE_CLONE_DOM',
-        `${CLONE}: ${clone?.state}`,
-      );
-      const cloneUuid = await xlUuid(CLONE);
-      assertTrue(
-        cloneUuid === r.clone.cloneUuid && cloneUuid !== origUuid,
-        'LANE_CLONE_UUID',
-        `clone uuid ${cloneUuid}, recorded ${r.clone.cloneUuid}, original ${origUuid}`,
-      );
+      await assertBothRun(VM, CLONE, r.clone.cloneUuid, origUuid, log);
       await waitFor(
         `${CLONE} to beat`,
         async () => ((await lastHeartbeat(CLONE)) > beatBefore ? true : undefined),

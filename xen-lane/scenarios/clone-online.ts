@@ -23,6 +23,7 @@ import {
 } from '../runner/dom0-tools.js';
 import type { Scenario } from '../runner/types.js';
 import {
+  assertBothRun,
   bridgePorts,
   makeRoot,
   makeThinPool,
@@ -84,21 +85,7 @@ const scenario: Scenario = {
         `expected one lvm-thin snapshot, got ${JSON.stringify(backends)}`,
       );
 
-      const orig = await domainByName(VM);
-      const clone = await domainByName(CLONE);
-      log(`xl list: ${VM}=${orig?.state} ${CLONE}=${clone?.state}`);
-      assertTrue(orig && !orig.state.includes('p'), 'LANE_ORIG_STATE', `${VM} is ${orig?.state}`);
-      assertTrue(
-        clone && !clone.state.includes('p'),
-        'LANE_CLONE_DOM',
-        `${CLONE}: ${clone?.state}`,
-      );
-      const cloneUuid = await xlUuid(CLONE);
-      assertTrue(
-        cloneUuid === r.clone.cloneUuid && cloneUuid !== origUuid,
-        'LANE_CLONE_UUID',
-        `clone uuid ${cloneUuid}, recorded ${r.clone.cloneUuid}, original ${origUuid}`,
-      );
+      await assertBothRun(VM, CLONE, r.clone.cloneUuid, origUuid, log);
       const vif = r.vifs[0];
       assertTrue(vif?.masked, 'LANE_VIF_UNMASKED', `clone vif: ${JSON.stringify(r.vifs)}`);
       const iso = await bridgePorts(ISOLATION);

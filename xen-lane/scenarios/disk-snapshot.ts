@@ -17,6 +17,7 @@ import {
   xl,
 } from '../runner/dom0-tools.js';
 import type { Scenario, ScenarioContext } from '../runner/types.js';
+import { makeThinPool } from '../runner/zynclone-tools.js';
 
 const SECTOR = 512;
 
@@ -87,37 +88,27 @@ interface Snapshot {
 
 async function lvmThinSnapshot(ctx: ScenarioContext, before: string): Promise<Snapshot> {
   const o: RunOptions = { log: ctx.log, timeoutMs: 90_000 };
-  await run('modprobe', ['dm-thin-pool'], o);
-  const vg = 'zclane';
-  const pvFile = join(ctx.workDir, 'pv.img');
-  await run('truncate', ['-s', '192M', pvFile], o);
-  const loop = (await run('losetup', ['-f', '--show', pvFile], o)).stdout.trim();
-  const cleanup = async (): Promise<void> => {
-    const q: RunOptions = { ...o, allowFail: true };
-    await run('lvm', ['vgchange', '-an', vg], q);
-    await run('lvm', ['vgremove', '-f', vg], q);
-    await run('lvm', ['pvremove', '-f', loop], q);
-    await run('losetup', ['-d', loop], q);
-  };
+  const pool = await makeThinPool(ctx.workDir, 'zclane', ctx.log);
   try {
-    await run('lvm', ['pvcreate', '-y', loop], o);
-    await run('lvm', ['vgcreate', vg, loop], o);
-    await run('lvm', ['lvcreate', '-y', '-L', '128M', '-T', `${vg}/pool`], o);
-    await run('lvm', ['lvcreate', '-y', '-V', '64M', '-T', `${vg}/pool`, '-n', 'origin'], o);
-    const origin = `/dev/mapper/${vg}-origin`;
+    const origin = await pool.thinLv('origin', '64M');
     await writeMarker(origin, before);
-    await run('lvm', ['lvcreate', '-y', '-s', '-n', 'snap', `${vg}/origin`], o);
+    await run('lvm', ['lvcreate', '-y', '-s', '-n', 'snap', `${pool.vg}/origin`], o);
     // Thin snapshots are created with activation skip set.
-    await run('lvm', ['lvchange', '-ay', '-K', `${vg}/snap`], o);
+    await run('lvm', ['lvchange', '-ay', '-K', `${pool.vg}/snap`], o);
     const lvs = await run(
       'lvm',
-      ['lvs', '--noheadings', '-o', 'lv_name,origin,pool_lv,data_percent', vg],
+      ['lvs', '--noheadings', '-o', 'lv_name,origin,pool_lv,data_percent', pool.vg],
       o,
     );
     ctx.log(lvs.stdout.trim().replace(/\n\s*/g, ' | '));
-    return { backend: 'lvm-thin', origin, snapshot: `/dev/mapper/${vg}-snap`, cleanup };
+    return {
+      backend: 'lvm-thin',
+      origin,
+      snapshot: `/dev/mapper/${pool.vg}-snap`,
+      cleanup: () => pool.cleanup(),
+    };
   } catch (e) {
-    await cleanup();
+    await pool.cleanup();
     throw e;
   }
 }
