@@ -112,6 +112,25 @@ function cloneFromRow(r: Row): CloneRecord {
   };
 }
 
+/**
+ * Switches the database to WAL. The switch needs an exclusive lock, and SQLite
+ * answers a concurrent switch (two processes opening a new database) with
+ * SQLITE_BUSY without calling the busy handler, so it is retried here.
+ */
+function enableWal(db: Database.Database, timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw err;
+      Atomics.wait(pause, 0, 0, 5);
+    }
+  }
+}
+
 function stepFromRow(r: Row): StepRecord {
   return {
     opId: num(r.op_id),
@@ -180,8 +199,7 @@ export class StateStore {
       );
     }
     try {
-      this.#db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS}`);
-      this.#db.pragma('journal_mode = WAL');
+      enableWal(this.#db, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
       // The journal exists to survive crashes; do not trade its last commits for speed.
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('foreign_keys = ON');
