@@ -112,7 +112,7 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
       bundle: true,
       platform: 'node',
       format: 'esm',
-      target: 'node20',
+      target: 'node24',
       outfile: entry,
       logLevel: 'error',
     });
