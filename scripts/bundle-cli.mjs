@@ -4,6 +4,7 @@
 // each command's core modules are chunks (dist/src/bin/chunks/) imported when
 // the command runs, and the entry turns on Node's compile cache for them.
 import { readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -11,23 +12,41 @@ import { build } from 'esbuild';
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
 
-// Node's built-in modules, as CommonJS: an ESM import of one builds its ESM
-// facade, which reads every export, and for node:fs that loads all of Node's
-// streams (a tenth of Node's start-up). esbuild turns each named import of a
-// CommonJS module into a property read at the point of use instead.
-// node:child_process, which commander imports for executable subcommands
-// (vmclone has none), is only loaded when first used.
-const builtinsAsCommonJs = {
-  name: 'builtins-as-commonjs',
+// Node's built-in modules, required rather than imported: an ESM import of
+// one builds its ESM facade, which reads every export (for node:fs that
+// loads all of Node's streams), and esbuild's CommonJS interop copies every
+// export too. The shim exports the builtin's plain data properties by name,
+// read once; node:child_process, which commander imports for executable
+// subcommands (vmclone has none), is only loaded when first used.
+const require = createRequire(import.meta.url);
+const identifier = /^[A-Za-z_$][\w$]*$/;
+function builtinShim(name) {
+  const names = Object.entries(Object.getOwnPropertyDescriptors(require(name)))
+    .filter(([key, d]) => 'value' in d && identifier.test(key) && key !== 'default')
+    .map(([key]) => key);
+  return `import { createRequire } from 'node:module';
+const m = createRequire(import.meta.url)(${JSON.stringify(name)});
+export default m;
+export const { ${names.join(', ')} } = m;`;
+}
+const lazyChildProcess = `import { createRequire } from 'node:module';
+let loaded;
+export default new Proxy({}, { get: (_, key) => (loaded ??= createRequire(import.meta.url)('node:child_process'))[key] });`;
+const builtinsRequired = {
+  name: 'builtins-required',
   setup(b) {
-    b.onResolve({ filter: /^node:/ }, (args) =>
-      args.namespace === 'builtin' ? undefined : { path: args.path, namespace: 'builtin' },
-    );
+    b.onResolve({ filter: /^node:/ }, (args) => {
+      if (args.namespace !== 'file' || args.path === 'node:module') return undefined;
+      const lazy =
+        args.path === 'node:child_process' && args.importer.includes('/node_modules/commander/');
+      return { path: args.path, namespace: lazy ? 'builtin-lazy' : 'builtin' };
+    });
     b.onLoad({ filter: /.*/, namespace: 'builtin' }, ({ path }) => ({
-      contents:
-        path === 'node:child_process'
-          ? `let loaded; module.exports = new Proxy({}, { get: (_, key) => (loaded ??= require('node:child_process'))[key] });`
-          : `module.exports = require(${JSON.stringify(path)});`,
+      contents: builtinShim(path),
+      loader: 'js',
+    }));
+    b.onLoad({ filter: /.*/, namespace: 'builtin-lazy' }, () => ({
+      contents: lazyChildProcess,
       loader: 'js',
     }));
   },
@@ -47,10 +66,6 @@ await build({
   sourcemap: true,
   minifySyntax: true,
   define: { ZYNCLONE_VERSION: JSON.stringify(version) },
-  plugins: [builtinsAsCommonJs],
-  // What the CommonJS shims above call: the `require` of an ES module.
-  banner: {
-    js: "import { createRequire as __zcCreateRequire } from 'node:module'; const require = __zcCreateRequire(import.meta.url);",
-  },
+  plugins: [builtinsRequired],
   logLevel: 'warning',
 });
