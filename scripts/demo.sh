@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: a Xen host in a box, with ZynClone's tools pointed at it. Rerunnable:
-# it starts by taking down what a previous run left. It ends with the simulator
-# and the demo VMs running (the monitors it started are stopped).
+# it starts by taking down what a previous run left. It ends with the simulator,
+# the demo VMs and ZynClone's monitors running, and says how to go on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -10,56 +10,16 @@ root=${ZYNCLONE_DEMO_ROOT:-/tmp/zynclone-demo}
 zynclone() { node dist/src/bin/zynclone.js "$@"; }
 vmclone() { node dist/src/bin/vmclone.js "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-logdir=$root/log
-
-# The monitors are the demo's own processes, not the simulator's: their pids are
-# kept in $logdir/*.pid, and they are stopped by pid, after checking the pid
-# still is that monitor (a recycled pid is never hit).
-stop_monitor() {
-  local name=$1 pidfile=$logdir/$1.pid pid
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "zynclone.js $name"; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-}
-stop_monitors() {
-  stop_monitor clone-monitor
-  stop_monitor net-monitor
-}
-
-# Starts `zynclone <name> ARGS...` in the background and waits for its heartbeat in XenStore.
-start_monitor() {
-  local name=$1
-  shift
-  # node itself, not the zynclone() function: $! must be the monitor's own pid.
-  node dist/src/bin/zynclone.js "$name" "$@" >"$logdir/$name.log" 2>&1 &
-  echo $! >"$logdir/$name.pid"
-  for _ in $(seq 100); do
-    if xenstore-read "/tool/zynclone/daemons/$name/heartbeat" >/dev/null 2>&1; then
-      echo "$name running (pid $(cat "$logdir/$name.pid")), log: $logdir/$name.log"
-      return 0
-    fi
-    kill -0 "$(cat "$logdir/$name.pid")" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$name did not start; its log:" >&2
-  cat "$logdir/$name.log" >&2
-  return 1
-}
 
 mkdir -p "$root"
-stop_monitors
 zynclone sim down --root "$root" >/dev/null 2>&1 || true
-rm -rf "$logdir"
-mkdir -p "$logdir"
-trap stop_monitors EXIT
 
-step "Starting the simulator (XenStore server, xl, bridges, VNC consoles) in $root"
-up_out=$(zynclone sim up --root "$root" --storage xfs)
+step "Starting the simulator (XenStore server, xl, bridges, VNC consoles) in $root, and ZynClone's monitors"
+# --monitors: the net monitor (in the simulator's network domain), then the
+# clone monitor, each in its own process group as systemd runs them on a Xen
+# host; logs in $root/log. Without a network (namespaces need root) this fails
+# and says why: the clone part of the demo cannot run without it.
+up_out=$(zynclone sim up --root "$root" --storage xfs --monitors)
 echo "$up_out"
 ns_prefix=$(sed -n 's/^network: namespaces \(.*\)-\*$/\1/p' <<<"$up_out")
 eval "$(zynclone sim env --root "$root")"
@@ -84,11 +44,6 @@ for dom in $(xl list | awk 'NR>2 {print $1}'); do
 done
 
 step "Networks: web01 pings db01 across bridge xenbr1 (each guest is its own namespace)"
-if [ -z "$ns_prefix" ]; then
-  echo "(the simulator runs without network here: the clone part of the demo needs it, as root)"
-  step "Done. The simulator keeps running; stop it with: node dist/src/bin/zynclone.js sim down --root $root"
-  exit 0
-fi
 netdd=$ns_prefix-netdd
 web_domid=$(xl domid web01)
 db_domid=$(xl domid db01)
@@ -98,12 +53,10 @@ step "Consoles: win01's VNC server, as xl writes it into XenStore"
 win_domid=$(xl domid win01)
 echo "vnc-listen=$(xenstore-read "/local/domain/$win_domid/console/vnc-listen") vnc-port=$(xenstore-read "/local/domain/$win_domid/console/vnc-port")"
 
-step "ZynClone's monitors, in the background (logs in $logdir)"
-# The net monitor runs in the network driver domain: here, the simulator's netdd namespace.
-start_monitor net-monitor --netns "$netdd"
-if zynclone --help | grep -q '^  clone-monitor '; then
-  start_monitor clone-monitor
-fi
+step "ZynClone's monitors beat in XenStore"
+for daemon in net-monitor clone-monitor; do
+  echo "$daemon: pid $(xenstore-read "/tool/zynclone/daemons/$daemon/pid"), log $root/log/$daemon.log"
+done
 
 step "vmclone create web01 --online: disk snapshot while web01 is paused, the clone cold-boots"
 vmclone create web01 --online 2>&1
@@ -168,10 +121,9 @@ vmclone remove db01 -q
 vmclone list
 xl list
 
-step "Stopping the monitors this demo started"
-stop_monitors
-trap - EXIT
-echo "monitors stopped; the net monitor's nftables table stays in $netdd until the simulator goes"
-
-step "Done. The simulator and the demo VMs keep running (eval \"\$(node dist/src/bin/zynclone.js sim env --root $root)\" to use them)."
-echo "Stop everything with: node dist/src/bin/zynclone.js sim down --root $root"
+step "Done. The simulator, the demo VMs and ZynClone's monitors keep running"
+echo "Go on with your own commands, in a shell of your own (in this directory):"
+echo "  eval \"\$(.toolchain/node/bin/node dist/src/bin/zynclone.js sim env --root $root)\""
+echo "  vmclone create web01 --online"
+echo "  vmclone list; vmclone status web01; vmclone remove web01"
+echo "Stop everything with: zynclone sim down --root $root"

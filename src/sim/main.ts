@@ -11,24 +11,34 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { parseArgs as parseNodeArgs } from 'node:util';
 import { controlRequest } from './control.js';
 import { SimDaemon } from './host/daemon.js';
 import { Journal, undoJournal } from './journal.js';
+import { startMonitors, stopMonitors, writeProductLaunchers } from './monitors.js';
 import { type SimPaths, simPaths } from './paths.js';
 import { shq, sleep } from './proc.js';
 import { type StorageKind, describeStorage, ensureStorage } from './storage.js';
 import { xlLauncher } from './xl/launcher.js';
 
 const USAGE = `usage: zynclone sim <command> --root DIR
-  up [--no-network] [--storage plain|xfs]
+  up [--no-network] [--storage plain|xfs] [--monitors]
                       start the simulator in the background; returns when it is ready.
                       --storage xfs makes DIR/var an XFS with reflink on a loop device
-                      (as root; default plain: an ordinary directory)
-  down                stop it and remove everything it made (also after a crash)
-  env                 print shell exports: eval "$(zynclone sim env --root DIR)"
-  demo [--no-network] start the simulator if needed (storage xfs) and create the demo VMs:
-                      configs in DIR/etc/xen, disks in DIR/var/lib/xen/images
-  daemon              run the simulator in the foreground
+                      (as root; default plain: an ordinary directory).
+                      --monitors also starts ZynClone's daemons (net monitor, clone
+                      monitor) as systemd would on a Xen host; logs in DIR/log
+  down                stop the monitors and the simulator, and remove everything it
+                      made (also after a crash)
+  env                 print shell exports: eval "$(zynclone sim env --root DIR)"; then
+                      xl, vmclone and zynclone on PATH act on this simulator
+  demo [--no-network] [--no-monitors]
+                      start the simulator if needed (storage xfs) with the monitors, and
+                      create the demo VMs: configs in DIR/etc/xen, disks in
+                      DIR/var/lib/xen/images
+  daemon [--no-network]
+                      run the simulator in the foreground
+DIR defaults to $ZYNCLONE_ROOT.
 `;
 
 /** The script node runs for the daemon and for DIR/bin/xl. */
@@ -36,28 +46,56 @@ export function simEntry(): string {
   return process.env.ZYNCLONE_SIM_ENTRY ?? fileURLToPath(new URL('./bin.js', import.meta.url));
 }
 
+/** The options each command accepts, besides --root and --help. */
+const COMMAND_OPTIONS: Record<string, readonly string[]> = {
+  up: ['no-network', 'storage', 'monitors'],
+  down: [],
+  env: [],
+  demo: ['no-network', 'storage', 'no-monitors'],
+  daemon: ['no-network'],
+};
+
 interface Args {
-  cmd?: string;
+  cmd: string;
   root?: string;
   storage?: string;
-  flags: Set<string>;
+  noNetwork: boolean;
+  monitors: boolean;
 }
 
-function parseArgs(argv: string[]): Args {
-  const flags = new Set<string>();
-  let root: string | undefined;
-  let storage: string | undefined;
-  let cmd: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--root') root = argv[++i];
-    else if (a.startsWith('--root=')) root = a.slice(7);
-    else if (a === '--storage') storage = argv[++i] ?? '';
-    else if (a.startsWith('--storage=')) storage = a.slice(10);
-    else if (a.startsWith('--')) flags.add(a.slice(2));
-    else if (cmd === undefined) cmd = a;
+/** Parses argv strictly: an unknown command or option is a usage error. */
+function parseArgs(argv: string[]): Args | 'help' {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') return 'help';
+  const allowed = COMMAND_OPTIONS[cmd];
+  if (allowed === undefined) throw new Error(`unknown command '${cmd}'`);
+  const { values, positionals } = parseNodeArgs({
+    args: rest,
+    options: {
+      root: { type: 'string' },
+      storage: { type: 'string' },
+      'no-network': { type: 'boolean' },
+      monitors: { type: 'boolean' },
+      'no-monitors': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new Error(`unexpected argument '${positionals[0]}'`);
+  for (const name of Object.keys(values)) {
+    if (name !== 'root' && !allowed.includes(name)) {
+      throw new Error(`${cmd} takes no option --${name}`);
+    }
   }
-  return { cmd, root: root ?? process.env.ZYNCLONE_ROOT, storage, flags };
+  return {
+    cmd,
+    root: values.root ?? process.env.ZYNCLONE_ROOT,
+    storage: values.storage,
+    noNetwork: values['no-network'] === true,
+    monitors: cmd === 'demo' ? values['no-monitors'] !== true : values.monitors === true,
+  };
 }
 
 async function storage(paths: SimPaths, kind: StorageKind): Promise<void> {
@@ -78,11 +116,38 @@ function daemonMatch(paths: SimPaths): string {
   return `sim daemon --root ${paths.root} `;
 }
 
-async function up(paths: SimPaths, noNetwork: boolean, kind: StorageKind): Promise<number> {
+async function up(
+  paths: SimPaths,
+  opts: { noNetwork: boolean; storage: StorageKind; monitors: boolean },
+): Promise<number> {
+  const rc = await startSimulator(paths, opts.noNetwork, opts.storage);
+  if (rc !== 0 || !opts.monitors) return rc;
+  const running = await ping(paths);
+  if (!running?.network) {
+    process.stderr.write(
+      `zynclone sim: ZynClone's monitors cannot start: the simulator has no network (${running?.reason ?? 'it does not answer'}), and the net monitor runs in its network domain. The simulator keeps running; stop it with: zynclone sim down --root ${paths.root}\n`,
+    );
+    return 1;
+  }
+  try {
+    await startMonitors(paths, (line) => process.stdout.write(`${line}\n`));
+  } catch (err) {
+    process.stderr.write(`zynclone sim: ${(err as Error).message}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+async function startSimulator(
+  paths: SimPaths,
+  noNetwork: boolean,
+  kind: StorageKind,
+): Promise<number> {
   const running = await ping(paths);
   if (running) {
     process.stdout.write(`simulator already running (pid ${running.pid}) at ${paths.root}\n`);
     if (kind === 'xfs') await storage(paths, kind);
+    writeProductLaunchers(paths, new Journal(paths.journal));
     return 0;
   }
   mkdirSync(paths.root, { recursive: true });
@@ -92,6 +157,7 @@ async function up(paths: SimPaths, noNetwork: boolean, kind: StorageKind): Promi
   mkdirSync(paths.bin, { recursive: true });
   writeFileSync(paths.xl, xlLauncher(paths, process.execPath, simEntry()));
   chmodSync(paths.xl, 0o755);
+  writeProductLaunchers(paths, journal);
   journal.made({ kind: 'file', path: paths.log });
   journal.made({ kind: 'proc', match: daemonMatch(paths) });
   const logFd = openSync(paths.log, 'a');
@@ -133,6 +199,9 @@ async function up(paths: SimPaths, noNetwork: boolean, kind: StorageKind): Promi
 }
 
 async function down(paths: SimPaths): Promise<number> {
+  // The monitors first, as systemd stops them before xenstored on a Xen host.
+  const monitors = await stopMonitors(paths);
+  if (monitors.length > 0) process.stdout.write(`stopped ${monitors.join(', ')}\n`);
   if (await ping(paths)) {
     try {
       await controlRequest(paths.control, { op: 'stop' }, undefined, 60_000);
@@ -168,37 +237,51 @@ async function daemon(paths: SimPaths, noNetwork: boolean): Promise<number> {
 }
 
 export async function runSim(argv: string[]): Promise<number> {
-  const { cmd, root, storage: storageArg, flags } = parseArgs(argv);
-  if (!cmd || flags.has('help') || cmd === 'help') {
-    process.stdout.write(USAGE);
-    return cmd ? 0 : 2;
+  let args: Args | 'help';
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    process.stderr.write(`zynclone sim: ${(err as Error).message}\n${USAGE}`);
+    return 2;
   }
+  if (args === 'help') {
+    process.stdout.write(USAGE);
+    return argv.length === 0 ? 2 : 0;
+  }
+  const { cmd, root } = args;
   if (!root) {
-    process.stderr.write(`zynclone sim ${cmd}: --root DIR is required\n`);
+    process.stderr.write(`zynclone sim ${cmd}: --root DIR is required\n${USAGE}`);
     return 2;
   }
   const paths = simPaths(root);
-  const kind = storageArg ?? (cmd === 'demo' ? 'xfs' : 'plain');
+  const kind = args.storage ?? (cmd === 'demo' ? 'xfs' : 'plain');
   if (kind !== 'plain' && kind !== 'xfs') {
-    process.stderr.write(`zynclone sim ${cmd}: --storage must be plain or xfs, not '${kind}'\n`);
+    process.stderr.write(
+      `zynclone sim ${cmd}: --storage must be plain or xfs, not '${kind}'\n${USAGE}`,
+    );
+    return 2;
+  }
+  if (args.monitors && args.noNetwork) {
+    const drop = cmd === 'demo' ? 'add --no-monitors' : 'leave out --monitors';
+    process.stderr.write(
+      `zynclone sim ${cmd}: ZynClone's monitors need the simulator's network (the net monitor runs in its network domain); with --no-network, ${drop}\n${USAGE}`,
+    );
     return 2;
   }
   switch (cmd) {
     case 'up':
-      return up(paths, flags.has('no-network'), kind);
+      return up(paths, { ...args, storage: kind });
     case 'down':
       return down(paths);
     case 'env':
       return env(paths);
     case 'daemon':
-      return daemon(paths, flags.has('no-network'));
-    case 'demo': {
+      return daemon(paths, args.noNetwork);
+    default: {
+      // demo
       const { runDemo } = await import('./demo/demo.js');
-      const rc = await up(paths, flags.has('no-network'), kind);
+      const rc = await up(paths, { ...args, storage: kind });
       return rc === 0 ? runDemo(paths) : rc;
     }
-    default:
-      process.stderr.write(`zynclone sim: unknown command '${cmd}'\n${USAGE}`);
-      return 2;
   }
 }

@@ -257,10 +257,11 @@ export class CloneHost {
         logLevel: 'error',
       });
       const host = new CloneHost(fs, simEntry, vmcloneEntry);
-      // The test's root is already on its own XFS (or meant to be plain).
+      // The test's root is already on its own XFS (or meant to be plain). The
+      // tests run their own monitors, from the sources.
       const up = await (opts.plain
-        ? host.sim('demo', '--no-network', '--storage', 'plain')
-        : host.sim('demo', '--storage', 'plain'));
+        ? host.sim('demo', '--no-network', '--no-monitors', '--storage', 'plain')
+        : host.sim('demo', '--no-monitors', '--storage', 'plain'));
       if (up.code !== 0) throw new Error(`sim demo failed: ${up.stderr}${up.stdout}`);
       const socket = join(host.root, 'run/xenstored/socket');
       const nmEntry = join(fs.dir, 'net-monitor.mjs');

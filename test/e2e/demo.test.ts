@@ -122,7 +122,7 @@ describe.runIf(canRun)('make demo (scripts/demo.sh)', () => {
     expect(s).toMatch(/^db01\s+db01-clone\s+running\s+memory/m);
   });
 
-  it('leaves only the demo VMs after vmclone remove, and stops its monitors', () => {
+  it('leaves only the demo VMs after vmclone remove, and its monitors running', () => {
     const s = section(out, 'vmclone remove web01');
     expect(s).toContain('no clones');
     const names = s
@@ -131,11 +131,30 @@ describe.runIf(canRun)('make demo (scripts/demo.sh)', () => {
       .map((l) => l.split(/\s+/)[0]);
     expect(names).toEqual(['Domain-0', 'web01', 'win01', 'db01']);
     const p = simPaths(root);
-    expect(findProcesses(`--netns ${p.prefix}-netdd`)).toEqual([]);
-    expect(out).toContain(
-      `Stop everything with: node dist/src/bin/zynclone.js sim down --root ${root}`,
-    );
+    expect(findProcesses(` net-monitor --xenstore ${p.xsSocket} `)).toHaveLength(1);
+    expect(findProcesses(` clone-monitor --xenstore ${p.xsSocket} `)).toHaveLength(1);
+    expect(out).toContain(`Stop everything with: zynclone sim down --root ${root}`);
   });
+
+  it("runs a newcomer's own vmclone create web01, typed in a new shell as the demo says", async () => {
+    const said = section(out, 'keep running')
+      .split('\n')
+      .filter((l) => l.startsWith('  '))
+      .map((l) => l.trim());
+    expect(said.slice(0, 2)).toEqual([
+      `eval "$(.toolchain/node/bin/node dist/src/bin/zynclone.js sim env --root ${root})"`,
+      'vmclone create web01 --online',
+    ]);
+    // A login shell's environment: nothing of the test's own simulator settings.
+    const shell = await run('bash', ['-c', [...said.slice(0, 2), 'vmclone list'].join('\n')], {
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      XENSTORED_PATH: '',
+      ZYNCLONE_ROOT: '',
+    });
+    expect(shell.code, shell.stdout + shell.stderr).toBe(0);
+    expect(shell.stdout).toMatch(/clone web01-clone of web01 is running/);
+    expect(shell.stdout).toMatch(/^web01\s+web01-clone\s+running\s+online/m);
+  }, 120_000);
 
   it('sim down then leaves no mount, loop device, namespace or process', async () => {
     const p = simPaths(root);

@@ -52,7 +52,7 @@ describe('sim storage', () => {
 
   it('puts the demo VMs where a Xen host has them, disks on a reflink filesystem', async () => {
     const fx = await fixture('zc-sim-demo-');
-    const demo = await fx.sim('demo', '--no-network');
+    const demo = await fx.sim('demo', '--no-network', '--no-monitors');
     expect(demo.code, demo.stderr).toBe(0);
     const p = simPaths(fx.root);
     expect(readdirSync(p.xenConfigDir).sort()).toEqual(['db01.cfg', 'web01.cfg', 'win01.cfg']);

@@ -58,7 +58,13 @@ export class Lab {
 
   static async create(tag: string): Promise<Lab> {
     const lab = new Lab(`zc${tag}${process.pid % 10000}${Math.random().toString(36).slice(2, 5)}`);
-    await lab.addNs(lab.netdd);
+    try {
+      await lab.addNs(lab.netdd);
+    } catch (err) {
+      // The caller never gets the lab to clean up: its namespace must not outlive this.
+      await lab.destroy();
+      throw err;
+    }
     return lab;
   }
 
