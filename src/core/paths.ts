@@ -89,6 +89,8 @@ export interface ZynclonePaths {
   readonly guestDir: string;
   /** <root>/etc/xen/clone/guest/<vm>.cfg: generated effective config */
   guestCfgFile(vm: string): string;
+  /** where a VM's own xl config file usually is: <root>/etc/xen/<vm>.cfg, <vm>, auto/<vm>.cfg */
+  xlConfigCandidates(vm: string): string[];
   /** <root>/var/lib/zynclone */
   readonly stateDir: string;
   /** <root>/var/lib/zynclone/state.db */
@@ -120,6 +122,11 @@ export function zynclonePaths(root: string = zyncloneRoot()): ZynclonePaths {
     overrideFile: (vm: string) => join(overrideDir, `${validateVmName(vm)}.json`),
     guestDir,
     guestCfgFile: (vm: string) => join(guestDir, `${validateVmName(vm)}.cfg`),
+    xlConfigCandidates: (vm: string) => {
+      const etc = join(r, 'etc/xen');
+      const name = validateVmName(vm);
+      return [join(etc, `${name}.cfg`), join(etc, name), join(etc, 'auto', `${name}.cfg`)];
+    },
     stateDir,
     stateDb: join(stateDir, 'state.db'),
     runDir: join(r, 'run/zynclone'),
