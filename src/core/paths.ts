@@ -3,6 +3,7 @@
  * `/`), so tests and the simulator run whole in a temporary directory.
  */
 import { isAbsolute, join, normalize } from 'node:path';
+import { ZynCloneError } from '../errors/index.js';
 
 export const ROOT_ENV = 'ZYNCLONE_ROOT';
 
@@ -15,15 +16,7 @@ export const MAX_VM_NAME = 64;
  */
 export const VM_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-export class PathError extends Error {
-  constructor(
-    readonly code: 'ROOT_INVALID' | 'VM_NAME_INVALID',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'PathError';
-  }
-}
+export class PathError extends ZynCloneError<'ROOT_INVALID' | 'VM_NAME_INVALID'> {}
 
 /** Why `name` is not a usable VM (domain) name, or undefined if it is. */
 export function vmNameProblem(name: unknown): string | undefined {

@@ -5,6 +5,7 @@
  */
 import { waitForValue } from '../../xen/xs-wait.js';
 import type { XsClient } from '../../xenstore/client.js';
+import { isXsErrno } from '../../xenstore/errors.js';
 import type { XsOps } from '../../xenstore/types.js';
 import type { CloneState } from '../state/types.js';
 import { CloneError } from './errors.js';
@@ -42,7 +43,7 @@ async function rmIfPresent(tx: XsOps, path: string): Promise<void> {
   try {
     await tx.rm(path);
   } catch (err) {
-    if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    if (!isXsErrno(err, 'ENOENT')) throw err;
   }
 }
 

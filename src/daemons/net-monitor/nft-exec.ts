@@ -1,3 +1,5 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 // Runs nftables scripts, each as one transaction. Two ways:
 // - 'libnftables' (default): one long-lived python3 process that holds a
 //   libnftables context (what `nft` itself is built on, loaded via ctypes) and
@@ -7,8 +9,7 @@
 //   applies a set change in about 0.1 ms.
 // - 'cli': `nft -f -` per transaction, script on stdin; no python3 needed.
 // Both run inside a network namespace with `ip netns exec NAME` when asked.
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { ZynCloneError } from '../../errors/index.js';
 
 export type NftBackend = 'libnftables' | 'cli';
 
@@ -20,14 +21,13 @@ export interface NftExecOptions {
   timeoutMs?: number;
 }
 
-export class NftError extends Error {
+export class NftError extends ZynCloneError<'NFT_FAILED' | 'NFT_UNAVAILABLE' | 'NFT_TIMEOUT'> {
   constructor(
-    readonly code: 'NFT_FAILED' | 'NFT_UNAVAILABLE' | 'NFT_TIMEOUT',
+    code: 'NFT_FAILED' | 'NFT_UNAVAILABLE' | 'NFT_TIMEOUT',
     message: string,
     readonly stderr = '',
   ) {
-    super(message);
-    this.name = 'NftError';
+    super(code, message);
   }
 }
 
