@@ -11,9 +11,8 @@ import type { CloneState } from '../state/types.js';
 import { CloneError } from './errors.js';
 import type { ConsoleType } from './plan.js';
 
-export const ZC_ROOT = '/tool/zynclone';
-export const vmNode = (vm: string) => `${ZC_ROOT}/vm/${vm}`;
-export const ackNode = (vm: string) => `${ZC_ROOT}/net/ack/${vm}`;
+import { ackNode, vmNode } from '../xenstore/layout.js';
+export { ZC_ROOT, ackNode, vmNode } from '../xenstore/layout.js';
 
 export interface PublishedVif {
   readonly devid: number;

@@ -17,7 +17,14 @@ import type { ZyncloneConfig } from '../config/schema.js';
 import { type VmInput, planLockdown } from '../lockdown/nft-plan.js';
 import type { ZynclonePaths } from '../paths.js';
 import { type StateStore, openStateStore } from '../state/index.js';
-import { readVmInputs } from './xenstore-read.js';
+import {
+  ZC_ROOT,
+  ackNode,
+  appliedNode,
+  daemonLeaf,
+  readPublishedVms,
+  vmLeaf,
+} from '../xenstore/index.js';
 
 export type Severity = 'info' | 'warning' | 'error';
 
@@ -46,7 +53,6 @@ export interface DaemonExpectation {
   readonly required: boolean;
 }
 
-export const ZC_ROOT = '/tool/zynclone';
 export const DEFAULT_DAEMONS: readonly DaemonExpectation[] = [
   { name: 'clone-monitor', required: true },
   { name: 'net-monitor', required: true },
@@ -271,7 +277,7 @@ async function checkXenstore(
     );
   }
   out.push(...(await checkHeartbeats(ctx, xs)));
-  const vms = await readVmInputs(xs);
+  const vms = await readPublishedVms(xs);
   out.push(...(await checkAcks(xs, vms)));
   const cfg = baseOrDefault(ctx);
   out.push(...(await checkNft(ctx, run, vms, cfg)));
@@ -291,13 +297,12 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
   const now = (ctx.now ?? Date.now)();
   const out: Finding[] = [];
   for (const d of ctx.daemons ?? DEFAULT_DAEMONS) {
-    const base = `${ZC_ROOT}/daemons/${d.name}`;
     const check = `heartbeat:${d.name}`;
     const unit = `zynclone-${d.name}`;
     const [beat, version, interval] = await Promise.all([
-      xs.tryRead(`${base}/heartbeat`),
-      xs.tryRead(`${base}/version`),
-      xs.tryRead(`${base}/heartbeat-ms`),
+      xs.tryRead(daemonLeaf(d.name, 'heartbeat')),
+      xs.tryRead(daemonLeaf(d.name, 'version')),
+      xs.tryRead(daemonLeaf(d.name, 'heartbeat-ms')),
     ]);
     const v = version === undefined ? 'version unknown' : `version ${version}`;
     if (beat === undefined || !/^[0-9]+$/.test(beat)) {
@@ -314,7 +319,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
         bad(
           check,
           'error',
-          `${d.name} has never written a heartbeat (${base}/heartbeat ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})`,
+          `${d.name} has never written a heartbeat (${daemonLeaf(d.name, 'heartbeat')} ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})`,
           `start it: systemctl start ${unit}; then check journalctl -u ${unit}`,
         ),
       );
@@ -346,13 +351,13 @@ async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]>
   for (const vm of vms) {
     const check = `lockdown-ack:${vm.vm}`;
     const gen = vm.generation;
-    const ack = await xs.tryRead(`${ZC_ROOT}/net/ack/${vm.vm}`);
+    const ack = await xs.tryRead(ackNode(vm.vm));
     if (gen === undefined || !/^[0-9]+$/.test(gen)) {
       out.push(
         bad(
           check,
           'error',
-          `${ZC_ROOT}/vm/${vm.vm}/generation is ${gen === undefined ? 'absent' : JSON.stringify(gen)}: the net monitor cannot acknowledge it`,
+          `${vmLeaf(vm.vm, 'generation')} is ${gen === undefined ? 'absent' : JSON.stringify(gen)}: the net monitor cannot acknowledge it`,
           'restart the clone monitor (systemctl restart zynclone-clone-monitor); it republishes the VM from the state store',
         ),
       );
@@ -369,13 +374,13 @@ async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]>
       );
       continue;
     }
-    const appliedText = await xs.tryRead(`${ZC_ROOT}/net/applied/${vm.vm}`);
+    const appliedText = await xs.tryRead(appliedNode(vm.vm));
     let problems: string[] = [];
     try {
       const applied = JSON.parse(appliedText ?? '{}') as { problems?: unknown };
       if (Array.isArray(applied.problems)) problems = applied.problems.map(String);
     } catch {
-      problems = [`${ZC_ROOT}/net/applied/${vm.vm} is not JSON`];
+      problems = [`${appliedNode(vm.vm)} is not JSON`];
     }
     if (problems.length > 0) {
       out.push(
