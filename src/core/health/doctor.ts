@@ -1,9 +1,10 @@
+import { isZynCloneError } from '../../errors/index.js';
+import { inNetns, run } from '../../process/index.js';
 /**
  * Health checks behind `vmclone doctor`: each check returns findings that say
  * what is wrong and how to fix it. Nothing here changes the host; a check
  * that cannot run here (no nft, no ip) says so and counts as ok.
  */
-import { execFile } from 'node:child_process';
 import type { XlDriver } from '../../xen/index.js';
 import { XsClient, type XsOps, isXsErrno } from '../../xenstore/index.js';
 import {
@@ -78,26 +79,21 @@ export interface DoctorContext {
   readonly nftTable?: string;
   readonly daemons?: readonly DaemonExpectation[];
   readonly now?: () => number;
-  /** Runs `nft` and `ip` (default: execFile, argv only). */
+  /** Runs `nft` and `ip` (default: the project's runner, argv only, 10 s each). */
   readonly run?: CommandRunner;
 }
 
-const defaultRun: CommandRunner = (argv) =>
-  new Promise((resolve) => {
-    execFile(
-      argv[0]!,
-      argv.slice(1),
-      { timeout: 10_000, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
-        if (e && (e.code === 'ENOENT' || e.code === 'EACCES')) {
-          resolve({ code: null, stdout: '', stderr: e.message });
-          return;
-        }
-        resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr });
-      },
-    );
-  });
+const defaultRun: CommandRunner = async (argv) => {
+  try {
+    const r = await run(argv, { check: false, timeoutMs: 10_000 });
+    return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    if (isZynCloneError(err, 'RUN_NOT_FOUND'))
+      return { code: null, stdout: '', stderr: err.message };
+    if (isZynCloneError(err, 'RUN_TIMEOUT')) return { code: 1, stdout: '', stderr: err.message };
+    throw err;
+  }
+};
 
 const ok = (check: string, message: string): Finding => ({
   check,
@@ -400,10 +396,6 @@ async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]>
   return out;
 }
 
-function inNetns(ctx: DoctorContext, argv: string[]): string[] {
-  return ctx.netns === undefined ? argv : ['ip', 'netns', 'exec', ctx.netns, ...argv];
-}
-
 function setElements(doc: unknown, name: string): string[] | undefined {
   const items = (doc as { nftables?: unknown[] }).nftables ?? [];
   for (const item of items) {
@@ -423,7 +415,7 @@ async function checkNft(
   const table = ctx.nftTable ?? 'zynclone';
   const check = `nft-table:${table}`;
   const where = ctx.netns === undefined ? 'here' : `in network namespace ${ctx.netns}`;
-  const r = await run(inNetns(ctx, ['nft', '-j', 'list', 'table', 'bridge', table]));
+  const r = await run(inNetns(ctx.netns, ['nft', '-j', 'list', 'table', 'bridge', table]));
   if (r.code === null || /exec of "nft" failed/.test(r.stderr)) {
     return [
       {
