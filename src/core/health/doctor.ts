@@ -212,7 +212,7 @@ function checkConfig(ctx: DoctorContext): Finding[] {
             err,
             `config:${vm}`,
             `the configuration of ${vm}`,
-            `correct the named key, e.g. \`vmclone config set ${vm} <key> <value>\` or \`vmclone config unset ${vm} <key>\`, or edit ${ctx.paths.overrideFile(vm)}`,
+            `correct the named key, e.g. \`vmclone config ${vm} --set <key>=<value>\` or \`vmclone config ${vm} --unset <key>\`, or edit ${ctx.paths.overrideFile(vm)}`,
           ),
         );
       }
@@ -583,7 +583,7 @@ async function checkIsolationBridges(
           check,
           'error',
           `${bridge}${where} exists but is not a bridge (kind ${info?.linkinfo?.info_kind ?? 'none'})`,
-          'remove that interface or choose another isolation_bridge (vmclone config set <vm> isolation_bridge <name>)',
+          'remove that interface or choose another isolation_bridge (vmclone config <vm> --set isolation_bridge=<name>)',
         ),
       );
       continue;

@@ -49,7 +49,7 @@ describe('doctor without a Xen host', () => {
       const cfg = find(fs, 'config:web');
       expect(cfg).toMatchObject({ ok: false, severity: 'error' });
       expect(cfg?.message).toMatch(/clone_vif_msk.*did you mean "clone_vif_mask"/);
-      expect(cfg?.fix).toMatch(/vmclone config unset web/);
+      expect(cfg?.fix).toMatch(/vmclone config web\S* --unset/);
       for (const f of failing(fs)) expect(f.fix).toBeTruthy();
     } finally {
       store.close();
