@@ -1,7 +1,5 @@
-// The one subprocess runner, with real programs (and a real network namespace
-// when running as root).
-import { execFileSync } from 'node:child_process';
-import { afterAll, describe, expect, it } from 'vitest';
+// The one subprocess runner, with real programs.
+import { describe, expect, it } from 'vitest';
 import { isZynCloneError } from '../../src/errors/index.js';
 import { RunError, describeArgv, run } from '../../src/process/index.js';
 
@@ -71,31 +69,5 @@ describe('run', () => {
 
   it('refuses an empty argv', async () => {
     expect((await failure(run([]))).code).toBe('RUN_NOT_FOUND');
-  });
-});
-
-const isRoot = process.getuid?.() === 0;
-
-describe.skipIf(!isRoot)('run in a network namespace', () => {
-  const ns = `zc-run-${process.pid}`;
-  afterAll(() => {
-    try {
-      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-    } catch {}
-  });
-
-  it('runs the program inside the namespace it is given', async () => {
-    execFileSync('ip', ['netns', 'add', ns]);
-    const inside = await run(['ip', '-o', 'link', 'show'], { netns: ns });
-    expect(inside.argv.slice(0, 4)).toEqual(['ip', 'netns', 'exec', ns]);
-    expect(
-      inside.stdout
-        .trim()
-        .split('\n')
-        .map((l) => l.split(': ')[1]),
-    ).toEqual(['lo']);
-    const err = await failure(run(['true'], { netns: `${ns}-missing` }));
-    expect(err.code).toBe('RUN_FAILED');
-    expect(err.stderr).toMatch(/No such file or directory|Cannot open network namespace/);
   });
 });
