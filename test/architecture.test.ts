@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 
 const SRC = resolve(__dirname, '../src');
 const RANK: Record<string, number> = {
+  errors: 0,
+  process: 0,
   xenstore: 1,
   xen: 2,
   core: 3,

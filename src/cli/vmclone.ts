@@ -9,6 +9,7 @@
  * node:crypto) when it runs, and `list` reads the state store without the
  * lifecycle unless a dead process left an operation to recover.
  */
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import type { CloneLifecycle, CloneStatus, CreateResult } from '../core/clones/lifecycle.js';
@@ -188,6 +189,33 @@ function parseAssignment(text: string): { key: string; value: string } {
     );
   }
   return { key: text.slice(0, eq), value: text.slice(eq + 1) };
+}
+
+/**
+ * A typo in `vmclone config NAME --set` would otherwise leave an override and
+ * a generated cfg for a VM that never existed. A VM is known by its domain,
+ * its xl config file, or an override it already has.
+ */
+async function refuseUnknownVm(vm: string, s: Session): Promise<void> {
+  const paths = s.paths;
+  const files = [...paths.xlConfigCandidates(vm), paths.overrideFile(vm)];
+  if (files.some((f) => existsSync(f))) return;
+  const [{ XlDriver }, { CloneError }] = await Promise.all([
+    import('../xen/index.js'),
+    import('../core/clones/errors.js'),
+  ]);
+  let domains: string;
+  try {
+    if ((await new XlDriver({ env: s.io.env }).list()).some((d) => d.name === vm)) return;
+    domains = 'no domain of that name';
+  } catch (err) {
+    domains = `\`xl list\` failed (${(err as Error).message})`;
+  }
+  throw new CloneError(
+    'VM_NOT_FOUND',
+    `VM ${vm} is not known here: ${domains}, and none of ${files.join(', ')} exists; ` +
+      'check the name, or pass --force to configure it anyway',
+  );
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -425,14 +453,16 @@ export function buildProgram(
     .argument('<vm>', 'the VM')
     .option('--set <key=value>', 'set a key in the VM override (repeatable)', collect, [])
     .option('--unset <key>', 'remove a key from the VM override (repeatable)', collect, [])
+    .option('--force', 'set keys even for a VM this host does not know (no domain, no xl config)')
     .option('--json', 'print JSON')
-    .action((vm: string, o: { set: string[]; unset: string[]; json?: boolean }) =>
+    .action((vm: string, o: { set: string[]; unset: string[]; force?: boolean; json?: boolean }) =>
       run(async (s) => {
         vmArg(vm);
         const { CONFIG_KEYS, effectiveConfig, setOverride, unsetOverride } = await import(
           '../core/config/index.js'
         );
         const paths = s.paths;
+        if (o.set.length > 0 && !o.force) await refuseUnknownVm(vm, s);
         for (const a of o.set) {
           const { key, value } = parseAssignment(a);
           setOverride(vm, key, value, paths);

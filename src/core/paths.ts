@@ -3,6 +3,7 @@
  * `/`), so tests and the simulator run whole in a temporary directory.
  */
 import { isAbsolute, join, normalize } from 'node:path';
+import { ZynCloneError } from '../errors/index.js';
 
 export const ROOT_ENV = 'ZYNCLONE_ROOT';
 
@@ -15,15 +16,7 @@ export const MAX_VM_NAME = 64;
  */
 export const VM_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-export class PathError extends Error {
-  constructor(
-    readonly code: 'ROOT_INVALID' | 'VM_NAME_INVALID',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'PathError';
-  }
-}
+export class PathError extends ZynCloneError<'ROOT_INVALID' | 'VM_NAME_INVALID'> {}
 
 /** Why `name` is not a usable VM (domain) name, or undefined if it is. */
 export function vmNameProblem(name: unknown): string | undefined {
@@ -89,6 +82,8 @@ export interface ZynclonePaths {
   readonly guestDir: string;
   /** <root>/etc/xen/clone/guest/<vm>.cfg: generated effective config */
   guestCfgFile(vm: string): string;
+  /** where a VM's own xl config file usually is: <root>/etc/xen/<vm>.cfg, <vm>, auto/<vm>.cfg */
+  xlConfigCandidates(vm: string): string[];
   /** <root>/var/lib/zynclone */
   readonly stateDir: string;
   /** <root>/var/lib/zynclone/state.db */
@@ -120,6 +115,11 @@ export function zynclonePaths(root: string = zyncloneRoot()): ZynclonePaths {
     overrideFile: (vm: string) => join(overrideDir, `${validateVmName(vm)}.json`),
     guestDir,
     guestCfgFile: (vm: string) => join(guestDir, `${validateVmName(vm)}.cfg`),
+    xlConfigCandidates: (vm: string) => {
+      const etc = join(r, 'etc/xen');
+      const name = validateVmName(vm);
+      return [join(etc, `${name}.cfg`), join(etc, name), join(etc, 'auto', `${name}.cfg`)];
+    },
     stateDir,
     stateDb: join(stateDir, 'state.db'),
     runDir: join(r, 'run/zynclone'),

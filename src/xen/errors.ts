@@ -1,14 +1,9 @@
+import { type ErrorCode, ZynCloneError } from '../errors/index.js';
+
+type XenCode = Extract<ErrorCode, `XL_${string}` | `XEN_${string}`>;
+
 /** Base of every error the xen layer throws; match on `code`, not on the class. */
-export class XenError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'XenError';
-  }
-}
+export class XenError extends ZynCloneError<XenCode> {}
 
 /** An xl domain config file (or a value in it) that xl itself would refuse. */
 export class XlConfigError extends XenError {
@@ -19,7 +14,6 @@ export class XlConfigError extends XenError {
     readonly source = 'config',
   ) {
     super('XL_CONFIG_SYNTAX', `${source}:${line}:${column}: ${message}`);
-    this.name = 'XlConfigError';
   }
 }
 
@@ -31,7 +25,6 @@ export class XlSpecError extends XenError {
     detail: string,
   ) {
     super(code, `${code === 'XL_VIF_SPEC' ? 'vif' : 'disk'} spec '${spec}': ${detail}`);
-    this.name = 'XlSpecError';
   }
 }
 
@@ -55,7 +48,6 @@ export class XlError extends XenError {
     options?: ErrorOptions,
   ) {
     super(code, message, options);
-    this.name = 'XlError';
   }
 }
 
@@ -63,7 +55,6 @@ export class XlError extends XenError {
 export class XlParseError extends XenError {
   constructor(what: string, detail: string) {
     super('XL_PARSE', `cannot parse ${what}: ${detail}`);
-    this.name = 'XlParseError';
   }
 }
 
@@ -71,6 +62,5 @@ export class XlParseError extends XenError {
 export class XenWaitTimeoutError extends XenError {
   constructor(what: string, timeoutMs: number) {
     super('XEN_WAIT_TIMEOUT', `timed out after ${timeoutMs} ms waiting for ${what}`);
-    this.name = 'XenWaitTimeoutError';
   }
 }

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { type RunError, type RunResult, describeArgv, run } from '../process/index.js';
 import { XlError, XlParseError } from './errors.js';
 import { type DomId, domId } from './paths.js';
 import { type DiskSpec, printDisk } from './xl-config/disk.js';
@@ -59,96 +59,37 @@ export class XlDriver {
   }
 
   /** Runs `xl <args>`; rejects with XlError unless it exits 0. */
-  run(args: readonly string[], opts: XlRunOptions = {}): Promise<XlRunResult> {
+  async run(args: readonly string[], opts: XlRunOptions = {}): Promise<XlRunResult> {
     const argv = [this.xlPath, ...args];
-    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let size = 0;
-      const child = spawn(this.xlPath, args, {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: this.env ?? process.env,
+    let res: RunResult;
+    try {
+      res = await run(argv, {
+        timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+        maxOutputBytes: MAX_OUTPUT,
+        ...(this.env === undefined ? {} : { env: this.env }),
+        check: false,
       });
-      const finish = (fn: () => void) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        fn();
-      };
-      const stderrText = () => Buffer.concat(err).toString('utf8');
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        finish(() =>
-          reject(
-            new XlError(
-              'XL_TIMEOUT',
-              `${describeArgv(argv)} did not finish within ${timeoutMs} ms and was killed`,
-              argv,
-              null,
-              stderrText(),
-            ),
-          ),
-        );
-      }, timeoutMs);
-      const collect = (into: Buffer[]) => (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_OUTPUT) {
-          child.kill('SIGKILL');
-          finish(() =>
-            reject(
-              new XlError(
-                'XL_FAILED',
-                `${describeArgv(argv)} printed more than ${MAX_OUTPUT} bytes`,
-                argv,
-                null,
-                '',
-              ),
-            ),
-          );
-          return;
-        }
-        into.push(chunk);
-      };
-      child.stdout.on('data', collect(out));
-      child.stderr.on('data', collect(err));
-      child.on('error', (e: NodeJS.ErrnoException) => {
-        finish(() =>
-          reject(
-            new XlError(
-              e.code === 'ENOENT' || e.code === 'EACCES' ? 'XL_NOT_FOUND' : 'XL_FAILED',
-              `cannot run ${this.xlPath}: ${e.message}`,
-              argv,
-              null,
-              '',
-              { cause: e },
-            ),
-          ),
-        );
-      });
-      child.on('close', (code, signal) => {
-        finish(() => {
-          const stdout = Buffer.concat(out).toString('utf8');
-          const stderr = stderrText();
-          if (code === 0) {
-            resolve({ stdout, stderr });
-            return;
-          }
-          const how = code === null ? `was killed by ${signal}` : `exited with status ${code}`;
-          const said = summarizeStderr(stderr);
-          reject(
-            new XlError(
-              classifyXlStderr(stderr),
-              `${describeArgv(argv)} ${how}${said ? `: ${said}` : ''}`,
-              argv,
-              code,
-              stderr,
-            ),
-          );
-        });
-      });
-    });
+    } catch (e) {
+      const err = e as RunError;
+      const code =
+        err.code === 'RUN_NOT_FOUND'
+          ? 'XL_NOT_FOUND'
+          : err.code === 'RUN_TIMEOUT'
+            ? 'XL_TIMEOUT'
+            : 'XL_FAILED';
+      throw new XlError(code, err.message, argv, null, err.stderr ?? '', { cause: err });
+    }
+    if (res.status === 0) return { stdout: res.stdout, stderr: res.stderr };
+    const how =
+      res.status === null ? `was killed by ${res.signal}` : `exited with status ${res.status}`;
+    const said = summarizeStderr(res.stderr);
+    throw new XlError(
+      classifyXlStderr(res.stderr),
+      `${describeArgv(argv)} ${how}${said ? `: ${said}` : ''}`,
+      argv,
+      res.status,
+      res.stderr,
+    );
   }
 
   /**
@@ -352,8 +293,4 @@ export class XlDriver {
     }
     return name;
   }
-}
-
-function describeArgv(argv: readonly string[]): string {
-  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
 }

@@ -1,26 +1,28 @@
-import type { XsErrno } from './wire.js';
+import { type ErrorCode, ZynCloneError } from '../errors/index.js';
+import { XS_ERRNO_NAMES, type XsErrno } from './wire.js';
+
+type XsCode = Extract<ErrorCode, `XS_${string}`>;
 
 /** Base of every error the xenstore layer throws; match on `code`, not on the class. */
-export class XsError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'XsError';
-  }
-}
+export class XsError extends ZynCloneError<XsCode> {}
 
-/** xenstored answered XS_ERROR: `code` is the errno name it sent (ENOENT, EACCES, ...). */
+const KNOWN_ERRNOS: ReadonlySet<string> = new Set(XS_ERRNO_NAMES);
+
+/**
+ * xenstored answered XS_ERROR. `errno` is the name it sent (ENOENT, EACCES,
+ * ...); `code` is that name namespaced (XS_ENOENT), so that a XenStore error
+ * never passes for a filesystem errno.
+ */
 export class XsRemoteError extends XsError {
   constructor(
     readonly errno: XsErrno | string,
     readonly op: string,
     readonly path?: string,
   ) {
-    super(errno, `xenstore ${op}${path === undefined ? '' : ` ${path}`}: ${errno}`);
-    this.name = 'XsRemoteError';
+    super(
+      KNOWN_ERRNOS.has(errno) ? (`XS_${errno}` as XsCode) : 'XS_EUNKNOWN',
+      `xenstore ${op}${path === undefined ? '' : ` ${path}`}: ${errno}`,
+    );
   }
 }
 
@@ -28,7 +30,6 @@ export class XsRemoteError extends XsError {
 export class XsLimitError extends XsError {
   constructor(message: string) {
     super('XS_LIMIT', message);
-    this.name = 'XsLimitError';
   }
 }
 
@@ -36,7 +37,6 @@ export class XsLimitError extends XsError {
 export class XsConnectionError extends XsError {
   constructor(message: string, options?: ErrorOptions) {
     super('XS_CONNECTION', message, options);
-    this.name = 'XsConnectionError';
   }
 }
 
@@ -44,7 +44,6 @@ export class XsConnectionError extends XsError {
 export class XsProtocolError extends XsError {
   constructor(message: string) {
     super('XS_PROTOCOL', message);
-    this.name = 'XsProtocolError';
   }
 }
 
@@ -59,7 +58,6 @@ export class XsTimeoutError extends XsError {
     readonly timeoutMs: number,
   ) {
     super('XS_TIMEOUT', `xenstore ${op}: no answer within ${timeoutMs} ms`);
-    this.name = 'XsTimeoutError';
   }
 }
 
@@ -67,7 +65,6 @@ export class XsTimeoutError extends XsError {
 export class XsArgumentError extends XsError {
   constructor(message: string) {
     super('XS_INVALID_ARGUMENT', message);
-    this.name = 'XsArgumentError';
   }
 }
 
@@ -75,6 +72,5 @@ export class XsArgumentError extends XsError {
 export class XsTransactionStateError extends XsError {
   constructor(message: string) {
     super('XS_TX_FINISHED', message);
-    this.name = 'XsTransactionStateError';
   }
 }

@@ -3,7 +3,8 @@
 //   await xs.write('/tool/zynclone/x', 'v');
 //   for await (const item of await xs.watch('/tool/zynclone')) { ... }  // 'event' | 'resync'
 //   await xs.transaction(async (tx) => { ... });    // retried on EAGAIN
-// Errors all extend XsError; match on `code` (ENOENT, EAGAIN, XS_LIMIT, XS_CONNECTION, ...).
+// Errors all extend XsError (a ZynCloneError); match on `code` (XS_ENOENT, XS_EAGAIN, XS_LIMIT,
+// XS_CONNECTION, ...) or with isXsErrno(err, 'ENOENT'); `errno` keeps the name xenstored sent.
 export {
   XsClient,
   XsTransactionHandle,

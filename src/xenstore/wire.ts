@@ -1,4 +1,5 @@
 // Names and numbers copied from xen/include/public/io/xs_wire.h; never renumber.
+import { ZynCloneError } from '../errors/index.js';
 
 export const XsType = {
   CONTROL: 0,
@@ -85,11 +86,12 @@ export function encodeFrame(frame: XsFrame): Buffer {
   return buf;
 }
 
-export class FrameTooLargeError extends Error {
-  readonly code = 'XS_FRAME_TOO_LARGE';
+export class FrameTooLargeError extends ZynCloneError<'XS_FRAME_TOO_LARGE'> {
   constructor(readonly length: number) {
-    super(`xenstore frame announces ${length} bytes, more than ${XENSTORE_PAYLOAD_MAX}`);
-    this.name = 'FrameTooLargeError';
+    super(
+      'XS_FRAME_TOO_LARGE',
+      `xenstore frame announces ${length} bytes, more than ${XENSTORE_PAYLOAD_MAX}`,
+    );
   }
 }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -21,6 +21,9 @@ describe('vmclone command line', () => {
   let root: string;
   beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), 'zc-cli-'));
+    // web01 is a VM of this host: it has an xl config file.
+    mkdirSync(join(root, 'etc/xen'), { recursive: true });
+    writeFileSync(join(root, 'etc/xen/web01.cfg'), 'name = "web01"\n');
   });
   afterEach(() => {
     rmSync(root, { recursive: true, force: true });
@@ -93,6 +96,22 @@ describe('vmclone command line', () => {
     expect(r.code).toBe(EXIT.CONFIG);
     expect(r.stderr).toMatch(/clone_kind.*"offline", "online", "memory"/);
     expect((await vmclone('config', 'bad/name')).code).toBe(EXIT.CONFIG);
+  });
+
+  it('refuses to configure a VM this host does not know unless --force, writing nothing', async () => {
+    const r = await vmclone('config', 'nosuchvm', '--set', 'clone_kind=offline');
+    expect(r.code).toBe(EXIT.NOT_FOUND);
+    expect(r.stderr).toMatch(/VM nosuchvm is not known here: .*--force/);
+    expect(r.stderr).toContain(join(root, 'etc/xen/nosuchvm.cfg'));
+    expect(existsSync(join(root, 'etc/xen/clone'))).toBe(false);
+
+    const forced = await vmclone('config', 'nosuchvm', '--set', 'clone_kind=offline', '--force');
+    expect(forced.code).toBe(0);
+    // Once it has an override, the VM is known: later edits need no --force.
+    expect((await vmclone('config', 'nosuchvm', '--set', 'mac_policy=regenerate')).code).toBe(0);
+    // Showing the configuration of any valid name changes nothing and stays allowed.
+    expect((await vmclone('config', 'other')).code).toBe(0);
+    expect(existsSync(join(root, 'etc/xen/clone/override/other.json'))).toBe(false);
   });
 
   it('maps error codes to exit statuses', () => {

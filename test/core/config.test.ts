@@ -192,6 +192,43 @@ describe('effective configuration', () => {
     writeBase('[1]');
     expect(configError(() => effectiveConfig('web1', paths)).message).toMatch(/JSON object/);
   });
+
+  it('refuses a key given twice in base.json or an override, naming the key, file and lines', () => {
+    writeBase(
+      '{\n  "clone_kind": "offline",\n  "mac_policy": "keep",\n  "clone_kind": "memory"\n}',
+    );
+    let err = configError(() => effectiveConfig('web1', paths));
+    expect(err.code).toBe('CONFIG_PARSE');
+    expect(err.issues).toEqual([
+      {
+        file: paths.baseConfigFile,
+        line: 4,
+        key: 'clone_kind',
+        message: 'key given twice (first on line 2)',
+      },
+    ]);
+    expect(err.message).toBe(
+      `${paths.baseConfigFile}:4: key "clone_kind": key given twice (first on line 2)`,
+    );
+
+    writeBase({ clone_kind: 'offline' });
+    writeOverride('web1', '{"clone_vif_mask": "all", "clone_vif_mask": "none"}');
+    err = configError(() => effectiveConfig('web1', paths));
+    expect(err.issues).toMatchObject([{ file: paths.overrideFile('web1'), key: 'clone_vif_mask' }]);
+    // An edit through vmclone loses nothing: the file stays for the operator to fix.
+    const before = snapshotFiles();
+    expect(configError(() => setOverride('web1', 'mac_policy', 'keep', paths)).code).toBe(
+      'CONFIG_PARSE',
+    );
+    expect(snapshotFiles()).toEqual(before);
+  });
+
+  it('finds keys given twice inside nested objects, naming the whole key', () => {
+    writeBase('{"clone_kind": "offline", "x": [{"a": 1, "a": 2}]}');
+    expect(configError(() => effectiveConfig('web1', paths)).issues).toMatchObject([
+      { key: 'x[0].a', line: 1 },
+    ]);
+  });
 });
 
 describe('setOverride', () => {

@@ -3,7 +3,8 @@
 // the next vmclone command must finish or roll back the operation and leave
 // no domain, volume, file, XenStore node, record or lock behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloneHost, canRunE2e } from './clone-helpers.js';
+import { skipWithout } from '../prerequisites.js';
+import { CloneHost, E2E_NEEDS, canRunE2e } from './clone-helpers.js';
 
 const CREATE_STEPS = [
   'plan',
@@ -24,7 +25,7 @@ const REMOVE_STEPS = [
   'delete-record',
 ];
 
-describe.skipIf(!canRunE2e)('vmclone crash recovery', () => {
+describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('vmclone crash recovery', () => {
   let host: CloneHost;
 
   beforeAll(async () => {

@@ -30,6 +30,7 @@ const repo = resolve(__dirname, '../..');
 const REQUIRE_BANNER =
   "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
 
+export const E2E_NEEDS = 'root, /dev/loop-control, mkfs.xfs, xenstore-utils and iproute2';
 export const canRunE2e =
   canMountLoop && existsSync('/usr/bin/xenstore-ls') && existsSync('/usr/sbin/ip');
 

@@ -5,9 +5,10 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloneHost, RealNetMonitor, canRunE2e, run } from './clone-helpers.js';
+import { skipWithout } from '../prerequisites.js';
+import { CloneHost, E2E_NEEDS, RealNetMonitor, canRunE2e, run } from './clone-helpers.js';
 
-describe.skipIf(!canRunE2e)('vmclone in the simulator', () => {
+describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('vmclone in the simulator', () => {
   let host: CloneHost;
 
   beforeAll(async () => {

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProcesses } from '../../src/sim/journal.js';
 import { simPaths } from '../../src/sim/paths.js';
+import { skipWithout } from '../prerequisites.js';
 import { canMountLoop, loopsBackedUnder, mountsBelow } from '../sim/helpers.js';
 
 const repo = resolve(__dirname, '../..');
@@ -66,7 +67,9 @@ function section(out: string, title: string): string {
   return found;
 }
 
-describe.runIf(canRun)('make demo (scripts/demo.sh)', () => {
+describe.skipIf(
+  skipWithout(canRun, 'root, loop devices, mkfs.xfs, xenstore-utils, nftables, qemu-system-x86_64'),
+)('make demo (scripts/demo.sh)', () => {
   let work = '';
   let root = '';
   let out = '';

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findProcesses } from '../../src/sim/journal.js';
 import { simPaths } from '../../src/sim/paths.js';
+import { skipWithout } from '../prerequisites.js';
 import {
   SimFixture,
   canMountLoop,
@@ -71,7 +72,7 @@ describe('sim down', () => {
     expect(existsSync(join(fx.root, 'run'))).toBe(false);
   });
 
-  it.runIf(canMountLoop)(
+  it.skipIf(skipWithout(canMountLoop, 'root, /dev/loop-control and mkfs.xfs'))(
     'unmounts the XFS, detaches its loop device and deletes its image after SIGKILL',
     async () => {
       const fx = await SimFixture.create('zc-sim-xfs-kill-');

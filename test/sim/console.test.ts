@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qemuBinary } from '../../src/sim/console/vnc.js';
 import { XsClient } from '../../src/xenstore/index.js';
+import { skipWithout } from '../prerequisites.js';
 import { SimFixture } from './helpers.js';
 
 /** RFB 3.8 handshake with security "None"; returns the server's desktop name. */
@@ -47,34 +48,37 @@ function vncDesktopName(port: number, host: string): Promise<string> {
 
 let fx: SimFixture;
 
-describe.skipIf(!qemuBinary())('VNC consoles', () => {
-  beforeAll(async () => {
-    fx = await SimFixture.create('zc-sim-vnc-');
-    expect((await fx.sim('up', '--no-network')).code).toBe(0);
-  });
-
-  afterAll(async () => {
-    await fx?.dispose();
-  });
-
-  it('serves the console on the port written to console/vnc-port', async () => {
-    writeFileSync(join(fx.root, 'win.cfg'), 'name = "win-console"\ntype = "hvm"\nmemory = 64\n');
-    const r = await fx.xl('create', '-q', 'win.cfg');
-    expect(r.code, r.stderr).toBe(0);
-    const xs = await XsClient.connect({
-      path: join(fx.root, 'run/xenstored/socket'),
-      reconnect: false,
+describe.skipIf(skipWithout(qemuBinary() !== undefined, 'qemu-system-x86_64'))(
+  'VNC consoles',
+  () => {
+    beforeAll(async () => {
+      fx = await SimFixture.create('zc-sim-vnc-');
+      expect((await fx.sim('up', '--no-network')).code).toBe(0);
     });
-    try {
-      const port = Number(await xs.read('/local/domain/1/console/vnc-port'));
-      const listen = await xs.read('/local/domain/1/console/vnc-listen');
-      expect(listen).toBe('127.0.0.1');
-      // QEMU names its desktop "QEMU (<name>)", as on a Xen host.
-      expect(await vncDesktopName(port, listen)).toBe('QEMU (win-console)');
-    } finally {
-      await xs.close();
-    }
-    expect((await fx.xl('destroy', 'win-console')).code).toBe(0);
-    expect(existsSync(join(fx.root, 'run/domains/1'))).toBe(false);
-  });
-});
+
+    afterAll(async () => {
+      await fx?.dispose();
+    });
+
+    it('serves the console on the port written to console/vnc-port', async () => {
+      writeFileSync(join(fx.root, 'win.cfg'), 'name = "win-console"\ntype = "hvm"\nmemory = 64\n');
+      const r = await fx.xl('create', '-q', 'win.cfg');
+      expect(r.code, r.stderr).toBe(0);
+      const xs = await XsClient.connect({
+        path: join(fx.root, 'run/xenstored/socket'),
+        reconnect: false,
+      });
+      try {
+        const port = Number(await xs.read('/local/domain/1/console/vnc-port'));
+        const listen = await xs.read('/local/domain/1/console/vnc-listen');
+        expect(listen).toBe('127.0.0.1');
+        // QEMU names its desktop "QEMU (<name>)", as on a Xen host.
+        expect(await vncDesktopName(port, listen)).toBe('QEMU (win-console)');
+      } finally {
+        await xs.close();
+      }
+      expect((await fx.xl('destroy', 'win-console')).code).toBe(0);
+      expect(existsSync(join(fx.root, 'run/domains/1'))).toBe(false);
+    });
+  },
+);

@@ -130,9 +130,9 @@ describe('XsClient against a scripted peer', () => {
     const c = await connect();
     const err = await c.read('/nope').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(XsRemoteError);
-    expect(err).toMatchObject({ code: 'ENOENT', errno: 'ENOENT', op: 'read', path: '/nope' });
+    expect(err).toMatchObject({ code: 'XS_ENOENT', errno: 'ENOENT', op: 'read', path: '/nope' });
     await expect(c.write('/ro', 'x')).rejects.toMatchObject({
-      code: 'EACCES',
+      code: 'XS_EACCES',
       op: 'write',
       path: '/ro',
     });
@@ -283,7 +283,7 @@ describe('XsClient against a scripted peer', () => {
       conn.error(frame, frame.type === XsType.DIRECTORY ? 'E2BIG' : 'ENOSYS'),
     );
     const c = await connect();
-    await expect(c.directory('/many')).rejects.toMatchObject({ code: 'E2BIG', op: 'directory' });
+    await expect(c.directory('/many')).rejects.toMatchObject({ code: 'XS_E2BIG', op: 'directory' });
   });
 
   it('retries a transaction on EAGAIN within its attempts', async () => {
@@ -319,7 +319,7 @@ describe('XsClient against a scripted peer', () => {
     await expect(
       c.transaction(async (tx) => tx.write('/c', '1'), { attempts: 2 }),
     ).rejects.toMatchObject({
-      code: 'EAGAIN',
+      code: 'XS_EAGAIN',
     });
   });
 

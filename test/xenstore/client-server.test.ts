@@ -82,7 +82,7 @@ describe('XsClient against the simulator xenstored', () => {
     expect(await c.exists('/tool/zynclone/vm1')).toBe(false);
     const err = await c.read('/tool/zynclone/vm1/state').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(XsRemoteError);
-    expect(err).toMatchObject({ code: 'ENOENT', op: 'read', path: '/tool/zynclone/vm1/state' });
+    expect(err).toMatchObject({ code: 'XS_ENOENT', op: 'read', path: '/tool/zynclone/vm1/state' });
     expect(await c.getDomainPath(7)).toBe('/local/domain/7');
   });
 
@@ -112,14 +112,14 @@ describe('XsClient against the simulator xenstored', () => {
     expect(await c.getPerms('/local/domain/5')).toEqual([{ domid: 5, access: 'none' }]);
 
     const guest = await connect(server!.domainSocketPath(5));
-    await expect(guest.read('/tool/zynclone/secret')).rejects.toMatchObject({ code: 'EACCES' });
+    await expect(guest.read('/tool/zynclone/secret')).rejects.toMatchObject({ code: 'XS_EACCES' });
     await c.setPerms('/tool/zynclone/secret', [
       { domid: 0, access: 'none' },
       { domid: 5, access: 'read' },
     ]);
     expect(await guest.read('/tool/zynclone/secret')).toBe('s3');
     await expect(guest.write('/tool/zynclone/secret', 'x')).rejects.toMatchObject({
-      code: 'EACCES',
+      code: 'XS_EACCES',
     });
     // Relative paths resolve under the guest's own home.
     await guest.write('data/zynclone/request', 'clone');
@@ -142,7 +142,7 @@ describe('XsClient against the simulator xenstored', () => {
     await tx.write('/tool/zynclone/counter', '1');
     const err = await tx.commit().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(XsRemoteError);
-    expect(err).toMatchObject({ code: 'EAGAIN', op: 'transaction-end' });
+    expect(err).toMatchObject({ code: 'XS_EAGAIN', op: 'transaction-end' });
     expect(await c.read('/tool/zynclone/counter')).toBe('5');
   });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { type ErrorCode, isZynCloneError } from '../../src/errors/index.js';
 import {
   XsArgumentError,
   XsConnectionError,
@@ -14,21 +15,21 @@ import { FrameTooLargeError } from '../../src/xenstore/wire.js';
 
 const table: Array<{ err: Error; name: string; code: string; message: string }> = [
   {
-    err: new XsError('XS_SOMETHING', 'generic'),
+    err: new XsError('XS_EIO', 'generic'),
     name: 'XsError',
-    code: 'XS_SOMETHING',
+    code: 'XS_EIO',
     message: 'generic',
   },
   {
     err: new XsRemoteError('ENOENT', 'read', '/local/domain/7/name'),
     name: 'XsRemoteError',
-    code: 'ENOENT',
+    code: 'XS_ENOENT',
     message: 'xenstore read /local/domain/7/name: ENOENT',
   },
   {
     err: new XsRemoteError('EAGAIN', 'transaction-end'),
     name: 'XsRemoteError',
-    code: 'EAGAIN',
+    code: 'XS_EAGAIN',
     message: 'xenstore transaction-end: EAGAIN',
   },
   {
@@ -81,7 +82,17 @@ describe('error classes', () => {
     expect(err.name).toBe(name);
     expect((err as Error & { code: string }).code).toBe(code);
     expect(err.message).toBe(message);
+    expect(isZynCloneError(err, code as ErrorCode)).toBe(true);
     if (name !== 'FrameTooLargeError') expect(err).toBeInstanceOf(XsError);
+  });
+
+  it('namespaces the errno xenstored sent, so it never passes for a filesystem errno', () => {
+    const err = new XsRemoteError('ENOENT', 'read', '/x');
+    expect(err.code).toBe('XS_ENOENT');
+    expect(err.errno).toBe('ENOENT');
+    expect(isZynCloneError(err, 'XS_ENOENT')).toBe(true);
+    const odd = new XsRemoteError('EWHATEVER', 'read', '/x');
+    expect([odd.code, odd.errno]).toEqual(['XS_EUNKNOWN', 'EWHATEVER']);
   });
 
   it('keeps the remote errno, op and path on XsRemoteError', () => {

@@ -5,14 +5,14 @@
  */
 import { waitForValue } from '../../xen/xs-wait.js';
 import type { XsClient } from '../../xenstore/client.js';
+import { isXsErrno } from '../../xenstore/errors.js';
 import type { XsOps } from '../../xenstore/types.js';
 import type { CloneState } from '../state/types.js';
 import { CloneError } from './errors.js';
 import type { ConsoleType } from './plan.js';
 
-export const ZC_ROOT = '/tool/zynclone';
-export const vmNode = (vm: string) => `${ZC_ROOT}/vm/${vm}`;
-export const ackNode = (vm: string) => `${ZC_ROOT}/net/ack/${vm}`;
+import { ackNode, vmNode } from '../xenstore/layout.js';
+export { ZC_ROOT, ackNode, vmNode } from '../xenstore/layout.js';
 
 export interface PublishedVif {
   readonly devid: number;
@@ -42,7 +42,7 @@ async function rmIfPresent(tx: XsOps, path: string): Promise<void> {
   try {
     await tx.rm(path);
   } catch (err) {
-    if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    if (!isXsErrno(err, 'ENOENT')) throw err;
   }
 }
 

@@ -1,9 +1,3 @@
-/**
- * base.json + override/<vm>.json -> effective config -> guest/<vm>.cfg.
- *
- * File operations are synchronous: the files are small, and the CLI and the
- * daemons read them at well-defined moments, never on a hot path.
- */
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { type ZynclonePaths, validateVmName, vmNameProblem, zynclonePaths } from '../paths.js';
 import { commitStaged, discardStaged, stageFile } from './atomic-write.js';
@@ -21,6 +15,13 @@ import {
   unknownKeyMessage,
   validateConfigObject,
 } from './schema.js';
+/**
+ * base.json + override/<vm>.json -> effective config -> guest/<vm>.cfg.
+ *
+ * File operations are synchronous: the files are small, and the CLI and the
+ * daemons read them at well-defined moments, never on a hot path.
+ */
+import { parseJsonStrict } from './strict-json.js';
 
 /** Largest config file we read; real ones are a few hundred bytes. */
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
@@ -64,16 +65,7 @@ function readJsonObject(file: string): RawFile {
       { cause: err },
     );
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(
-      'CONFIG_PARSE',
-      [{ file, message: `not valid JSON: ${(err as Error).message}` }],
-      { cause: err },
-    );
-  }
+  const parsed = parseJsonStrict(text, file);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new ConfigError('CONFIG_INVALID', [
       { file, message: `expected a JSON object of configuration keys, got ${showValue(parsed)}` },

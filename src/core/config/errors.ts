@@ -1,3 +1,5 @@
+import { ZynCloneError } from '../../errors/index.js';
+
 /** One thing wrong in a configuration file or value. */
 export interface ConfigIssue {
   /** The file (or other source) the value came from or was going to. */
@@ -20,14 +22,13 @@ export type ConfigErrorCode =
   /** A file could not be read or written. */
   | 'CONFIG_IO';
 
-export class ConfigError extends Error {
+export class ConfigError extends ZynCloneError<ConfigErrorCode> {
   constructor(
-    readonly code: ConfigErrorCode,
+    code: ConfigErrorCode,
     readonly issues: readonly ConfigIssue[],
     options?: ErrorOptions,
   ) {
-    super(issues.map(formatIssue).join('\n'), options);
-    this.name = 'ConfigError';
+    super(code, issues.map(formatIssue).join('\n'), options);
   }
 }
 

@@ -463,7 +463,7 @@ export function validateConfigObject(
 }
 
 /**
- * Reads a value typed on a command line (`vmclone config set vm key value`)
+ * Reads a value typed on a command line (`vmclone config VM --set key=value`)
  * into the JSON type of `key`. Lists: `a,b`, or JSON `["a","b"]`, or `` / `[]`
  * for empty; a string-list item may contain commas, so a bare word there is
  * one item. Booleans: true/false, yes/no, on/off.

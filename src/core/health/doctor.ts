@@ -1,9 +1,10 @@
+import { isZynCloneError } from '../../errors/index.js';
+import { inNetns, run } from '../../process/index.js';
 /**
  * Health checks behind `vmclone doctor`: each check returns findings that say
  * what is wrong and how to fix it. Nothing here changes the host; a check
  * that cannot run here (no nft, no ip) says so and counts as ok.
  */
-import { execFile } from 'node:child_process';
 import type { XlDriver } from '../../xen/index.js';
 import { XsClient, type XsOps, isXsErrno } from '../../xenstore/index.js';
 import {
@@ -17,7 +18,14 @@ import type { ZyncloneConfig } from '../config/schema.js';
 import { type VmInput, planLockdown } from '../lockdown/nft-plan.js';
 import type { ZynclonePaths } from '../paths.js';
 import { type StateStore, openStateStore } from '../state/index.js';
-import { readVmInputs } from './xenstore-read.js';
+import {
+  ZC_ROOT,
+  ackNode,
+  appliedNode,
+  daemonLeaf,
+  readPublishedVms,
+  vmLeaf,
+} from '../xenstore/index.js';
 
 export type Severity = 'info' | 'warning' | 'error';
 
@@ -46,7 +54,6 @@ export interface DaemonExpectation {
   readonly required: boolean;
 }
 
-export const ZC_ROOT = '/tool/zynclone';
 export const DEFAULT_DAEMONS: readonly DaemonExpectation[] = [
   { name: 'clone-monitor', required: true },
   { name: 'net-monitor', required: true },
@@ -72,26 +79,21 @@ export interface DoctorContext {
   readonly nftTable?: string;
   readonly daemons?: readonly DaemonExpectation[];
   readonly now?: () => number;
-  /** Runs `nft` and `ip` (default: execFile, argv only). */
+  /** Runs `nft` and `ip` (default: the project's runner, argv only, 10 s each). */
   readonly run?: CommandRunner;
 }
 
-const defaultRun: CommandRunner = (argv) =>
-  new Promise((resolve) => {
-    execFile(
-      argv[0]!,
-      argv.slice(1),
-      { timeout: 10_000, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
-        if (e && (e.code === 'ENOENT' || e.code === 'EACCES')) {
-          resolve({ code: null, stdout: '', stderr: e.message });
-          return;
-        }
-        resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr });
-      },
-    );
-  });
+const defaultRun: CommandRunner = async (argv) => {
+  try {
+    const r = await run(argv, { check: false, timeoutMs: 10_000 });
+    return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    if (isZynCloneError(err, 'RUN_NOT_FOUND'))
+      return { code: null, stdout: '', stderr: err.message };
+    if (isZynCloneError(err, 'RUN_TIMEOUT')) return { code: 1, stdout: '', stderr: err.message };
+    throw err;
+  }
+};
 
 const ok = (check: string, message: string): Finding => ({
   check,
@@ -210,7 +212,7 @@ function checkConfig(ctx: DoctorContext): Finding[] {
             err,
             `config:${vm}`,
             `the configuration of ${vm}`,
-            `correct the named key, e.g. \`vmclone config set ${vm} <key> <value>\` or \`vmclone config unset ${vm} <key>\`, or edit ${ctx.paths.overrideFile(vm)}`,
+            `correct the named key, e.g. \`vmclone config ${vm} --set <key>=<value>\` or \`vmclone config ${vm} --unset <key>\`, or edit ${ctx.paths.overrideFile(vm)}`,
           ),
         );
       }
@@ -271,7 +273,7 @@ async function checkXenstore(
     );
   }
   out.push(...(await checkHeartbeats(ctx, xs)));
-  const vms = await readVmInputs(xs);
+  const vms = await readPublishedVms(xs);
   out.push(...(await checkAcks(xs, vms)));
   const cfg = baseOrDefault(ctx);
   out.push(...(await checkNft(ctx, run, vms, cfg)));
@@ -291,13 +293,12 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
   const now = (ctx.now ?? Date.now)();
   const out: Finding[] = [];
   for (const d of ctx.daemons ?? DEFAULT_DAEMONS) {
-    const base = `${ZC_ROOT}/daemons/${d.name}`;
     const check = `heartbeat:${d.name}`;
     const unit = `zynclone-${d.name}`;
     const [beat, version, interval] = await Promise.all([
-      xs.tryRead(`${base}/heartbeat`),
-      xs.tryRead(`${base}/version`),
-      xs.tryRead(`${base}/heartbeat-ms`),
+      xs.tryRead(daemonLeaf(d.name, 'heartbeat')),
+      xs.tryRead(daemonLeaf(d.name, 'version')),
+      xs.tryRead(daemonLeaf(d.name, 'heartbeat-ms')),
     ]);
     const v = version === undefined ? 'version unknown' : `version ${version}`;
     if (beat === undefined || !/^[0-9]+$/.test(beat)) {
@@ -314,7 +315,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
         bad(
           check,
           'error',
-          `${d.name} has never written a heartbeat (${base}/heartbeat ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})`,
+          `${d.name} has never written a heartbeat (${daemonLeaf(d.name, 'heartbeat')} ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})`,
           `start it: systemctl start ${unit}; then check journalctl -u ${unit}`,
         ),
       );
@@ -346,13 +347,13 @@ async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]>
   for (const vm of vms) {
     const check = `lockdown-ack:${vm.vm}`;
     const gen = vm.generation;
-    const ack = await xs.tryRead(`${ZC_ROOT}/net/ack/${vm.vm}`);
+    const ack = await xs.tryRead(ackNode(vm.vm));
     if (gen === undefined || !/^[0-9]+$/.test(gen)) {
       out.push(
         bad(
           check,
           'error',
-          `${ZC_ROOT}/vm/${vm.vm}/generation is ${gen === undefined ? 'absent' : JSON.stringify(gen)}: the net monitor cannot acknowledge it`,
+          `${vmLeaf(vm.vm, 'generation')} is ${gen === undefined ? 'absent' : JSON.stringify(gen)}: the net monitor cannot acknowledge it`,
           'restart the clone monitor (systemctl restart zynclone-clone-monitor); it republishes the VM from the state store',
         ),
       );
@@ -369,13 +370,13 @@ async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]>
       );
       continue;
     }
-    const appliedText = await xs.tryRead(`${ZC_ROOT}/net/applied/${vm.vm}`);
+    const appliedText = await xs.tryRead(appliedNode(vm.vm));
     let problems: string[] = [];
     try {
       const applied = JSON.parse(appliedText ?? '{}') as { problems?: unknown };
       if (Array.isArray(applied.problems)) problems = applied.problems.map(String);
     } catch {
-      problems = [`${ZC_ROOT}/net/applied/${vm.vm} is not JSON`];
+      problems = [`${appliedNode(vm.vm)} is not JSON`];
     }
     if (problems.length > 0) {
       out.push(
@@ -393,10 +394,6 @@ async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]>
     }
   }
   return out;
-}
-
-function inNetns(ctx: DoctorContext, argv: string[]): string[] {
-  return ctx.netns === undefined ? argv : ['ip', 'netns', 'exec', ctx.netns, ...argv];
 }
 
 function setElements(doc: unknown, name: string): string[] | undefined {
@@ -418,7 +415,7 @@ async function checkNft(
   const table = ctx.nftTable ?? 'zynclone';
   const check = `nft-table:${table}`;
   const where = ctx.netns === undefined ? 'here' : `in network namespace ${ctx.netns}`;
-  const r = await run(inNetns(ctx, ['nft', '-j', 'list', 'table', 'bridge', table]));
+  const r = await run(inNetns(ctx.netns, ['nft', '-j', 'list', 'table', 'bridge', table]));
   if (r.code === null || /exec of "nft" failed/.test(r.stderr)) {
     return [
       {
@@ -586,7 +583,7 @@ async function checkIsolationBridges(
           check,
           'error',
           `${bridge}${where} exists but is not a bridge (kind ${info?.linkinfo?.info_kind ?? 'none'})`,
-          'remove that interface or choose another isolation_bridge (vmclone config set <vm> isolation_bridge <name>)',
+          'remove that interface or choose another isolation_bridge (vmclone config <vm> --set isolation_bridge=<name>)',
         ),
       );
       continue;

@@ -1,2 +1,1 @@
 export * from './doctor.js';
-export { readVmInputs } from './xenstore-read.js';

@@ -20,6 +20,7 @@
  *   in  @masked drop                        the originals' masked vifs
  * and the same with `out`.
  */
+import { ZynCloneError } from '../../errors/index.js';
 import { type NftSets, type NftSetsDiff, isValidIfname, isValidVifPrefix } from './nft-plan.js';
 
 export const NFT_FAMILIES = ['bridge', 'inet', 'arp'] as const;
@@ -48,11 +49,9 @@ export interface NftTableSpec {
   cloneVifPrefix: string;
 }
 
-export class NftScriptError extends Error {
-  readonly code = 'NFT_SCRIPT_INVALID';
+export class NftScriptError extends ZynCloneError<'NFT_SCRIPT_INVALID'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'NftScriptError';
+    super('NFT_SCRIPT_INVALID', message);
   }
 }
 

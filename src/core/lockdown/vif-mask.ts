@@ -11,6 +11,7 @@
  * Device ids run from 0 to MAX_VIF_DEVID. A mask that names every possible
  * device id is the same as `all`, and is normalised to it.
  */
+import { ZynCloneError } from '../../errors/index.js';
 
 export const MAX_VIF_DEVID = 63;
 /** Longest accepted mask text; masks can come from guests, so bound the work. */
@@ -20,14 +21,12 @@ export type VifMask =
   | { readonly all: true }
   | { readonly all: false /** sorted, distinct */; readonly devids: readonly number[] };
 
-export class VifMaskError extends Error {
-  readonly code = 'VIF_MASK_INVALID';
+export class VifMaskError extends ZynCloneError<'VIF_MASK_INVALID'> {
   constructor(
     readonly input: string,
     readonly reason: string,
   ) {
-    super(`invalid vif mask ${JSON.stringify(shorten(input))}: ${reason}`);
-    this.name = 'VifMaskError';
+    super('VIF_MASK_INVALID', `invalid vif mask ${JSON.stringify(shorten(input))}: ${reason}`);
   }
 }
 

@@ -1,3 +1,4 @@
+import { ZynCloneError } from '../../errors/index.js';
 import type { OperationRecord } from './types.js';
 
 export type StateErrorCode =
@@ -22,23 +23,14 @@ export type StateErrorCode =
   | 'CLONE_NAME_TAKEN'
   | 'VM_BUSY';
 
-export class StateError extends Error {
-  constructor(
-    readonly code: StateErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'StateError';
-  }
-}
+export class StateError extends ZynCloneError<StateErrorCode> {}
 
 /**
  * Another operation on the same VM is running. `stale` means its owner process
  * is gone: the lifecycle must finish or roll it back (adoptOperation) first.
  */
 export class BusyError extends StateError {
-  override readonly code = 'VM_BUSY' as const;
+  declare readonly code: 'VM_BUSY';
   constructor(
     readonly vm: string,
     readonly operation: OperationRecord,
@@ -55,6 +47,5 @@ export class BusyError extends StateError {
             '(finished or rolled back) first'
           : ''),
     );
-    this.name = 'BusyError';
   }
 }

@@ -1,3 +1,5 @@
+import { ZynCloneError } from '../../errors/index.js';
+
 export type StorageErrorCode =
   /** The disk spec handed in is malformed (bad vdev, clone name, relative path...). */
   | 'STORAGE_INVALID_DISK'
@@ -29,16 +31,7 @@ export type StorageErrorCode =
   | 'STORAGE_IO';
 
 /** Every error the storage layer throws; match on `code`, not on the class or the text. */
-export class StorageError extends Error {
-  constructor(
-    readonly code: StorageErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'StorageError';
-  }
-}
+export class StorageError extends ZynCloneError<StorageErrorCode> {}
 
 export function errnoOf(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {

@@ -1,5 +1,6 @@
+import { isZynCloneError } from '../../errors/index.js';
 import { type CommandRunner, firstLines, runCommand } from './command.js';
-import { StorageError, errnoOf } from './errors.js';
+import { StorageError } from './errors.js';
 
 /** One row of `lvs --reportformat json` with the fields LV_FIELDS asks for. */
 export interface LvInfo {
@@ -163,7 +164,7 @@ async function lvm(argv: readonly string[], run: CommandRunner) {
   try {
     return await run(argv);
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') {
+    if (isZynCloneError(err, 'RUN_NOT_FOUND')) {
       throw new StorageError(
         'STORAGE_TOOL_MISSING',
         `${argv[0]} is not installed (Debian package lvm2); it is needed for LVM disks`,

@@ -1,5 +1,6 @@
+import { isZynCloneError } from '../../errors/index.js';
 import { type CommandRunner, firstLines, runCommand } from './command.js';
-import { StorageError, errnoOf } from './errors.js';
+import { StorageError } from './errors.js';
 import type { DiskFormat } from './types.js';
 
 /** The few fields of `qemu-img info --output json` the storage layer reads. */
@@ -62,7 +63,7 @@ async function qemuImg(argv: readonly string[], run: CommandRunner) {
   try {
     return await run(argv);
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') {
+    if (isZynCloneError(err, 'RUN_NOT_FOUND')) {
       throw new StorageError(
         'STORAGE_TOOL_MISSING',
         'qemu-img is not installed (Debian package qemu-utils); it is needed for qcow2 overlays',

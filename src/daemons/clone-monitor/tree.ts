@@ -4,7 +4,8 @@
 // writable before they start.
 import { type XsOps, type XsPerm, formatPerm, isXsErrno } from '../../xenstore/index.js';
 
-export const ZC_ROOT = '/tool/zynclone';
+import { ZC_ROOT } from '../../core/xenstore/layout.js';
+export { ZC_ROOT };
 
 export interface DomainIds {
   /** The network driver domain (0 on a plain Xen host). */

@@ -1,10 +1,10 @@
 // Daemon health in XenStore (docs/xenstore-contract.md, "Daemon health"):
 // /tool/zynclone/daemons/$DAEMON/{heartbeat,version,pid}. A beat that cannot
 // be written (XenStore away) is logged and skipped; the next one tries again.
+import { daemonLeaf } from '../../core/xenstore/index.js';
 import type { XsOps } from '../../xenstore/index.js';
 import type { DaemonLogger } from './log.js';
 
-export const DAEMONS_ROOT = '/tool/zynclone/daemons';
 export const DEFAULT_HEARTBEAT_MS = 5000;
 
 export interface Heartbeat {
@@ -13,11 +13,10 @@ export interface Heartbeat {
   stop(): void;
 }
 
-export function daemonPath(daemonName: string): string {
+function checkDaemonName(daemonName: string): void {
   if (!/^[a-z][a-z0-9-]{0,31}$/.test(daemonName)) {
     throw new Error(`invalid daemon name ${JSON.stringify(daemonName)}`);
   }
-  return `${DAEMONS_ROOT}/${daemonName}`;
 }
 
 export function startHeartbeat(
@@ -27,7 +26,7 @@ export function startHeartbeat(
   intervalMs = DEFAULT_HEARTBEAT_MS,
   log?: DaemonLogger,
 ): Heartbeat {
-  const base = daemonPath(daemonName);
+  checkDaemonName(daemonName);
   let identityWritten = false;
   let inFlight: Promise<void> | undefined;
   let stopped = false;
@@ -39,12 +38,12 @@ export function startHeartbeat(
         // Identity is rewritten after a failure too: XenStore may have restarted empty.
         if (!identityWritten) {
           await Promise.all([
-            xs.write(`${base}/version`, version),
-            xs.write(`${base}/pid`, String(process.pid)),
+            xs.write(daemonLeaf(daemonName, 'version'), version),
+            xs.write(daemonLeaf(daemonName, 'pid'), String(process.pid)),
           ]);
           identityWritten = true;
         }
-        await xs.write(`${base}/heartbeat`, String(Date.now()));
+        await xs.write(daemonLeaf(daemonName, 'heartbeat'), String(Date.now()));
       } catch (err) {
         identityWritten = false;
         log?.warn('heartbeat not written', { error: err });

@@ -15,6 +15,17 @@ import {
   renderDiffScript,
   renderReconcileScript,
 } from '../../core/lockdown/nft-script.js';
+import {
+  ACK_ROOT,
+  APPLIED_ROOT,
+  RULESET_GENERATION_NODE,
+  VM_ROOT,
+  ackNode,
+  appliedNode,
+  readPublishedVm,
+  readPublishedVms,
+  vmOfPath,
+} from '../../core/xenstore/index.js';
 import { type XsClient, type XsWatch, isXsErrno } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
 // The net monitor's loop: XenStore `vm/` -> planned sets -> one nftables
@@ -32,11 +43,6 @@ import type { DaemonLogger } from '../common/log.js';
 // Nothing ever flushes the table; stopping leaves it as it is.
 import { PassScheduler } from '../common/pass-scheduler.js';
 import type { NftExecutor } from './nft-exec.js';
-import { NET_ROOT, VM_ROOT, readAllVms, readVm, vmOfPath } from './snapshot.js';
-
-export const ACK_ROOT = `${NET_ROOT}/ack`;
-export const APPLIED_ROOT = `${NET_ROOT}/applied`;
-export const RULESET_GENERATION = `${NET_ROOT}/ruleset-generation`;
 
 export interface NetMonitorOptions {
   xs: XsClient;
@@ -152,11 +158,11 @@ export class NetMonitor {
   private async pass(full: boolean, dirty: string[]): Promise<void> {
     const t0 = performance.now();
     if (full) {
-      const all = await readAllVms(this.xs);
+      const all = await readPublishedVms(this.xs);
       this.vms.clear();
       for (const vm of all) this.vms.set(vm.vm, vm);
     } else {
-      const read = await Promise.all(dirty.map((vm) => readVm(this.xs, vm)));
+      const read = await Promise.all(dirty.map((vm) => readPublishedVm(this.xs, vm)));
       dirty.forEach((name, i) => {
         const vm = read[i];
         if (vm) this.vms.set(name, vm);
@@ -170,14 +176,14 @@ export class NetMonitor {
     const t2 = performance.now();
 
     if (this.rulesetGeneration === undefined) {
-      const raw = await this.xs.tryRead(RULESET_GENERATION);
+      const raw = await this.xs.tryRead(RULESET_GENERATION_NODE);
       this.rulesetGeneration = raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : 0;
     }
     const writes: Promise<unknown>[] = [];
     if (kind !== 'none') {
       this.rulesetGeneration++;
       // Issued first: whoever sees a new ack sees at least this generation.
-      writes.push(this.xs.write(RULESET_GENERATION, String(this.rulesetGeneration)));
+      writes.push(this.xs.write(RULESET_GENERATION_NODE, String(this.rulesetGeneration)));
     }
     const acked = this.acknowledge(plan.vms, full, writes);
     if (full) writes.push(this.removeStaleAcks(new Set(this.vms.keys())));
@@ -233,9 +239,9 @@ export class NetMonitor {
       if (!full && this.acked.get(vm.vm) === json) continue;
       n++;
       // applied before ack, on one connection: a reader of the new ack finds its record.
-      writes.push(this.xs.write(`${APPLIED_ROOT}/${vm.vm}`, json));
+      writes.push(this.xs.write(appliedNode(vm.vm), json));
       writes.push(
-        this.xs.write(`${ACK_ROOT}/${vm.vm}`, String(vm.generation)).then(() => {
+        this.xs.write(ackNode(vm.vm), String(vm.generation)).then(() => {
           this.acked.set(vm.vm, json);
         }),
       );
@@ -250,8 +256,8 @@ export class NetMonitor {
   private async forget(vm: string): Promise<void> {
     this.acked.delete(vm);
     await Promise.all([
-      this.xs.rm(`${ACK_ROOT}/${vm}`).catch(ignoreEnoent),
-      this.xs.rm(`${APPLIED_ROOT}/${vm}`).catch(ignoreEnoent),
+      this.xs.rm(ackNode(vm)).catch(ignoreEnoent),
+      this.xs.rm(appliedNode(vm)).catch(ignoreEnoent),
     ]);
   }
 

@@ -9,6 +9,8 @@
 // Both run inside a network namespace with `ip netns exec NAME` when asked.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { ZynCloneError } from '../../errors/index.js';
+import { RunError, type RunResult, inNetns, run } from '../../process/index.js';
 
 export type NftBackend = 'libnftables' | 'cli';
 
@@ -20,14 +22,13 @@ export interface NftExecOptions {
   timeoutMs?: number;
 }
 
-export class NftError extends Error {
+export class NftError extends ZynCloneError<'NFT_FAILED' | 'NFT_UNAVAILABLE' | 'NFT_TIMEOUT'> {
   constructor(
-    readonly code: 'NFT_FAILED' | 'NFT_UNAVAILABLE' | 'NFT_TIMEOUT',
+    code: 'NFT_FAILED' | 'NFT_UNAVAILABLE' | 'NFT_TIMEOUT',
     message: string,
     readonly stderr = '',
   ) {
-    super(message);
-    this.name = 'NftError';
+    super(code, message);
   }
 }
 
@@ -69,11 +70,6 @@ for line in sys.stdin:
     sys.stdout.flush()
 `;
 
-function withNetns(netns: string | undefined, argv: string[]): [string, string[]] {
-  if (netns === undefined) return [argv[0]!, argv.slice(1)];
-  return ['ip', ['netns', 'exec', netns, ...argv]];
-}
-
 export function createNftExecutor(opts: NftExecOptions = {}): NftExecutor {
   return (opts.backend ?? 'libnftables') === 'cli' ? new CliNft(opts) : new LibNft(opts);
 }
@@ -86,34 +82,22 @@ class CliNft implements NftExecutor {
   readonly backend = 'cli';
   constructor(private readonly opts: NftExecOptions) {}
 
-  run(script: string): Promise<NftResult> {
-    const [cmd, args] = withNetns(this.opts.netns, ['nft', '-f', '-']);
-    return new Promise((resolve, reject) => {
-      const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      const timer = setTimeout(() => child.kill('SIGKILL'), this.opts.timeoutMs ?? 10_000);
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
+  async run(script: string): Promise<NftResult> {
+    let res: RunResult;
+    try {
+      res = await run(['nft', '-f', '-'], {
+        input: script,
+        timeoutMs: this.opts.timeoutMs ?? 10_000,
+        check: false,
+        ...(this.opts.netns === undefined ? {} : { netns: this.opts.netns }),
       });
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-      });
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(new NftError('NFT_UNAVAILABLE', `cannot run ${cmd}: ${err.message}`));
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        if (code === 0) resolve({ stdout });
-        else if (signal) reject(new NftError('NFT_TIMEOUT', `nft killed by ${signal}`, stderr));
-        else reject(new NftError('NFT_FAILED', `nft failed: ${firstLine(stderr)}`, stderr));
-      });
-      child.stdin.on('error', () => {
-        // the close handler reports why nft went away
-      });
-      child.stdin.end(script);
-    });
+    } catch (err) {
+      if (err instanceof RunError && err.code === 'RUN_TIMEOUT')
+        throw new NftError('NFT_TIMEOUT', err.message, err.stderr);
+      throw new NftError('NFT_UNAVAILABLE', (err as Error).message);
+    }
+    if (res.status === 0) return { stdout: res.stdout };
+    throw new NftError('NFT_FAILED', `nft failed: ${firstLine(res.stderr)}`, res.stderr);
   }
 
   async close(): Promise<void> {}
@@ -137,8 +121,10 @@ class LibNft implements NftExecutor {
 
   private start(): Promise<void> {
     if (this.ready) return this.ready;
-    const [cmd, args] = withNetns(this.opts.netns, ['python3', '-u', '-c', HELPER]);
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    // A long-lived helper, not one run to completion: spawned here, in the
+    // same namespace the runner would use.
+    const [cmd, ...args] = inNetns(this.opts.netns, ['python3', '-u', '-c', HELPER]);
+    const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {

@@ -87,13 +87,16 @@ export class Store implements NodeView {
 }
 
 /**
- * A transaction: changes go to an overlay; every node read or written is
- * remembered with the generation it had, and a commit fails with EAGAIN when
- * any of them changed in the store meanwhile (absent nodes included).
+ * A transaction, as C xenstored keeps one: changes go to an overlay, and every
+ * node read or written is copied into the transaction as it was first seen
+ * (absent nodes included), so later reads inside it keep that value even after
+ * a write outside it. The commit fails with EAGAIN when any of those nodes
+ * changed in the store meanwhile.
  */
 export class TxView implements NodeView {
   private readonly overlay = new Map<string, NodeData | null>();
-  private readonly accessed = new Map<string, number>();
+  /** The committed node as the transaction first saw it (null: absent). */
+  private readonly seen = new Map<string, NodeData | null>();
   private readonly ownedDelta = new Map<number, number>();
   readonly events: ChangeEvent[] = [];
   private readonly generation: number;
@@ -105,8 +108,10 @@ export class TxView implements NodeView {
   get(path: string): NodeData | undefined {
     const local = this.overlay.get(path);
     if (local !== undefined) return local ?? undefined;
+    const first = this.seen.get(path);
+    if (first !== undefined) return first ?? undefined;
     const node = this.store.get(path);
-    if (!this.accessed.has(path)) this.accessed.set(path, node ? node.generation : -1);
+    this.seen.set(path, node ?? null);
     return node;
   }
 
@@ -128,9 +133,8 @@ export class TxView implements NodeView {
   }
 
   conflicts(): boolean {
-    for (const [path, gen] of this.accessed) {
-      const now = this.store.get(path);
-      if ((now ? now.generation : -1) !== gen) return true;
+    for (const [path, first] of this.seen) {
+      if ((this.store.get(path)?.generation ?? -1) !== (first?.generation ?? -1)) return true;
     }
     return false;
   }

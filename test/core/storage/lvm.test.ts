@@ -19,6 +19,7 @@ import {
   planSnapshot,
   remove,
   removeArgv,
+  runCommand,
   thinSnapshotArgv,
 } from '../../../src/core/storage/index.js';
 
@@ -292,9 +293,9 @@ describe('LVM planning, execution and removal', () => {
   });
 
   it('names the missing tool when lvm2 is not installed', async () => {
-    const run: CommandRunner = async () => {
-      throw Object.assign(new Error('spawn lvs ENOENT'), { code: 'ENOENT' });
-    };
+    const run: CommandRunner = (argv) =>
+      // The real runner, asked for a program that is not installed.
+      runCommand([`/nonexistent/${argv[0]}`, ...argv.slice(1)]);
     await expect(
       planSnapshot(phy('/dev/vg0/web'), { ...base, cloneName: 'c', run }),
     ).rejects.toMatchObject({

@@ -12,6 +12,7 @@ import {
   planSnapshot,
   remove,
 } from '../../../src/core/storage/index.js';
+import { skipWithout } from '../../prerequisites.js';
 import { hasQemuImg } from './helpers/loop-fs.js';
 
 function qemuImg(args: string[]): string {
@@ -27,7 +28,7 @@ function compareExit(a: string, b: string): number {
   }
 }
 
-describe.skipIf(!hasQemuImg)('qcow2 overlay backend', () => {
+describe.skipIf(skipWithout(hasQemuImg, 'qemu-img (qemu-utils)'))('qcow2 overlay backend', () => {
   let dir = '';
   let image = '';
   const disk = (): DiskSpec => ({ target: image, format: 'qcow2', vdev: 'xvda', kind: 'file' });

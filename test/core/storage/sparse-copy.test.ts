@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseFilefrag } from '../../../src/core/storage/extents.js';
-import { type CommandRunner, sparseCopy } from '../../../src/core/storage/index.js';
+import { type CommandRunner, runCommand, sparseCopy } from '../../../src/core/storage/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -40,9 +40,9 @@ describe('sparseCopy', () => {
     writeSync(fd, Buffer.alloc(70_000, 3), 0, 70_000, 6 * MiB + 5);
     writeSync(fd, Buffer.alloc(1, 1), 0, 1, 20 * MiB);
     closeSync(fd);
-    const noFilefrag: CommandRunner = async () => {
-      throw Object.assign(new Error('spawn filefrag ENOENT'), { code: 'ENOENT' });
-    };
+    const noFilefrag: CommandRunner = (argv) =>
+      // The real runner, asked for a program that is not installed.
+      runCommand([`/nonexistent/${argv[0]}`, ...argv.slice(1)]);
     const seen: number[] = [];
     const res = await sparseCopy(src, join(dir, 'nomap.copy'), {
       run: noFilefrag,

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/daemons/common/log.js';
 import { NetMonitor, ensureTable } from '../../../src/daemons/net-monitor/monitor.js';
 import { type NftExecutor, createNftExecutor } from '../../../src/daemons/net-monitor/nft-exec.js';
+import { skipIfUnavailable } from '../../prerequisites.js';
 import { type Capture, Lab, labUnavailable, must, sleep } from './lab.js';
 import { NET_ROOT, type VmSpec, XsFixture } from './xs-helpers.js';
 
@@ -32,7 +33,7 @@ function web(over: Partial<VmSpec> = {}): VmSpec {
   };
 }
 
-describe.skipIf(unavailable !== undefined)('net monitor with real packets', () => {
+describe.skipIf(skipIfUnavailable(unavailable))('net monitor with real packets', () => {
   let lab: Lab;
   let fx: XsFixture;
   let nft: NftExecutor;

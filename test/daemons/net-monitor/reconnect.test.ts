@@ -10,6 +10,7 @@ import { NetMonitor, ensureTable } from '../../../src/daemons/net-monitor/monito
 import { type NftExecutor, createNftExecutor } from '../../../src/daemons/net-monitor/nft-exec.js';
 import { XenstoreServer } from '../../../src/sim/xenstored/server.js';
 import { XsClient } from '../../../src/xenstore/index.js';
+import { skipIfUnavailable } from '../../prerequisites.js';
 import { Lab, labUnavailable, must, sleep } from './lab.js';
 import { NET_ROOT, Publisher } from './xs-helpers.js';
 
@@ -24,7 +25,7 @@ async function setElements(lab: Lab, family: string, set: string): Promise<strin
   return doc.nftables.flatMap((o) => o.set?.elem ?? []).sort();
 }
 
-describe.skipIf(unavailable !== undefined)('net monitor and XenStore outages', () => {
+describe.skipIf(skipIfUnavailable(unavailable))('net monitor and XenStore outages', () => {
   let lab: Lab;
   let dir: string;
   let nft: NftExecutor;

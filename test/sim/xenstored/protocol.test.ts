@@ -303,6 +303,29 @@ describe('transactions', () => {
     expect(await a.errno(XsType.TRANSACTION_END, 'T\0', tx3)).toBe('EAGAIN');
     expect(await a.read('/c/new')).toBe('b');
   });
+
+  it('keeps the value a transaction first saw or wrote after a write outside it, then fails the commit', async () => {
+    const a = await connect();
+    const b = await connect();
+    await a.write('/s/read', 'before');
+    await a.write('/s/written', 'before');
+    const tx = Number.parseInt((await a.call(XsType.TRANSACTION_START, '\0')).toString(), 10);
+    expect(await a.read('/s/read', tx)).toBe('before');
+    await a.write('/s/written', 'tx', tx);
+    expect(await a.errno(XsType.READ, '/s/absent\0', tx)).toBe('ENOENT');
+    const listed = (await a.call(XsType.DIRECTORY, '/s\0', tx)).toString();
+
+    await b.write('/s/read', 'outside');
+    await b.write('/s/written', 'outside');
+    await b.write('/s/absent', 'outside');
+
+    expect(await a.read('/s/read', tx)).toBe('before');
+    expect(await a.read('/s/written', tx)).toBe('tx');
+    expect(await a.errno(XsType.READ, '/s/absent\0', tx)).toBe('ENOENT');
+    expect((await a.call(XsType.DIRECTORY, '/s\0', tx)).toString()).toBe(listed);
+    expect(await a.errno(XsType.TRANSACTION_END, 'T\0', tx)).toBe('EAGAIN');
+    expect(await a.read('/s/written')).toBe('outside');
+  });
 });
 
 describe('quotas', () => {

@@ -52,6 +52,6 @@ describe('XsClient against the simulated xenstored', () => {
     await xs.setPerms('/local/domain/3/data/x', [{ domid: 3, access: 'none' }]);
     const guest = await connect(ts.server.domainSocketPath(3));
     expect(await guest.read('data/x')).toBe('v');
-    await expect(guest.read('/local/domain/0/name')).rejects.toMatchObject({ code: 'EACCES' });
+    await expect(guest.read('/local/domain/0/name')).rejects.toMatchObject({ code: 'XS_EACCES' });
   });
 });

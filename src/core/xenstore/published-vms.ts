@@ -1,15 +1,14 @@
-// Reads `vm/$VM` subtrees (docs/xenstore-contract.md) into planner input.
+// Reads the published `vm/$VM` subtrees (docs/xenstore-contract.md) as the net
+// monitor's planner takes them; the net monitor and `vmclone doctor` both
+// read through here.
 //
 // No XenStore transaction: clone_monitor writes `generation` last in the same
 // transaction as the rest, so reading the generation before and after the
 // subtree and finding it unchanged proves no publish landed in between (a
 // seqlock). Reads of one stage go out together; XsClient multiplexes them.
-import type { VifInput, VmInput } from '../../core/lockdown/nft-plan.js';
 import { type XsOps, isXsErrno } from '../../xenstore/index.js';
-
-export const ZYNCLONE_ROOT = '/tool/zynclone';
-export const VM_ROOT = `${ZYNCLONE_ROOT}/vm`;
-export const NET_ROOT = `${ZYNCLONE_ROOT}/net`;
+import type { VifInput, VmInput } from '../lockdown/nft-plan.js';
+import { VM_ROOT, type VifList, vifLeaf, vifListNode, vmLeaf, vmNode } from './layout.js';
 
 const SEQLOCK_ATTEMPTS = 4;
 /** VMs read at once during a full pass; bounds the requests in flight. */
@@ -25,39 +24,47 @@ async function tryDirectory(xs: XsOps, path: string): Promise<string[] | undefin
   }
 }
 
-async function readVifs(xs: XsOps, dir: string, ids: string[] | undefined): Promise<VifInput[]> {
+async function readVifs(
+  xs: XsOps,
+  vm: string,
+  list: VifList,
+  ids: string[] | undefined,
+): Promise<VifInput[]> {
   const devids = (ids ?? []).filter((d) => DEVID.test(d));
   return Promise.all(
     devids.map(async (d) => {
       const [name, masked] = await Promise.all([
-        xs.tryRead(`${dir}/${d}/name`),
-        xs.tryRead(`${dir}/${d}/masked`),
+        xs.tryRead(vifLeaf(vm, list, d, 'name')),
+        xs.tryRead(vifLeaf(vm, list, d, 'masked')),
       ]);
       return { devid: Number(d), name, masked };
     }),
   );
 }
 
-/** One VM's subtree; undefined once `vm/$VM` is gone (the clone was removed). */
-export async function readVm(xs: XsOps, vm: string): Promise<VmInput | undefined> {
-  const base = `${VM_ROOT}/${vm}`;
+/**
+ * One VM's subtree; undefined once `vm/$VM` is gone (the clone was removed).
+ * Its `generation` is undefined when the subtree kept changing while read:
+ * what was read must then not be acknowledged or trusted as one publication.
+ */
+export async function readPublishedVm(xs: XsOps, vm: string): Promise<VmInput | undefined> {
   let last: VmInput | undefined;
   for (let attempt = 0; attempt < SEQLOCK_ATTEMPTS; attempt++) {
     const [generation, state, originalVifMask, cloneIds, originalIds] = await Promise.all([
-      xs.tryRead(`${base}/generation`),
-      xs.tryRead(`${base}/state`),
-      xs.tryRead(`${base}/original-vif-mask`),
-      tryDirectory(xs, `${base}/clone-vif`),
-      tryDirectory(xs, `${base}/original-vif`),
+      xs.tryRead(vmLeaf(vm, 'generation')),
+      xs.tryRead(vmLeaf(vm, 'state')),
+      xs.tryRead(vmLeaf(vm, 'original-vif-mask')),
+      tryDirectory(xs, vifListNode(vm, 'clone-vif')),
+      tryDirectory(xs, vifListNode(vm, 'original-vif')),
     ]);
     const [cloneVifs, originalVifs, after] = await Promise.all([
-      readVifs(xs, `${base}/clone-vif`, cloneIds),
-      readVifs(xs, `${base}/original-vif`, originalIds),
+      readVifs(xs, vm, 'clone-vif', cloneIds),
+      readVifs(xs, vm, 'original-vif', originalIds),
       // Sent after the vif reads on the same connection, so answered after them.
-      xs.tryRead(`${base}/generation`),
+      xs.tryRead(vmLeaf(vm, 'generation')),
     ]);
     if (generation === undefined && state === undefined && cloneIds === undefined) {
-      if ((await tryDirectory(xs, base)) === undefined) return undefined;
+      if ((await tryDirectory(xs, vmNode(vm))) === undefined) return undefined;
     }
     last = { vm, state, generation, originalVifMask, cloneVifs, originalVifs };
     if (after === generation) return last;
@@ -67,24 +74,17 @@ export async function readVm(xs: XsOps, vm: string): Promise<VmInput | undefined
   return last === undefined ? undefined : { ...last, generation: undefined };
 }
 
-/** Every VM under `vm/`; an absent `vm/` is no VM at all. */
-export async function readAllVms(xs: XsOps): Promise<VmInput[]> {
-  const names = (await tryDirectory(xs, VM_ROOT)) ?? [];
+/** Every VM under `vm/`, sorted by name; an absent `vm/` is no VM at all. */
+export async function readPublishedVms(xs: XsOps): Promise<VmInput[]> {
+  const names = ((await tryDirectory(xs, VM_ROOT)) ?? []).sort();
   const out: (VmInput | undefined)[] = new Array(names.length);
   let next = 0;
   const worker = async () => {
     while (next < names.length) {
       const i = next++;
-      out[i] = await readVm(xs, names[i]!);
+      out[i] = await readPublishedVm(xs, names[i]!);
     }
   };
   await Promise.all(Array.from({ length: Math.min(VM_CONCURRENCY, names.length) }, worker));
   return out.filter((vm): vm is VmInput => vm !== undefined);
-}
-
-/** The VM a watch event under `vm/` concerns; undefined for `vm/` itself or anything else. */
-export function vmOfPath(path: string): string | undefined {
-  if (!path.startsWith(`${VM_ROOT}/`)) return undefined;
-  const name = path.slice(VM_ROOT.length + 1).split('/')[0];
-  return name === '' ? undefined : name;
 }

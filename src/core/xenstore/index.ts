@@ -1,0 +1,2 @@
+export * from './layout.js';
+export { readPublishedVm, readPublishedVms } from './published-vms.js';
