@@ -1,7 +1,8 @@
 /**
  * A VM's clone lockdown as published in XenStore under /tool/zynclone/vm/$VM
- * (docs/xenstore-contract.md). The clone_monitor will own these nodes; until
- * it exists, the lifecycle calls publishVm itself, and the monitor reuses it.
+ * (docs/xenstore-contract.md). The lifecycle publishes while it runs an
+ * operation on the VM, clone_monitor at all other times; both publish what
+ * cloneLockdown (lockdown.ts) demands.
  */
 import { waitForValue } from '../../xen/xs-wait.js';
 import type { XsClient } from '../../xenstore/client.js';

@@ -1,21 +1,16 @@
 import { ensureIsolationBridge } from '../../core/clones/bridge.js';
 import {
-  type PublishedVif,
-  type VmPublication,
-  publishVm,
-  unpublishVm,
-  vmNode,
-} from '../../core/clones/publish.js';
-import { type ZyncloneConfig, defaultConfig, effectiveConfig } from '../../core/config/index.js';
-import {
-  type VifMask,
-  formatVifMask,
-  isMasked,
-  parseVifMask,
-} from '../../core/lockdown/vif-mask.js';
+  type CloneLockdown,
+  cloneLockdown,
+  configOrError,
+  liveDomains,
+} from '../../core/clones/lockdown.js';
+import { type CloneMeta, readCloneMeta } from '../../core/clones/meta.js';
+import { XL_DEFAULT_BRIDGE } from '../../core/clones/plan.js';
+import { publishVm, unpublishVm, vmNode } from '../../core/clones/publish.js';
 import type { ZynclonePaths } from '../../core/paths.js';
 import type { CloneRecord, StateStore } from '../../core/state/index.js';
-import { type VifSpec, type XlDriver, printVif } from '../../xen/index.js';
+import { type XlDriver, parseVif, printVif } from '../../xen/index.js';
 import { type XsClient, type XsWatch, isXsErrno } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
 // clone_monitor's loop: state store + configuration + xl -> /tool/zynclone/vm
@@ -35,7 +30,6 @@ import type { DaemonLogger } from '../common/log.js';
 //   change under vm/ (a deleted or tampered node is put back).
 import { PassScheduler } from '../common/pass-scheduler.js';
 import { ChangeProbe } from './change-probe.js';
-import { type CloneFacts, XL_DEFAULT_BRIDGE, readCloneFacts } from './facts.js';
 import {
   expectedLeaves,
   fingerprint,
@@ -83,10 +77,7 @@ export interface CloneMonitorOptions {
 
 interface Desired {
   readonly clone: CloneRecord;
-  readonly pub: VmPublication;
-  readonly facts: CloneFacts;
-  readonly isolationBridge: string;
-  readonly clonePrefix: string;
+  readonly lockdown: CloneLockdown;
 }
 
 export interface PassReport {
@@ -98,15 +89,6 @@ export interface PassReport {
 
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function maskOr(text: string | undefined, fallback: VifMask): VifMask {
-  if (text === undefined) return fallback;
-  try {
-    return parseVifMask(text);
-  } catch {
-    return fallback;
-  }
 }
 
 export class CloneMonitor {
@@ -279,77 +261,20 @@ export class CloneMonitor {
 
   private async desiredFor(clone: CloneRecord): Promise<Desired> {
     const log = this.o.log.child({ vm: clone.vm });
-    let cfg: ZyncloneConfig | undefined;
+    let meta: CloneMeta | undefined;
     try {
-      cfg = effectiveConfig(clone.vm, this.o.paths).values;
+      meta = readCloneMeta(this.o.paths, clone.cloneName);
     } catch (err) {
-      log.error("the VM's configuration is invalid; publishing the masks recorded at creation", {
-        error: err,
-      });
+      log.error("the clone's metadata is unreadable; its vifs stay dropped", { error: err });
     }
-    const defaults = defaultConfig();
-    const isolationBridge = cfg?.isolation_bridge ?? defaults.isolation_bridge;
-    const facts = readCloneFacts(this.o.paths, clone, isolationBridge);
-    for (const p of facts.problems) log.warn('clone files incomplete', { problem: p });
-    // Fail closed: an unreadable clone mask locks every clone vif.
-    const cloneMask = maskOr(cfg?.clone_vif_mask ?? facts.cloneVifMask, { all: true });
-    const originalMask = maskOr(
-      cfg?.original_vif_mask ?? facts.originalVifMask,
-      parseVifMask(defaults.original_vif_mask),
-    );
-    const originalDomid = this.domains.get(clone.vm);
-    const cloneDomid = this.domains.get(clone.cloneName);
-
-    let originalVifs: PublishedVif[];
-    const fromFacts = (domid: number | undefined) =>
-      facts.originalVifs.map((v) => ({
-        devid: v.devid,
-        name: v.vifname ?? (domid === undefined ? `vif-.${v.devid}` : `vif${domid}.${v.devid}`),
-        masked: isMasked(originalMask, v.devid),
-      }));
-    if (originalDomid === undefined) {
-      originalVifs = fromFacts(undefined);
-    } else {
-      try {
-        const [details] = await this.o.xl.listLong(clone.vm);
-        originalVifs = (details?.nics ?? []).map((n, i) => {
-          const devid = n.devid ?? i;
-          return {
-            devid,
-            name: n.vifname ?? `vif${originalDomid}.${devid}`,
-            masked: isMasked(originalMask, devid),
-          };
-        });
-      } catch (err) {
-        log.warn("cannot list the running original's vifs; using its config", { error: err });
-        originalVifs = fromFacts(originalDomid);
-      }
+    const config = configOrError(clone.vm, this.o.paths);
+    if (config instanceof Error) {
+      log.error("the VM's configuration is invalid; every clone vif is masked", { error: config });
     }
-    const pub: VmPublication = {
-      vm: clone.vm,
-      state: clone.state,
-      cloneName: clone.cloneName,
-      cloneDomid,
-      originalDomid,
-      cloneVifMask: formatVifMask(cloneMask),
-      originalVifMask: formatVifMask(originalMask),
-      cloneVifs: facts.cloneVifs.map((v) => ({
-        devid: v.devid,
-        name: v.name,
-        masked: isMasked(cloneMask, v.devid),
-      })),
-      originalVifs: originalVifs.sort((a, b) => a.devid - b.devid),
-      console: {
-        type: facts.consoleType,
-        enabled: (cfg?.console_enabled ?? defaults.console_enabled) && facts.consoleType === 'vnc',
-      },
-    };
+    const live = await liveDomains(this.o.xl, clone.vm, clone.cloneName, this.domains);
     return {
       clone,
-      pub,
-      facts,
-      isolationBridge,
-      clonePrefix: cfg?.clone_vif_prefix ?? defaults.clone_vif_prefix,
+      lockdown: cloneLockdown(clone.vm, clone.cloneName, meta, clone.state, config, live),
     };
   }
 
@@ -380,26 +305,26 @@ export class CloneMonitor {
       return;
     }
     const actual = (await readLeaves(xs, base)) ?? new Map<string, string>();
-    const key = publicationKey(d.pub);
+    const key = publicationKey(d.lockdown.publication);
     const seen = this.agreed.get(vm);
     const fp = fingerprint(actual);
     if (seen?.key === key && seen.fp === fp) return;
-    if (matchesPublication(actual, expectedLeaves(d.pub))) {
+    if (matchesPublication(actual, expectedLeaves(d.lockdown.publication))) {
       this.agreed.set(vm, { key, fp });
       return;
     }
-    const generation = await publishVm(xs, d.pub);
+    const generation = await publishVm(xs, d.lockdown.publication);
     const after = (await readLeaves(xs, base)) ?? new Map<string, string>();
     this.agreed.set(vm, { key, fp: fingerprint(after) });
     report.published.push(vm);
     log.info('published', {
       vm,
       generation,
-      state: d.pub.state,
-      cloneDomid: d.pub.cloneDomid,
-      originalDomid: d.pub.originalDomid,
-      cloneVifMask: d.pub.cloneVifMask,
-      originalVifMask: d.pub.originalVifMask,
+      state: d.lockdown.publication.state,
+      cloneDomid: d.lockdown.publication.cloneDomid,
+      originalDomid: d.lockdown.publication.originalDomid,
+      cloneVifMask: d.lockdown.publication.cloneVifMask,
+      originalVifMask: d.lockdown.publication.originalVifMask,
       reason:
         seen === undefined
           ? 'differed from the state store'
@@ -419,7 +344,8 @@ export class CloneMonitor {
   private async frontend(d: Desired, report: PassReport): Promise<void> {
     const { xl, log, store } = this.o;
     const { vm } = d.clone;
-    if (d.pub.cloneDomid === undefined || store.runningOperation(vm) !== undefined) return;
+    if (d.lockdown.publication.cloneDomid === undefined || store.runningOperation(vm) !== undefined)
+      return;
     const problems: string[] = [];
     let details: Awaited<ReturnType<XlDriver['listLong']>>[number] | undefined;
     try {
@@ -427,16 +353,11 @@ export class CloneMonitor {
     } catch (err) {
       problems.push(`cannot list the clone's vifs: ${errText(err)}`);
     }
-    for (const v of details === undefined ? [] : d.facts.cloneVifs) {
+    for (const v of details === undefined ? [] : d.lockdown.cloneVifs) {
       const nic = details!.nics.find((n, i) => (n.devid ?? i) === v.devid);
       if (nic === undefined) continue;
-      const masked = d.pub.cloneVifs.find((p) => p.devid === v.devid)?.masked ?? true;
+      const { masked, bridge: target } = v;
       const current = nic.bridge ?? XL_DEFAULT_BRIDGE;
-      const target = masked ? d.isolationBridge : v.productionBridge;
-      if (target === undefined) {
-        problems.push(`vif ${v.devid}: its production bridge is unknown; it stays on ${current}`);
-        continue;
-      }
       if (current === target) continue;
       const where = masked
         ? `it stays on ${current}; the network domain still drops its frames`
@@ -449,28 +370,15 @@ export class CloneMonitor {
       }
       if (masked && this.manageBridge) {
         try {
-          await this.ensureBridge(target, d.clonePrefix);
+          await this.ensureBridge(target, d.lockdown.clonePrefix);
         } catch (err) {
           problems.push(`vif ${v.devid} not moved: ${errText(err)}; ${where}`);
           continue;
         }
       }
-      const spec: VifSpec = {
-        ...(v.spec ?? { extra: [] }),
-        extra: [...(v.spec?.extra ?? [])],
-        devid: v.devid,
-        vifname: v.name,
-        bridge: target,
-      };
-      const mac = nic.mac ?? v.spec?.mac;
-      if (mac !== undefined) spec.mac = mac;
-      if (masked) {
-        // A routed or NATed vif would bypass the isolation bridge.
-        spec.gatewaydev = undefined;
-        if (spec.script !== undefined && !/(^|\/)vif-bridge$/.test(spec.script)) {
-          spec.script = 'vif-bridge';
-        }
-      }
+      // Its spec as locked now, with the MAC the running clone has (libxl may have made it up).
+      const spec = parseVif(v.spec);
+      if (nic.mac !== undefined) spec.mac = nic.mac;
       let text: string;
       try {
         text = printVif(spec);

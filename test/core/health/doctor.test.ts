@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setOverride, unsetOverride } from '../../../src/core/config/index.js';
 import { type Finding, runDoctor } from '../../../src/core/health/index.js';
 import { zynclonePaths } from '../../../src/core/paths.js';
 import { openStateStore } from '../../../src/core/state/index.js';
@@ -77,15 +78,9 @@ describe.skipIf(!isRoot || !hasNft)('doctor on a simulated host with its monitor
       ...extra,
     });
 
-  beforeAll(async () => {
-    host = await SimHost.create('zc-doctor-sim-');
-    await host.makeCloneOfWeb();
-    xs = await host.xs();
-    const log = createLogger('test', { write: () => {} });
-    nft = createNftExecutor({ netns: host.netdd, backend: 'cli' });
-    const spec = { table, cloneVifPrefix: 'zcv' };
-    await ensureTable(nft, spec);
-    clone = new CloneMonitor({
+  const log = createLogger('test', { write: () => {} });
+  const startCloneMonitor = async () => {
+    const m = new CloneMonitor({
       xs,
       store: host.store,
       paths: host.paths,
@@ -93,17 +88,30 @@ describe.skipIf(!isRoot || !hasNft)('doctor on a simulated host with its monitor
       log,
       ids: { netdd: 0, console: 0 },
     });
-    await clone.start();
+    await m.start();
+    return m;
+  };
+  const acked = () =>
+    waitFor('the net monitor ack', async () => {
+      const gen = await xs.tryRead('/tool/zynclone/vm/web/generation');
+      const ack = await xs.tryRead('/tool/zynclone/net/ack/web');
+      return gen !== undefined && ack === gen ? true : undefined;
+    });
+
+  beforeAll(async () => {
+    host = await SimHost.create('zc-doctor-sim-');
+    await host.makeCloneOfWeb();
+    xs = await host.xs();
+    nft = createNftExecutor({ netns: host.netdd, backend: 'cli' });
+    const spec = { table, cloneVifPrefix: 'zcv' };
+    await ensureTable(nft, spec);
+    clone = await startCloneMonitor();
     net = new NetMonitor({ xs, nft, spec, log });
     await net.start();
     beats.push(startHeartbeat(xs, 'clone-monitor', '0.1.0', 1000, log));
     beats.push(startHeartbeat(xs, 'net-monitor', '0.1.0', 1000, log));
     await clone.idle();
-    await waitFor('the net monitor ack', async () => {
-      const gen = await xs.tryRead('/tool/zynclone/vm/web/generation');
-      const ack = await xs.tryRead('/tool/zynclone/net/ack/web');
-      return gen !== undefined && ack === gen ? true : undefined;
-    });
+    await acked();
     await Promise.all(beats.map((b) => b.beat()));
   });
 
@@ -147,6 +155,34 @@ describe.skipIf(!isRoot || !hasNft)('doctor on a simulated host with its monitor
     } finally {
       await ip('link', 'del', 'zcup0');
     }
+  });
+
+  it('compares the published and applied lockdown with what the current configuration demands, per vif', async () => {
+    // clone_monitor is down when the mask changes: nothing republishes.
+    await clone.stop();
+    setOverride('web', 'clone_vif_mask', 'none', host.paths);
+    try {
+      const f = find(await doctor(), 'lockdown:web');
+      expect(f).toMatchObject({ ok: false, severity: 'error' });
+      expect(f?.message).toMatch(
+        /clone vif 0: the configuration demands zcv1234abcd\.0 masked=0, published is zcv1234abcd\.0 masked=1/,
+      );
+      expect(f?.message).toMatch(
+        /the applied allowed clone vifs lacks zcv1234abcd\.0, zcv1234abcd\.1/,
+      );
+      expect(f?.fix).toMatch(/zynclone-clone-monitor/);
+      // Back up: it publishes the current masks, the net monitor applies them.
+      clone = await startCloneMonitor();
+      await clone.idle();
+      await acked();
+      expect(find(await doctor(), 'lockdown:web')).toMatchObject({ ok: true });
+    } finally {
+      unsetOverride('web', 'clone_vif_mask', host.paths);
+    }
+    // The monitor notices the configuration change at its next poll.
+    await waitFor('the lockdown as configured again', async () =>
+      find(await doctor(), 'lockdown:web')?.ok ? true : undefined,
+    );
   });
 
   it('reports nftables sets that differ from XenStore, and a missing table', async () => {
