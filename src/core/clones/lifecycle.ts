@@ -399,9 +399,16 @@ export class CloneLifecycle {
    * deactivate, remove: their steps are safe to repeat) or rolls it back
    * (create, start). Called at the start of every vmclone command.
    */
-  async recover(): Promise<RecoveryReport[]> {
+  async recover(
+    /** Operations this process adopted before and failed to recover: tried again. */
+    retry: readonly number[] = [],
+  ): Promise<RecoveryReport[]> {
     const reports: RecoveryReport[] = [];
-    for (const stale of this.store.staleOperations()) {
+    const again = retry.flatMap((id) => {
+      const op = this.store.getOperation(id);
+      return op?.status === 'running' ? [op] : [];
+    });
+    for (const stale of [...this.store.staleOperations(), ...again]) {
       let op: OperationRecord;
       try {
         op = this.store.adoptOperation(stale.id);
@@ -784,7 +791,10 @@ export class CloneLifecycle {
         undo,
         () =>
           this.timed(`pausing ${vm} and snapshotting ${plans.length} disk(s)`, async () => {
-            if (wePause) await this.xl.pause(vm);
+            if (wePause) {
+              await this.xl.pause(vm);
+              op.checkpoint('paused');
+            }
             const tp = now();
             try {
               return await snapAll('paused');

@@ -19,7 +19,7 @@ import {
 import type { ZyncloneConfig } from '../config/schema.js';
 import { type VmInput, planLockdown, planVm } from '../lockdown/nft-plan.js';
 import type { ZynclonePaths } from '../paths.js';
-import { type StateStore, openStateStore } from '../state/index.js';
+import { type PendingOperation, type StateStore, openStateStore } from '../state/index.js';
 import { readVmInputs } from './xenstore-read.js';
 
 export type Severity = 'info' | 'warning' | 'error';
@@ -120,6 +120,7 @@ export async function runDoctor(ctx: DoctorContext): Promise<Finding[]> {
   const findings: Finding[] = [];
   findings.push(await checkXl(ctx));
   findings.push(...checkConfig(ctx));
+  findings.push(...(await checkPausedOriginals(ctx)));
 
   const socket = ctx.xenstorePath ?? process.env.XENSTORED_PATH ?? '/run/xenstored/socket';
   let xs = ctx.xs;
@@ -229,6 +230,61 @@ function checkConfig(ctx: DoctorContext): Finding[] {
     );
   } finally {
     store?.close();
+  }
+  return out;
+}
+
+/** Whether `op` may hold its original paused: inside pause-snapshot, or saved and not unpaused yet. */
+function holdsPause(op: PendingOperation): boolean {
+  const step = (name: string) => op.steps.find((s) => s.name === name);
+  if (step('pause-snapshot')?.status === 'journaled') return true;
+  const saved = step('save-original');
+  return (
+    saved !== undefined &&
+    saved.status !== 'undone' &&
+    step('unpause-original')?.status !== 'done'
+  );
+}
+
+/** An original left paused by an operation that has not finished (its owner may have died). */
+async function checkPausedOriginals(ctx: DoctorContext): Promise<Finding[]> {
+  let pending: PendingOperation[];
+  try {
+    const store = withStore(ctx);
+    try {
+      pending = store.store.pendingOperations().filter(holdsPause);
+    } finally {
+      store.close();
+    }
+  } catch {
+    return []; // reported by the config check
+  }
+  if (pending.length === 0) {
+    return [ok('paused-originals', 'no unfinished operation holds an original paused')];
+  }
+  let paused: Set<string>;
+  try {
+    paused = new Set((await ctx.xl.list()).filter((d) => d.flags.paused).map((d) => d.name));
+  } catch {
+    return []; // reported by the xl check
+  }
+  const out: Finding[] = [];
+  for (const op of pending) {
+    if (!paused.has(op.vm)) continue;
+    const dead = op.liveness === 'dead';
+    out.push(
+      bad(
+        `paused-original:${op.vm}`,
+        'error',
+        `${op.vm} is paused by unfinished operation ${op.id} (${op.kind}); its process (pid ${op.owner.pid}) ${dead ? 'died' : 'still runs'}`,
+        dead
+          ? 'clone_monitor rolls the operation back and unpauses the VM within seconds: check that it runs (systemctl status zynclone-clone-monitor); any vmclone command (vmclone list) recovers it too'
+          : `wait for the operation to finish; if it hangs, kill pid ${op.owner.pid}: clone_monitor then rolls it back and unpauses ${op.vm}`,
+      ),
+    );
+  }
+  if (out.length === 0) {
+    out.push(ok('paused-originals', 'no original is paused by an unfinished operation'));
   }
   return out;
 }

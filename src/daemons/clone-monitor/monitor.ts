@@ -1,4 +1,5 @@
 import { ensureIsolationBridge } from '../../core/clones/bridge.js';
+import { CloneLifecycle, type RecoveryReport } from '../../core/clones/lifecycle.js';
 import {
   type CloneLockdown,
   cloneLockdown,
@@ -28,6 +29,12 @@ import type { DaemonLogger } from '../common/log.js';
 //   commits (PRAGMA data_version), configuration file changes, the kick node,
 //   domains appearing or going (@introduceDomain/@releaseDomain), and any
 //   change under vm/ (a deleted or tampered node is put back).
+// - Crash recovery: an operation whose owner (a vmclone process) died is
+//   finished or rolled back here, within a poll of the death, with no command
+//   typed: a create killed inside the original's pause leaves it paused only
+//   that long. This daemon does it because it is the one that always runs in
+//   the control domain, next to the state store and xl, which recovery needs;
+//   the net and console monitors run in other domains without either.
 import { PassScheduler } from '../common/pass-scheduler.js';
 import { ChangeProbe } from './change-probe.js';
 import {
@@ -110,6 +117,10 @@ export class CloneMonitor {
   private readonly loops: Promise<void>[] = [];
   private stopped = false;
   private readonly passListeners = new Set<(r: PassReport) => void>();
+  private readonly lifecycle: CloneLifecycle;
+  private recovering: Promise<void> | undefined;
+  /** Operations whose recovery failed (this process owns them now): when to try again. */
+  private readonly retryAt = new Map<number, number>();
 
   constructor(opts: CloneMonitorOptions) {
     this.o = opts;
@@ -122,6 +133,17 @@ export class CloneMonitor {
         this.o.log.error('reconcile pass failed; retrying', { error: err, retryMs }),
       retryMinMs: RETRY_MIN_MS,
       retryMaxMs: RETRY_MAX_MS,
+    });
+    this.lifecycle = new CloneLifecycle({
+      paths: opts.paths,
+      store: opts.store,
+      xl: opts.xl,
+      xs: async () => opts.xs,
+      requestedBy: 'system:clone-monitor',
+      manageBridge: this.manageBridge,
+      progress: (e) => {
+        if (e.kind !== 'progress') opts.log.info(`recovery: ${e.message}`, { kind: e.kind });
+      },
     });
   }
 
@@ -155,6 +177,7 @@ export class CloneMonitor {
     }
     this.pollTimer = setInterval(() => this.poll(), this.pollMs);
     this.passes.markFull();
+    this.recoverStale();
   }
 
   async stop(): Promise<void> {
@@ -163,6 +186,7 @@ export class CloneMonitor {
     if (this.pollTimer) clearInterval(this.pollTimer);
     await Promise.all(this.watches.map((w) => w.close().catch(() => {})));
     await Promise.all(this.loops);
+    await this.recovering;
     await this.passes.stop();
     this.probe?.close();
   }
@@ -177,8 +201,52 @@ export class CloneMonitor {
     return this.passes.idle();
   }
 
+  /**
+   * Finishes or rolls back every operation whose owner died (one recovery
+   * at a time; the next poll looks again).
+   */
+  private recoverStale(): void {
+    if (this.stopped || this.recovering !== undefined) return;
+    let stale: number;
+    try {
+      stale = this.o.store.staleOperations().length;
+    } catch (err) {
+      this.o.log.warn('cannot look for operations left by dead processes', { error: err });
+      return;
+    }
+    const now = Date.now();
+    const due = [...this.retryAt].filter(([, at]) => at <= now).map(([id]) => id);
+    if (stale === 0 && due.length === 0) return;
+    this.recovering = this.lifecycle
+      .recover(due)
+      .then((reports: RecoveryReport[]) => {
+        // Finished meanwhile by someone else: nothing to retry.
+        for (const id of due) if (!reports.some((r) => r.opId === id)) this.retryAt.delete(id);
+        for (const r of reports) {
+          const fields = { vm: r.vm, opId: r.opId, kind: r.kind, outcome: r.outcome };
+          if (r.outcome === 'failed') {
+            this.retryAt.set(r.opId, Date.now() + RETRY_MAX_MS);
+            this.o.log.error('recovery of an operation left by a dead process failed; retrying', {
+              ...fields,
+              error: r.error,
+              retryMs: RETRY_MAX_MS,
+            });
+          } else {
+            this.retryAt.delete(r.opId);
+            this.o.log.info('recovered an operation left by a dead process', fields);
+          }
+        }
+      })
+      .catch((err) => this.o.log.error('crash recovery failed', { error: err }))
+      .finally(() => {
+        this.recovering = undefined;
+        this.requestFullPass();
+      });
+  }
+
   private poll(): void {
     if (this.stopped || !this.probe) return;
+    this.recoverStale();
     try {
       const c = this.probe.poll();
       if (c.store || c.config) {

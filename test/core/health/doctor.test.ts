@@ -2,6 +2,7 @@
 // in-process: the clone monitor, and the net monitor with its nftables table
 // in the simulator's network domain namespace.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -183,6 +184,41 @@ describe.skipIf(!isRoot || !hasNft)('doctor on a simulated host with its monitor
     await waitFor('the lockdown as configured again', async () =>
       find(await doctor(), 'lockdown:web')?.ok ? true : undefined,
     );
+  });
+
+  it('reports an original paused by an operation whose process died; clone_monitor unpauses it', async () => {
+    await clone.stop();
+    // What a vmclone create killed inside the pause leaves: a running
+    // operation owned by a dead process, its pause step journaled, web paused.
+    const dead = openStateStore({
+      paths: host.paths,
+      owner: { pid: 2 ** 22 + 1, hostname: hostname(), startTime: '1', bootId: null },
+    });
+    try {
+      const op = dead.beginOperation('web', 'create', { requestedBy: 'user:test' });
+      dead.journalStep(op.id, 'pause-snapshot', {}, [
+        { action: 'unpause', name: 'web', uuid: null },
+      ]);
+    } finally {
+      dead.close();
+    }
+    expect((await exec(`${host.root}/bin/xl`, ['pause', 'web'])).code).toBe(0);
+    const f = find(await doctor(), 'paused-original:web');
+    expect(f).toMatchObject({ ok: false, severity: 'error' });
+    expect(f?.message).toMatch(
+      /web is paused by unfinished operation \d+ \(create\); its process \(pid \d+\) died/,
+    );
+    expect(f?.fix).toMatch(/zynclone-clone-monitor/);
+
+    clone = await startCloneMonitor();
+    await waitFor('web unpaused by clone_monitor', async () => {
+      const [d] = await host.xl.list().then((l) => l.filter((x) => x.name === 'web'));
+      return d !== undefined && !d.flags.paused ? true : undefined;
+    });
+    await waitFor('the operation rolled back', () =>
+      host.store.runningOperation('web') === undefined ? true : undefined,
+    );
+    expect(find(await doctor(), 'paused-originals')).toMatchObject({ ok: true });
   });
 
   it('reports nftables sets that differ from XenStore, and a missing table', async () => {
