@@ -8,7 +8,7 @@ import {
 } from '../../core/clones/lockdown.js';
 import { type CloneMeta, readCloneMeta } from '../../core/clones/meta.js';
 import { XL_DEFAULT_BRIDGE } from '../../core/clones/plan.js';
-import { publishVm, unpublishVm, vmNode } from '../../core/clones/publish.js';
+import { publishVmIf, unpublishVm, vmNode } from '../../core/clones/publish.js';
 import type { ZynclonePaths } from '../../core/paths.js';
 import type { CloneRecord, StateStore } from '../../core/state/index.js';
 import { type XlDriver, parseVif, printVif } from '../../xen/index.js';
@@ -381,7 +381,23 @@ export class CloneMonitor {
       this.agreed.set(vm, { key, fp });
       return;
     }
-    const generation = await publishVm(xs, d.lockdown.publication);
+    // Never backwards: an operation may have begun or ended since `d` was
+    // computed (it is then newer than `d`), or published meanwhile.
+    const now = store.getClone(vm);
+    if (
+      store.runningOperation(vm) !== undefined ||
+      now?.updatedAt !== d.clone.updatedAt ||
+      now.state !== d.clone.state ||
+      now.cloneDomid !== d.clone.cloneDomid
+    ) {
+      this.passes.markFull();
+      return;
+    }
+    const generation = await publishVmIf(xs, d.lockdown.publication, actual.get('generation'));
+    if (generation === undefined) {
+      this.passes.markDirty(vm);
+      return;
+    }
     const after = (await readLeaves(xs, base)) ?? new Map<string, string>();
     this.agreed.set(vm, { key, fp: fingerprint(after) });
     report.published.push(vm);
