@@ -240,9 +240,7 @@ function holdsPause(op: PendingOperation): boolean {
   if (step('pause-snapshot')?.status === 'journaled') return true;
   const saved = step('save-original');
   return (
-    saved !== undefined &&
-    saved.status !== 'undone' &&
-    step('unpause-original')?.status !== 'done'
+    saved !== undefined && saved.status !== 'undone' && step('unpause-original')?.status !== 'done'
   );
 }
 
