@@ -147,6 +147,7 @@ function statusJson(s: CloneStatus) {
       ? { id: s.running.id, kind: s.running.kind, ownerPid: s.running.owner.pid }
       : null,
     configFile: s.configFile ?? null,
+    note: s.note ?? null,
   };
 }
 
@@ -396,6 +397,7 @@ export function buildProgram(
         ];
         if (st.running)
           lines.push(['operation', `${st.running.kind} (id ${st.running.id}) in progress`]);
+        if (st.note) lines.push(['note', st.note]);
         io.stdout.write(table(lines));
         return EXIT.OK;
       }, true),

@@ -129,6 +129,8 @@ export interface CloneStatus {
   readonly ack: number | undefined;
   readonly running: OperationRecord | undefined;
   readonly configFile: string | undefined;
+  /** Why the state changed without an operation (the domain went away outside ZynClone). */
+  readonly note: string | undefined;
 }
 
 export interface RecoveryReport {
@@ -438,7 +440,46 @@ export class CloneLifecycle {
         });
       }
     }
+    await this.reconcile();
     return reports;
+  }
+
+  /**
+   * A clone recorded running whose domain is gone (`xl destroy` behind
+   * ZynClone's back, or its guest powered off) is active now: its lockdowns
+   * stay, and it can be started again. Runs with recover(), i.e. before every
+   * vmclone command and in clone_monitor. Returns the notes it left.
+   */
+  async reconcile(): Promise<string[]> {
+    const running = this.store.listClones().filter((c) => c.state === 'running');
+    if (running.length === 0) return [];
+    // Listed after the records were read: a clone recorded running by then has its domain.
+    const names = new Set((await this.xl.list()).map((d) => d.name));
+    const notes: string[] = [];
+    for (const c of running) {
+      if (names.has(c.cloneName) || this.store.runningOperation(c.vm) !== undefined) continue;
+      const now = this.store.getClone(c.vm);
+      if (now?.state !== 'running' || now.updatedAt !== c.updatedAt) continue;
+      const note = `clone ${c.cloneName} was running but its domain is gone (destroyed or shut down outside ZynClone); it is active now: vmclone start ${c.vm} boots it again`;
+      this.store.updateClone(c.vm, { state: 'active', cloneDomid: null });
+      this.store.recordAudit({
+        who: this.o.requestedBy,
+        action: 'reconcile',
+        vm: c.vm,
+        outcome: 'active',
+        detail: { note },
+      });
+      this.emit('warn', note);
+      notes.push(note);
+      try {
+        const meta = this.readMeta(c.cloneName);
+        await publishVm(await this.xs(), (await this.lockdownOf(meta, 'active')).publication);
+      } catch (err) {
+        // clone_monitor publishes it from the store; say why this could not.
+        this.emit('warn', `could not publish the clone of ${c.vm} as active: ${errText(err)}`);
+      }
+    }
+    return notes;
   }
 
   private async redo(op: OperationRecord): Promise<void> {
@@ -1219,9 +1260,15 @@ export class CloneLifecycle {
     } catch {
       // XenStore unreachable: status shows what the store knows.
     }
+    const [last] = this.store.auditLog({ vm, limit: 1 });
+    const note =
+      clone !== undefined && last?.action === 'reconcile'
+        ? String((last.detail as { note?: unknown } | null)?.note ?? '')
+        : undefined;
     return {
       vm,
       clone,
+      note,
       domain: d ? { domid: d.domid, state: d.state, paused: d.flags.paused } : undefined,
       originalDomain: orig ? { domid: orig.domid, state: orig.state } : undefined,
       generation,

@@ -142,7 +142,8 @@ export class CloneMonitor {
       requestedBy: 'system:clone-monitor',
       manageBridge: this.manageBridge,
       progress: (e) => {
-        if (e.kind !== 'progress') opts.log.info(`recovery: ${e.message}`, { kind: e.kind });
+        if (e.kind === 'warn') opts.log.warn(e.message, {});
+        else if (e.kind !== 'progress') opts.log.info(e.message, { kind: e.kind });
       },
     });
   }
@@ -315,6 +316,11 @@ export class CloneMonitor {
   // ---- what should be published -------------------------------------------
 
   private async refreshDesired(): Promise<void> {
+    try {
+      await this.lifecycle.reconcile(); // its notes are logged as progress warnings
+    } catch (err) {
+      this.o.log.warn('cannot reconcile the state store with the domains', { error: err });
+    }
     const clones = this.o.store.listClones();
     try {
       const list = await this.o.xl.list();

@@ -280,4 +280,16 @@ describe('clone monitor on the simulator', () => {
       (await xs.tryRead(`${VM}/state`)) === 'running' ? true : undefined,
     );
   });
+
+  it('makes a clone whose domain was destroyed behind its back active, and publishes that', async () => {
+    await startMonitor();
+    expect(host.store.getClone('web')?.state).toBe('running');
+    expect((await exec(`${host.root}/bin/xl`, ['destroy', 'web-clone'])).code).toBe(0);
+    await waitFor('vm/web active', async () =>
+      (await xs.tryRead(`${VM}/state`)) === 'active' ? true : undefined,
+    );
+    expect(host.store.getClone('web')).toMatchObject({ state: 'active', cloneDomid: null });
+    expect(host.store.auditLog({ vm: 'web', limit: 1 })[0]).toMatchObject({ action: 'reconcile' });
+    expect(await xs.tryRead(`${VM}/clone-domid`)).toBeUndefined();
+  });
 });
