@@ -5,6 +5,7 @@
  */
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
+import { refuseProductionBridge } from '../core/clones/bridge.js';
 import { crashPointsFromEnv } from '../core/clones/journal.js';
 import {
   type CloneLifecycle,
@@ -12,6 +13,7 @@ import {
   type CreateResult,
   CloneLifecycle as Lifecycle,
 } from '../core/clones/lifecycle.js';
+import { productionBridgesOf } from '../core/clones/original.js';
 import {
   CONFIG_KEYS,
   type ConfigKey,
@@ -416,10 +418,18 @@ export function buildProgram(
       run(async (s) => {
         vmArg(vm);
         const paths = s.paths;
-        for (const a of o.set) {
-          const { key, value } = parseAssignment(a);
-          setOverride(vm, key, value, paths);
+        const sets = o.set.map(parseAssignment);
+        for (const { key, value } of sets) {
+          // Refused before anything is written: masked clone vifs would sit on that network.
+          if (key === 'isolation_bridge') {
+            refuseProductionBridge(value, {
+              vm,
+              clonePrefix: effectiveConfig(vm, paths).values.clone_vif_prefix,
+              productionBridges: productionBridgesOf(paths, vmArg(vm)),
+            });
+          }
         }
+        for (const { key, value } of sets) setOverride(vm, key, value, paths);
         for (const key of o.unset) unsetOverride(vm, key, paths);
         const eff = effectiveConfig(vm, paths);
         if (o.json) {

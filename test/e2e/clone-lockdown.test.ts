@@ -6,6 +6,8 @@
 // and tcpdump on win01's port of that bridge sees none of its frames, while the original's
 // identical pings are seen.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { XsClient } from '../../src/xenstore/index.js';
 import {
@@ -228,4 +230,35 @@ describe.skipIf(!canRunE2e)('a clone started after its mask was tightened', () =
     },
     90_000,
   );
+
+  it('refuses a production bridge as the isolation bridge, in the config and at create and start', async () => {
+    // web01's vifs use xenbr0 and xenbr1.
+    const set = await host.vmclone(['config', 'web01', '--set', 'isolation_bridge=xenbr0']);
+    expect(set.code).toBe(6);
+    expect(set.stderr).toMatch(
+      /isolation_bridge xenbr0 is a production bridge.*\[ISOLATION_BRIDGE\]/,
+    );
+    expect((await host.vmclone(['config', 'web01', '--json'])).stdout).toContain(
+      '"isolation_bridge": "zc-isolated"',
+    );
+    // base.json names no VM, so it cannot be checked when written: create and start refuse.
+    const base = join(host.root, 'etc/xen/clone/base.json');
+    const saved = existsSync(base) ? readFileSync(base, 'utf8') : undefined;
+    try {
+      await vm('create', 'web01', '--online', '--no-start', '-q');
+      mkdirSync(dirname(base), { recursive: true });
+      writeFileSync(base, JSON.stringify({ isolation_bridge: 'xenbr1' }));
+      const start = await host.vmclone(['start', 'web01']);
+      expect(start.code).toBe(6);
+      expect(start.stderr).toMatch(/xenbr1 is a production bridge/);
+      await vm('remove', 'web01', '-q');
+      const create = await host.vmclone(['create', 'web01', '--online']);
+      expect(create.code).toBe(6);
+      expect(create.stderr).toMatch(/xenbr1 is a production bridge/);
+      expect(await host.leftovers('web01')).toEqual([]);
+    } finally {
+      if (saved === undefined) rmSync(base, { force: true });
+      else writeFileSync(base, saved);
+    }
+  }, 60_000);
 });

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type XlDriver, type XlListEntry, vmUuid } from '../../xen/index.js';
+import { type XlDriver, type XlListEntry, parseVif, vmUuid } from '../../xen/index.js';
 import { type EffectiveConfig, cloneNameFor, effectiveConfig } from '../config/config.js';
 import { writeFileAtomic } from '../config/index.js';
 import type { CloneKind, ZyncloneConfig } from '../config/schema.js';
@@ -31,7 +31,7 @@ import {
   planSnapshot,
   remove as removeSnapshot,
 } from '../storage/index.js';
-import { ensureIsolationBridge } from './bridge.js';
+import { ensureIsolationBridge, refuseProductionBridge } from './bridge.js';
 import { CloneError } from './errors.js';
 import { type CrashPoints, JournaledOperation, type UndoAction } from './journal.js';
 import {
@@ -51,9 +51,12 @@ import {
   readCloneMeta,
   writeCloneMeta,
 } from './meta.js';
+import { findOriginalConfig } from './original.js';
 import {
   type ClonePlan,
+  XL_DEFAULT_BRIDGE,
   classifyDisks,
+  originalVifsOf,
   parseOriginalConfig,
   planClone,
   replicationIn,
@@ -229,22 +232,7 @@ export class CloneLifecycle {
 
   /** The original's xl config file: explicit, or the usual places under the root. */
   findOriginalConfig(vm: string, explicit?: string): string {
-    if (explicit !== undefined) {
-      if (!existsSync(explicit)) {
-        throw new CloneError('CLONE_CONFIG', `xl config file ${explicit} of ${vm} does not exist`);
-      }
-      return explicit;
-    }
-    const etc = this.o.paths.resolve('/etc/xen');
-    const candidates = [join(etc, `${vm}.cfg`), join(etc, vm), join(etc, 'auto', `${vm}.cfg`)];
-    const found = candidates.find((f) => existsSync(f) && statSync(f).isFile());
-    if (found === undefined) {
-      throw new CloneError(
-        'CLONE_CONFIG',
-        `no xl config file for VM ${vm} (looked for ${candidates.join(', ')}); pass --config FILE`,
-      );
-    }
-    return found;
+    return findOriginalConfig(this.o.paths, vm, explicit);
   }
 
   // ---- xl helpers --------------------------------------------------------
@@ -633,6 +621,11 @@ export class CloneLifecycle {
       throw err;
     }
     const original = parseOriginalConfig(readFileSync(originalFile, 'utf8'), originalFile);
+    refuseProductionBridge(cfg.isolation_bridge, {
+      vm,
+      clonePrefix: cfg.clone_vif_prefix,
+      productionBridges: originalVifsOf(original, { all: true }).map((v) => v.bridge),
+    });
     const originalState =
       originalDomain === undefined ? 'stopped' : originalDomain.flags.paused ? 'paused' : 'running';
     if (kind === 'offline' && originalState !== 'stopped') {
@@ -1018,6 +1011,13 @@ export class CloneLifecycle {
       // A clone never boots on an old lockdown: an unreadable configuration stops here.
       const config = configOrError(vm, this.o.paths);
       if (config instanceof Error) throw config;
+      refuseProductionBridge(config.isolation_bridge, {
+        vm,
+        clonePrefix: config.clone_vif_prefix,
+        productionBridges: meta.cloneVifs.map(
+          (v) => parseVif(v.productionSpec).bridge ?? XL_DEFAULT_BRIDGE,
+        ),
+      });
       const lockdown = cloneLockdown(vm, cur.cloneName, meta, 'running', config, live);
       const before = cloneLockdown(vm, cur.cloneName, meta, cur.state, config, live).publication;
       const configFile = this.cloneConfigFile(cur.cloneName);
