@@ -164,6 +164,7 @@ function statusJson(s: CloneStatus) {
       ? { id: s.running.id, kind: s.running.kind, ownerPid: s.running.owner.pid }
       : null,
     configFile: s.configFile ?? null,
+    note: s.note ?? null,
   };
 }
 
@@ -440,6 +441,7 @@ export function buildProgram(
         ];
         if (st.running)
           lines.push(['operation', `${st.running.kind} (id ${st.running.id}) in progress`]);
+        if (st.note) lines.push(['note', st.note]);
         io.stdout.write(table(lines));
         return EXIT.OK;
       }, true),
@@ -463,10 +465,22 @@ export function buildProgram(
         );
         const paths = s.paths;
         if (o.set.length > 0 && !o.force) await refuseUnknownVm(vm, s);
-        for (const a of o.set) {
-          const { key, value } = parseAssignment(a);
-          setOverride(vm, key, value, paths);
+        const sets = o.set.map(parseAssignment);
+        for (const { key, value } of sets) {
+          // Refused before anything is written: masked clone vifs would sit on that network.
+          if (key === 'isolation_bridge') {
+            const [{ refuseProductionBridge }, { productionBridgesOf }] = await Promise.all([
+              import('../core/clones/bridge.js'),
+              import('../core/clones/original.js'),
+            ]);
+            refuseProductionBridge(value, {
+              vm,
+              clonePrefix: effectiveConfig(vm, paths).values.clone_vif_prefix,
+              productionBridges: productionBridgesOf(paths, vmArg(vm)),
+            });
+          }
         }
+        for (const { key, value } of sets) setOverride(vm, key, value, paths);
         for (const key of o.unset) unsetOverride(vm, key, paths);
         const eff = effectiveConfig(vm, paths);
         if (o.json) {

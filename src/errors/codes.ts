@@ -175,7 +175,11 @@ export const ERROR_CODES = {
     'ZynClone refuses this clone (continuous replication, wrong original state, ...).',
   ),
   CLONE_CONFIG: as('core', 'CONFIG', "The original's xl config cannot be used to build a clone."),
-  ISOLATION_BRIDGE: fail('core', 'The isolation bridge cannot be made or is not isolated.'),
+  ISOLATION_BRIDGE: as(
+    'core',
+    'CONFIG',
+    'The isolation bridge cannot be made, or is a production bridge (it carries a non-clone vif or has an uplink).',
+  ),
   LOCKDOWN_TIMEOUT: as(
     'core',
     'LOCKDOWN_TIMEOUT',

@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 // Crash injection: vmclone SIGKILLs itself right after journaling a step
 // (ZYNCLONE_CRASH_AT) or right after the step acted (ZYNCLONE_CRASH_AFTER);
 // the next vmclone command must finish or roll back the operation and leave
@@ -69,6 +71,51 @@ describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('vmclone crash recovery', () 
     'memory create killed after %s is rolled back, and the original is not left paused',
     async (step) => {
       await crashThenRecover(['create', 'web01', '--memory', '-q'], { ZYNCLONE_CRASH_AFTER: step });
+      expect(await host.leftovers('web01')).toEqual([]);
+    },
+    30_000,
+  );
+
+  // Issue 9 §2: no command is typed after the crash; clone_monitor notices
+  // the dead owner and rolls the create back, unpausing the original.
+  it.each([
+    ['online', 'paused'],
+    ['memory', 'save-original'],
+  ])(
+    'a %s create killed while the original is paused (after %s): clone_monitor unpauses it within 2 s',
+    async (kind, point) => {
+      const log = join(host.fs.dir, 'clone-monitor.log');
+      const from = existsSync(log) ? readFileSync(log, 'utf8').length : 0;
+      const logSince = () => readFileSync(log, 'utf8').slice(from);
+      const monitor = await host.startCloneMonitor();
+      try {
+        const crashed = await host.vmclone(['create', 'web01', `--${kind}`, '-q'], {
+          ZYNCLONE_CRASH_AFTER: point,
+        });
+        const died = Date.now();
+        expect(crashed.signal, crashed.stderr).toBe('SIGKILL');
+        let state = '';
+        while (Date.now() - died < 5000) {
+          state = (await host.domains()).get('web01')?.state ?? '(gone)';
+          if (!state.includes('p')) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const unpausedMs = Date.now() - died;
+        process.stderr.write(
+          `${kind} create killed in the pause: web01 running again after ${unpausedMs} ms\n`,
+        );
+        expect(state).not.toContain('p');
+        expect(unpausedMs).toBeLessThan(2000);
+        const deadline = Date.now() + 10_000;
+        while (!/"outcome":"rolled-back"/.test(logSince()) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        expect(logSince()).toMatch(
+          /recovered an operation left by a dead process.*"outcome":"rolled-back"/,
+        );
+      } finally {
+        await monitor.stop();
+      }
       expect(await host.leftovers('web01')).toEqual([]);
     },
     30_000,

@@ -76,6 +76,14 @@ export class JournaledOperation {
     return value;
   }
 
+  /**
+   * A crash point inside a step (ZYNCLONE_CRASH_AFTER=<name>), for moments
+   * no step boundary reaches, e.g. the original paused inside pause-snapshot.
+   */
+  checkpoint(name: string): void {
+    if (matches(this.crash.after, name)) die();
+  }
+
   refresh(): OperationRecord {
     this.op = this.store.getOperation(this.op.id) ?? this.op;
     return this.op;

@@ -102,7 +102,10 @@ export interface CloneVif {
   readonly bridge: string;
   /** undefined: libxl makes one up (no MAC known for the original's vif). */
   readonly mac: string | undefined;
+  /** Its vif spec as locked now (masked: on the isolation bridge). */
   readonly spec: string;
+  /** Its vif spec on its production network: what every later boot locks again. */
+  readonly productionSpec: string;
 }
 
 export interface OriginalVif {
@@ -237,6 +240,26 @@ export function replicationIn(cfg: XlConfig): string | undefined {
   return undefined;
 }
 
+/**
+ * A clone vif's spec as its mask demands: a masked vif goes to the isolation
+ * bridge, and loses what would route it around that bridge (a routing or NAT
+ * script, gatewaydev); an unmasked one stays on its production bridge.
+ */
+export function lockedVifSpec(
+  production: VifSpec,
+  masked: boolean,
+  isolationBridge: string,
+): VifSpec {
+  const out: VifSpec = { ...production, extra: [...production.extra] };
+  out.bridge = masked ? isolationBridge : (production.bridge ?? XL_DEFAULT_BRIDGE);
+  if (masked) {
+    out.gatewaydev = undefined;
+    if (out.script !== undefined && !/(^|\/)vif-bridge$/.test(out.script))
+      out.script = 'vif-bridge';
+  }
+  return out;
+}
+
 function vifDevid(spec: VifSpec, index: number): number {
   return spec.devid ?? index;
 }
@@ -360,20 +383,25 @@ export function planClone(input: ClonePlanInput): ClonePlan {
         `vif ${devid} has no MAC in the config and none is known from a running original: libxl gives the clone's a random one`,
       );
     }
-    const out: VifSpec = { ...spec, extra: [...spec.extra], devid };
-    out.vifname = cloneVifName(prefix, shortId, devid);
-    out.mac = mac;
-    const bridge = masked ? config.isolation_bridge : (spec.bridge ?? XL_DEFAULT_BRIDGE);
-    out.bridge = bridge;
-    // A routed or NATed vif would bypass the isolation bridge.
-    if (masked && spec.script !== undefined && !/(^|\/)vif-bridge$/.test(spec.script)) {
-      out.script = 'vif-bridge';
+    const production: VifSpec = { ...spec, extra: [...spec.extra], devid };
+    production.vifname = cloneVifName(prefix, shortId, devid);
+    production.mac = mac;
+    production.bridge = spec.bridge ?? XL_DEFAULT_BRIDGE;
+    const out = lockedVifSpec(production, masked, config.isolation_bridge);
+    if (out.script !== spec.script) {
       warnings.push(
         `vif ${devid}: script ${spec.script} replaced by vif-bridge on the isolation bridge`,
       );
     }
-    if (masked) out.gatewaydev = undefined;
-    return { devid, name: out.vifname, masked, bridge, mac, spec: printVif(out) };
+    return {
+      devid,
+      name: production.vifname,
+      masked,
+      bridge: out.bridge!,
+      mac,
+      spec: printVif(out),
+      productionSpec: printVif(production),
+    };
   });
   if (cloneVifs.length > 0)
     cfg.set(

@@ -7,6 +7,9 @@ import { inNetns, run } from '../../process/index.js';
  */
 import type { XlDriver } from '../../xen/index.js';
 import { XsClient, type XsOps, isXsErrno } from '../../xenstore/index.js';
+import { currentLockdown } from '../clones/lockdown.js';
+import { readCloneMeta } from '../clones/meta.js';
+import type { VmPublication } from '../clones/publish.js';
 import {
   ConfigError,
   configuredVms,
@@ -15,9 +18,9 @@ import {
   readBaseConfig,
 } from '../config/index.js';
 import type { ZyncloneConfig } from '../config/schema.js';
-import { type VmInput, planLockdown } from '../lockdown/nft-plan.js';
+import { type VmInput, planLockdown, planVm } from '../lockdown/nft-plan.js';
 import type { ZynclonePaths } from '../paths.js';
-import { type StateStore, openStateStore } from '../state/index.js';
+import { type PendingOperation, type StateStore, openStateStore } from '../state/index.js';
 import {
   ZC_ROOT,
   ackNode,
@@ -66,7 +69,7 @@ export const MISSED_BEATS = 3;
 
 export interface DoctorContext {
   readonly paths: ZynclonePaths;
-  readonly xl: Pick<XlDriver, 'info'>;
+  readonly xl: Pick<XlDriver, 'info' | 'list' | 'listLong'>;
   /** A connected client; else one is opened on `xenstorePath`. */
   readonly xs?: XsOps;
   /** Default $XENSTORED_PATH, else /run/xenstored/socket. */
@@ -119,6 +122,7 @@ export async function runDoctor(ctx: DoctorContext): Promise<Finding[]> {
   const findings: Finding[] = [];
   findings.push(await checkXl(ctx));
   findings.push(...checkConfig(ctx));
+  findings.push(...(await checkPausedOriginals(ctx)));
 
   const socket = ctx.xenstorePath ?? process.env.XENSTORED_PATH ?? '/run/xenstored/socket';
   let xs = ctx.xs;
@@ -232,6 +236,59 @@ function checkConfig(ctx: DoctorContext): Finding[] {
   return out;
 }
 
+/** Whether `op` may hold its original paused: inside pause-snapshot, or saved and not unpaused yet. */
+function holdsPause(op: PendingOperation): boolean {
+  const step = (name: string) => op.steps.find((s) => s.name === name);
+  if (step('pause-snapshot')?.status === 'journaled') return true;
+  const saved = step('save-original');
+  return (
+    saved !== undefined && saved.status !== 'undone' && step('unpause-original')?.status !== 'done'
+  );
+}
+
+/** An original left paused by an operation that has not finished (its owner may have died). */
+async function checkPausedOriginals(ctx: DoctorContext): Promise<Finding[]> {
+  let pending: PendingOperation[];
+  try {
+    const store = withStore(ctx);
+    try {
+      pending = store.store.pendingOperations().filter(holdsPause);
+    } finally {
+      store.close();
+    }
+  } catch {
+    return []; // reported by the config check
+  }
+  if (pending.length === 0) {
+    return [ok('paused-originals', 'no unfinished operation holds an original paused')];
+  }
+  let paused: Set<string>;
+  try {
+    paused = new Set((await ctx.xl.list()).filter((d) => d.flags.paused).map((d) => d.name));
+  } catch {
+    return []; // reported by the xl check
+  }
+  const out: Finding[] = [];
+  for (const op of pending) {
+    if (!paused.has(op.vm)) continue;
+    const dead = op.liveness === 'dead';
+    out.push(
+      bad(
+        `paused-original:${op.vm}`,
+        'error',
+        `${op.vm} is paused by unfinished operation ${op.id} (${op.kind}); its process (pid ${op.owner.pid}) ${dead ? 'died' : 'still runs'}`,
+        dead
+          ? 'clone_monitor rolls the operation back and unpauses the VM within seconds: check that it runs (systemctl status zynclone-clone-monitor); any vmclone command (vmclone list) recovers it too'
+          : `wait for the operation to finish; if it hangs, kill pid ${op.owner.pid}: clone_monitor then rolls it back and unpauses ${op.vm}`,
+      ),
+    );
+  }
+  if (out.length === 0) {
+    out.push(ok('paused-originals', 'no original is paused by an unfinished operation'));
+  }
+  return out;
+}
+
 interface StoreHandle {
   readonly store: StateStore;
   close(): void;
@@ -275,6 +332,7 @@ async function checkXenstore(
   out.push(...(await checkHeartbeats(ctx, xs)));
   const vms = await readPublishedVms(xs);
   out.push(...(await checkAcks(xs, vms)));
+  out.push(...(await checkLockdowns(ctx, xs, vms)));
   const cfg = baseOrDefault(ctx);
   out.push(...(await checkNft(ctx, run, vms, cfg)));
   out.push(...(await checkIsolationBridges(ctx, run, vms)));
@@ -392,6 +450,146 @@ async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]>
         ok(check, `the net monitor applied lockdown generation ${gen} of ${vm.vm} (ack ${ack})`),
       );
     }
+  }
+  return out;
+}
+
+/** A publication as the net monitor reads it back from XenStore. */
+function asInput(pub: VmPublication): VmInput {
+  const vifs = (list: VmPublication['cloneVifs']) =>
+    list.map((v) => ({ devid: v.devid, name: v.name, masked: v.masked ? '1' : '0' }));
+  return {
+    vm: pub.vm,
+    state: pub.state,
+    generation: '0',
+    originalVifMask: pub.originalVifMask,
+    cloneVifs: vifs(pub.cloneVifs),
+    originalVifs: vifs(pub.originalVifs),
+  };
+}
+
+function vifDiffs(what: string, want: VmInput['cloneVifs'], have: VmInput['cloneVifs']): string[] {
+  const out: string[] = [];
+  const show = (v: VmInput['cloneVifs'][number] | undefined) =>
+    v === undefined ? 'absent' : `${v.name ?? '(no name)'} masked=${v.masked ?? '(none)'}`;
+  const devids = [...new Set([...want, ...have].map((v) => v.devid))].sort((a, b) => a - b);
+  for (const devid of devids) {
+    const w = want.find((v) => v.devid === devid);
+    const h = have.find((v) => v.devid === devid);
+    if (w?.name !== h?.name || w?.masked !== h?.masked) {
+      out.push(`${what} ${devid}: the configuration demands ${show(w)}, published is ${show(h)}`);
+    }
+  }
+  return out;
+}
+
+function setDiff(what: string, want: readonly string[], have: readonly string[]): string[] {
+  const missing = want.filter((n) => !have.includes(n));
+  const extra = have.filter((n) => !want.includes(n));
+  return [
+    ...(missing.length > 0 ? [`${what} lacks ${missing.join(', ')}`] : []),
+    ...(extra.length > 0 ? [`${what} also holds ${extra.join(', ')}`] : []),
+  ];
+}
+
+/**
+ * Per clone, per vif: what is published (vm/$VM) and what the net monitor
+ * applied (net/applied/$VM) against what the VM's configuration and the live
+ * domains demand now (the same function the lifecycle and clone_monitor use).
+ */
+async function checkLockdowns(
+  ctx: DoctorContext,
+  xs: XsOps,
+  vms: readonly VmInput[],
+): Promise<Finding[]> {
+  const out: Finding[] = [];
+  let store: StoreHandle;
+  try {
+    store = withStore(ctx);
+  } catch {
+    return out; // reported by the config check
+  }
+  try {
+    const prefix = baseOrDefault(ctx).clone_vif_prefix;
+    for (const clone of store.store.listClones()) {
+      const check = `lockdown:${clone.vm}`;
+      const running = store.store.runningOperation(clone.vm);
+      if (running !== undefined) {
+        out.push(
+          ok(
+            check,
+            `operation ${running.id} (${running.kind}) is running on ${clone.vm}; its lockdown was not compared`,
+          ),
+        );
+        continue;
+      }
+      let want: VmInput;
+      try {
+        const meta = readCloneMeta(ctx.paths, clone.cloneName);
+        want = asInput((await currentLockdown(ctx, meta, clone.state)).publication);
+      } catch (err) {
+        out.push(
+          bad(
+            check,
+            'error',
+            `cannot tell what the lockdown of ${clone.vm} must be: ${errText(err)}`,
+            `vmclone remove ${clone.vm}, then create the clone again`,
+          ),
+        );
+        continue;
+      }
+      const have = vms.find((v) => v.vm === clone.vm);
+      const diffs =
+        have === undefined
+          ? [`${ZC_ROOT}/vm/${clone.vm} is not published`]
+          : [
+              ...(have.state === want.state
+                ? []
+                : [`state: the store says ${want.state}, published is ${have.state ?? 'absent'}`]),
+              ...vifDiffs('clone vif', want.cloneVifs, have.cloneVifs),
+              ...vifDiffs('original vif', want.originalVifs, have.originalVifs),
+            ];
+      const plan = planVm(want, { cloneVifPrefix: prefix });
+      const appliedText = await xs.tryRead(appliedNode(clone.vm));
+      let applied: { allowedCloneVifs?: unknown; droppedOriginalVifs?: unknown } = {};
+      try {
+        applied = JSON.parse(appliedText ?? '{}') as typeof applied;
+      } catch {
+        // reported by the ack check
+      }
+      const names = (v: unknown) => (Array.isArray(v) ? v.map(String) : []);
+      diffs.push(
+        ...setDiff(
+          'the applied allowed clone vifs',
+          plan.allowedCloneVifs,
+          names(applied.allowedCloneVifs),
+        ),
+        ...setDiff(
+          'the applied dropped original vifs',
+          plan.droppedOriginalVifs,
+          names(applied.droppedOriginalVifs),
+        ),
+      );
+      if (diffs.length > 0) {
+        out.push(
+          bad(
+            check,
+            'error',
+            `the lockdown of ${clone.vm} differs from what its configuration demands now: ${diffs.join('; ')}`,
+            'start or restart the clone monitor (systemctl restart zynclone-clone-monitor): it publishes the lockdown of the current configuration, and the net monitor applies it',
+          ),
+        );
+      } else {
+        out.push(
+          ok(
+            check,
+            `the lockdown of ${clone.vm} is published and applied as its configuration demands (clone vif mask ${have?.cloneVifs.filter((v) => v.masked === '1').length ?? 0}/${want.cloneVifs.length} masked)`,
+          ),
+        );
+      }
+    }
+  } finally {
+    store.close();
   }
   return out;
 }
