@@ -44,6 +44,8 @@ export interface DaemonExpectation {
   readonly name: string;
   /** A required daemon that is absent is an error; an optional one is only reported. */
   readonly required: boolean;
+  /** Where its log says more, added to every finding about it. */
+  readonly log?: string;
 }
 
 export const ZC_ROOT = '/tool/zynclone';
@@ -51,6 +53,11 @@ export const DEFAULT_DAEMONS: readonly DaemonExpectation[] = [
   { name: 'clone-monitor', required: true },
   { name: 'net-monitor', required: true },
   { name: 'console-monitor', required: false },
+  {
+    name: 'orchestrator',
+    required: false,
+    log: 'journalctl -u zynclone-orchestrator -o cat (one JSON line per guest request accepted, refused or failed, with domid, VM and request id)',
+  },
 ];
 /** Assumed when a daemon does not publish `heartbeat-ms` (the daemons' default). */
 export const DEFAULT_HEARTBEAT_MS = 5000;
@@ -291,6 +298,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
   const now = (ctx.now ?? Date.now)();
   const out: Finding[] = [];
   for (const d of ctx.daemons ?? DEFAULT_DAEMONS) {
+    const seeLog = d.log === undefined ? '' : `; its log: ${d.log}`;
     const base = `${ZC_ROOT}/daemons/${d.name}`;
     const check = `heartbeat:${d.name}`;
     const unit = `zynclone-${d.name}`;
@@ -306,7 +314,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
           check,
           ok: true,
           severity: 'info',
-          message: `${d.name} has no heartbeat: not installed or not running (optional)`,
+          message: `${d.name} has no heartbeat: not installed or not running (optional)${seeLog}`,
         });
         continue;
       }
@@ -314,7 +322,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
         bad(
           check,
           'error',
-          `${d.name} has never written a heartbeat (${base}/heartbeat ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})`,
+          `${d.name} has never written a heartbeat (${base}/heartbeat ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})${seeLog}`,
           `start it: systemctl start ${unit}; then check journalctl -u ${unit}`,
         ),
       );
@@ -330,12 +338,14 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
         bad(
           check,
           d.required ? 'error' : 'warning',
-          `${d.name} (${v}) is stale: its last heartbeat is ${Math.round(age / 1000)} s old, more than ${MISSED_BEATS} beats of ${intervalMs} ms`,
+          `${d.name} (${v}) is stale: its last heartbeat is ${Math.round(age / 1000)} s old, more than ${MISSED_BEATS} beats of ${intervalMs} ms${seeLog}`,
           `restart it: systemctl restart ${unit}; see journalctl -u ${unit} for why it stopped`,
         ),
       );
     } else {
-      out.push(ok(check, `${d.name} is alive (${v}, last heartbeat ${Math.max(0, age)} ms ago)`));
+      out.push(
+        ok(check, `${d.name} is alive (${v}, last heartbeat ${Math.max(0, age)} ms ago)${seeLog}`),
+      );
     }
   }
   return out;
