@@ -157,7 +157,8 @@ export class Lab {
   }
 
   async close(): Promise<void> {
-    await this.orchestrator?.stop();
+    // An executor a test left hanging keeps its operation "running" for ever.
+    await Promise.race([this.orchestrator?.stop(), new Promise((r) => setTimeout(r, 1000))]);
     for (const g of this.guests) await g.close().catch(() => {});
     await this.dom0.close().catch(() => {});
     await this.server.close();
