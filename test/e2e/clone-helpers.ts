@@ -240,9 +240,8 @@ export async function bundleDaemon(fn: string, dir: string, outfile: string): Pr
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node24',
     outfile,
-    external: ['better-sqlite3'],
     banner: { js: REQUIRE_BANNER },
     logLevel: 'error',
   });

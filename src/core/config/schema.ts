@@ -80,6 +80,7 @@ export interface ZyncloneConfig {
   console_enabled: boolean;
   guest_orchestration: boolean;
   guest_allowed_operations: GuestOperation[];
+  guest_clone_requests: boolean;
   lockdown_ack_timeout_ms: number;
 }
 export type ConfigKey = keyof ZyncloneConfig;
@@ -255,6 +256,13 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
     default: ['status', 'create', 'start', 'stop', 'remove'],
     description:
       'Operations a guest may request when guest_orchestration is on; anything else is refused.',
+  },
+  guest_clone_requests: {
+    type: 'boolean',
+    default: false,
+    description:
+      "Accept requests from this VM's clones too (about themselves). A clone runs its original's " +
+      'software and would ask for clones of clones, so they are refused unless this is true.',
   },
   lockdown_ack_timeout_ms: {
     type: 'integer',

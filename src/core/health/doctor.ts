@@ -55,12 +55,19 @@ export interface DaemonExpectation {
   readonly name: string;
   /** A required daemon that is absent is an error; an optional one is only reported. */
   readonly required: boolean;
+  /** Where its log says more, added to every finding about it. */
+  readonly log?: string;
 }
 
 export const DEFAULT_DAEMONS: readonly DaemonExpectation[] = [
   { name: 'clone-monitor', required: true },
   { name: 'net-monitor', required: true },
   { name: 'console-monitor', required: false },
+  {
+    name: 'orchestrator',
+    required: false,
+    log: 'journalctl -u zynclone-orchestrator -o cat (one JSON line per guest request accepted, refused or failed, with domid, VM and request id)',
+  },
 ];
 /** Assumed when a daemon does not publish `heartbeat-ms` (the daemons' default). */
 export const DEFAULT_HEARTBEAT_MS = 5000;
@@ -351,6 +358,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
   const now = (ctx.now ?? Date.now)();
   const out: Finding[] = [];
   for (const d of ctx.daemons ?? DEFAULT_DAEMONS) {
+    const seeLog = d.log === undefined ? '' : `; its log: ${d.log}`;
     const check = `heartbeat:${d.name}`;
     const unit = `zynclone-${d.name}`;
     const [beat, version, interval] = await Promise.all([
@@ -365,7 +373,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
           check,
           ok: true,
           severity: 'info',
-          message: `${d.name} has no heartbeat: not installed or not running (optional)`,
+          message: `${d.name} has no heartbeat: not installed or not running (optional)${seeLog}`,
         });
         continue;
       }
@@ -373,7 +381,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
         bad(
           check,
           'error',
-          `${d.name} has never written a heartbeat (${daemonLeaf(d.name, 'heartbeat')} ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})`,
+          `${d.name} has never written a heartbeat (${daemonLeaf(d.name, 'heartbeat')} ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})${seeLog}`,
           `start it: systemctl start ${unit}; then check journalctl -u ${unit}`,
         ),
       );
@@ -389,12 +397,14 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
         bad(
           check,
           d.required ? 'error' : 'warning',
-          `${d.name} (${v}) is stale: its last heartbeat is ${Math.round(age / 1000)} s old, more than ${MISSED_BEATS} beats of ${intervalMs} ms`,
+          `${d.name} (${v}) is stale: its last heartbeat is ${Math.round(age / 1000)} s old, more than ${MISSED_BEATS} beats of ${intervalMs} ms${seeLog}`,
           `restart it: systemctl restart ${unit}; see journalctl -u ${unit} for why it stopped`,
         ),
       );
     } else {
-      out.push(ok(check, `${d.name} is alive (${v}, last heartbeat ${Math.max(0, age)} ms ago)`));
+      out.push(
+        ok(check, `${d.name} is alive (${v}, last heartbeat ${Math.max(0, age)} ms ago)${seeLog}`),
+      );
     }
   }
   return out;

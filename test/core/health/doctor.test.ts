@@ -49,6 +49,11 @@ describe('doctor without a Xen host', () => {
       expect(hb).toMatchObject({ ok: false, severity: 'error' });
       expect(hb?.fix).toMatch(/systemctl start zynclone-net-monitor/);
       expect(find(fs, 'heartbeat:console-monitor')).toMatchObject({ ok: true });
+      // The orchestrator is optional; its finding says where its log is.
+      expect(find(fs, 'heartbeat:orchestrator')).toMatchObject({ ok: true });
+      expect(find(fs, 'heartbeat:orchestrator')?.message).toMatch(
+        /journalctl -u zynclone-orchestrator/,
+      );
       const cfg = find(fs, 'config:web');
       expect(cfg).toMatchObject({ ok: false, severity: 'error' });
       expect(cfg?.message).toMatch(/clone_vif_msk.*did you mean "clone_vif_mask"/);

@@ -1,0 +1,200 @@
+// guest/linux/zynclone-guest, run as a guest runs it: Debian's xenstore-read,
+// -write and -watch on the guest's own XenStore socket (XENSTORED_PATH), so
+// it can touch only what that domain may.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Lab, uuidFor } from '../daemons/orchestrator/lab.js';
+import { vectors } from './vectors.js';
+
+const CLIENT = resolve(__dirname, '../../guest/linux/zynclone-guest');
+const haveTools = ['xenstore-read', 'xenstore-write', 'xenstore-watch'].every((t) =>
+  existsSync(`/usr/bin/${t}`),
+);
+
+interface Out {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function client(socket: string, args: string[], timeoutMs = 20_000): Promise<Out> {
+  return new Promise((r) => {
+    execFile(
+      'bash',
+      [CLIENT, ...args],
+      { env: { PATH: process.env.PATH, XENSTORED_PATH: socket }, timeout: timeoutMs },
+      (err, stdout, stderr) => {
+        r({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe.skipIf(!haveTools)('zynclone-guest (bash)', () => {
+  let lab: Lab;
+
+  beforeEach(async () => {
+    lab = await Lab.start();
+    lab.configure('web01', { guest_orchestration: 'true' });
+    await lab.addDomain(1, 'web01');
+    await lab.addDomain(2, 'db01');
+  });
+
+  afterEach(async () => {
+    await lab.close();
+  });
+
+  /** dom0 answering by hand, as the orchestrator would (for the vectors). */
+  async function serveByHand(domid: number): Promise<void> {
+    const root = `/local/domain/${domid}/zynclone`;
+    await lab.dom0.mkdir(root);
+    await lab.dom0.setPerms(root, [
+      { domid: 0, access: 'none' },
+      { domid, access: 'read' },
+    ]);
+    await lab.dom0.write(`${root}/protocol`, '1');
+  }
+
+  async function awaitRequest(domid: number, expected: string): Promise<void> {
+    await expect
+      .poll(() => lab.dom0.tryRead(`/local/domain/${domid}/data/zynclone/request`), {
+        timeout: 10_000,
+      })
+      .toBe(expected);
+  }
+
+  async function answer(domid: number, id: string, nodes: Record<string, string>): Promise<void> {
+    const base = `/local/domain/${domid}/zynclone/reply/${id}`;
+    await lab.dom0.transaction(async (tx) => {
+      for (const [k, v] of Object.entries(nodes)) await tx.write(`${base}/${k}`, v);
+    });
+  }
+
+  it('writes each request of the vectors exactly', async () => {
+    await serveByHand(1);
+    const socket = lab.server.domainSocketPath(1);
+    let n = 0;
+    for (const v of vectors.clientRequests) {
+      const id = `vec${++n}`;
+      const running = client(socket, [...v.argv, '--id', id, '--timeout', '10']);
+      await awaitRequest(1, v.request.replace('ID', id));
+      await answer(1, id, { state: v.argv[0] === 'status' ? 'ok' : 'accepted', op: v.argv[0]! });
+      const out = await running;
+      expect(out.stderr).toBe('');
+      expect(out.code).toBe(0);
+    }
+  });
+
+  it('reports each final reply of the vectors with its exit status, as text and JSON', async () => {
+    await serveByHand(1);
+    const socket = lab.server.domainSocketPath(1);
+    let n = 0;
+    for (const v of vectors.replies.filter((r) => r.final)) {
+      for (const json of [false, true]) {
+        const id = `rep${++n}`;
+        const running = client(socket, ['status', '--id', id, ...(json ? ['--json'] : [])]);
+        await awaitRequest(1, `${id} status`);
+        await answer(1, id, v.nodes);
+        const out = await running;
+        expect(out.code, JSON.stringify(v.nodes)).toBe(v.exit);
+        if (json) {
+          const parsed = JSON.parse(out.stdout);
+          if (v.nodes.state === 'ok') {
+            expect(parsed).toEqual({
+              id,
+              op: 'status',
+              state: 'ok',
+              message: v.nodes.message,
+              cloneState: v.nodes['clone-state'] ?? null,
+              cloneName: v.nodes['clone-name'] ?? null,
+            });
+          } else {
+            expect(parsed.error).toEqual({
+              code: v.nodes.code,
+              message: v.nodes.message,
+              exitCode: v.exit,
+            });
+          }
+        } else if (v.nodes.state === 'ok') {
+          expect(out.stdout).toBe(`${v.nodes.message}\n`);
+        } else {
+          expect(out.stderr).toBe(`zynclone-guest: ${v.nodes.message} [${v.nodes.code}]\n`);
+        }
+      }
+    }
+  });
+
+  it('asks the orchestrator for a clone of its own VM and waits for ok', async () => {
+    await lab.startOrchestrator();
+    const out = await client(lab.server.domainSocketPath(1), ['create', '--wait', '--json']);
+    expect(out.code).toBe(0);
+    expect(JSON.parse(out.stdout)).toMatchObject({
+      op: 'create',
+      state: 'ok',
+      cloneState: 'running',
+      cloneName: 'web01-clone',
+    });
+    expect(lab.calls).toMatchObject([{ domid: 1, vm: 'web01', op: 'create' }]);
+  });
+
+  it('a clone asking for a clone is refused with exit status 5', async () => {
+    lab.store.putClone({
+      vm: 'web01',
+      cloneName: 'web01-clone',
+      cloneUuid: uuidFor(3),
+      cloneDomid: 3,
+      state: 'running',
+      kind: 'online',
+      sourceUuid: uuidFor(1),
+      requestedBy: 'user:root',
+    });
+    await lab.addDomain(3, 'web01-clone');
+    await lab.startOrchestrator();
+    const out = await client(lab.server.domainSocketPath(3), ['create', '--wait']);
+    expect(out.code).toBe(5);
+    expect(out.stderr).toMatch(/requests from clones are refused.*\[CLONE_REQUEST_REFUSED\]/);
+    expect(lab.calls).toEqual([]);
+  });
+
+  it('without --wait it returns once accepted; with --wait it times out with exit status 8', async () => {
+    lab.behave = () => new Promise(() => {});
+    await lab.startOrchestrator();
+    const socket = lab.server.domainSocketPath(1);
+    const accepted = await client(socket, ['create', '--id', 'w1']);
+    expect(accepted.code).toBe(0);
+    expect(accepted.stdout).toMatch(/request w1 \(create\) accepted/);
+    const waited = await client(socket, ['remove', '--wait', '--timeout', '2']);
+    expect(waited.code).toBe(vectors.noAnswerExit);
+    expect(waited.stderr).toMatch(
+      /no final answer to request .* within 2s \(last state: accepted\)/,
+    );
+  });
+
+  it('says so at once when this VM is not served (exit 8), and refuses bad usage (exit 2)', async () => {
+    await lab.startOrchestrator();
+    const off = await client(lab.server.domainSocketPath(2), ['status']);
+    expect(off.code).toBe(vectors.noAnswerExit);
+    expect(off.stderr).toMatch(/guest orchestration is not available for this VM/);
+    for (const args of [
+      [],
+      ['clone'],
+      ['create', '--kind', 'warm'],
+      ['stop', '--kind', 'online'],
+      ['status', '--id', 'a/b'],
+    ]) {
+      expect((await client(lab.server.domainSocketPath(1), args)).code).toBe(2);
+    }
+  });
+
+  it.skipIf(!existsSync('/usr/bin/shellcheck'))('passes shellcheck', async () => {
+    const out = await new Promise<Out>((r) =>
+      execFile('shellcheck', [CLIENT], (err, stdout, stderr) =>
+        r({ code: err ? 1 : 0, stdout, stderr }),
+      ),
+    );
+    expect(out.stdout).toBe('');
+    expect(out.code).toBe(0);
+  });
+});
