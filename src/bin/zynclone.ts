@@ -14,6 +14,10 @@ const subcommands: Record<string, { summary: string; load(): Promise<Runner> }> 
     summary: 'clone_net_monitor: nftables lockdown of clone and original vifs, from XenStore',
     load: async () => (await import('../daemons/net-monitor/main.js')).runNetMonitor,
   },
+  'console-monitor': {
+    summary: 'clone_console_monitor: web console (noVNC) of running clones, by ticket',
+    load: async () => (await import('../daemons/console-monitor/main.js')).runConsoleMonitor,
+  },
   xenstored: {
     summary: 'run the simulator XenStore server in the foreground (--socket PATH)',
     load: async () => (await import('../sim/xenstored/main.js')).runXenstored,

@@ -3,6 +3,8 @@
  * src/core/clones: parses the command line, runs crash recovery, calls the
  * lifecycle, prints results (text or --json) and maps errors to exit codes.
  */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { crashPointsFromEnv } from '../core/clones/journal.js';
@@ -19,6 +21,7 @@ import {
   setOverride,
   unsetOverride,
 } from '../core/config/index.js';
+import { issueConsoleTicket } from '../core/console/index.js';
 import { type Finding, runDoctor } from '../core/health/index.js';
 import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import { openStateStore } from '../core/state/index.js';
@@ -90,14 +93,7 @@ class Session {
       paths,
       store: this.storeInstance,
       xl: new XlDriver({ env: this.io.env }),
-      xs: async () => {
-        this.xsClient ??= await XsClient.connect({
-          path: defaultSocketPath(this.io.env),
-          reconnect: false,
-          requestTimeoutMs: 15_000,
-        });
-        return this.xsClient;
-      },
+      xs: () => this.xs(),
       requestedBy: requester(this.io.env),
       progress: createProgress({ stream: this.io.stderr, env: this.io.env, quiet: this.quiet }),
       crash: crashPointsFromEnv(this.io.env),
@@ -108,6 +104,21 @@ class Session {
     }
     this.lifecycleInstance = lc;
     return lc;
+  }
+
+  async xs(): Promise<XsClient> {
+    this.xsClient ??= await XsClient.connect({
+      path: defaultSocketPath(this.io.env),
+      reconnect: false,
+      requestTimeoutMs: 15_000,
+    });
+    return this.xsClient;
+  }
+
+  /** The state store, after crash recovery (the lifecycle opens it). */
+  async store(): Promise<ReturnType<typeof openStateStore>> {
+    await this.lifecycle();
+    return this.storeInstance!;
   }
 
   async close(): Promise<void> {
@@ -402,6 +413,47 @@ export function buildProgram(
     );
 
   program
+    .command('console')
+    .description(
+      "a one-time URL (60 s) for the web console of the VM's running clone; opening it is all you do",
+    )
+    .argument('<vm>', 'the original VM')
+    .option('--json', 'print JSON (its url field is the URL)')
+    .option('--open', 'also open the URL in a browser, where one exists')
+    .action((vm: string, o: { json?: boolean; open?: boolean }) =>
+      run(async (s) => {
+        vmArg(vm);
+        const t = await issueConsoleTicket(
+          {
+            xs: await s.xs(),
+            store: await s.store(),
+            xl: new XlDriver({ env: io.env }),
+            paths: s.paths,
+          },
+          vm,
+          requester(io.env),
+        );
+        if (o.json) {
+          printJson(io, {
+            url: t.url,
+            vm: t.vm,
+            cloneName: t.cloneName,
+            cloneUuid: t.cloneUuid,
+            domid: t.domid,
+            ticket: t.ticketId,
+            expiresAt: new Date(t.expiresAt).toISOString(),
+          });
+        } else io.stdout.write(`${t.url}\n`);
+        if (o.open && !openBrowser(t.url, io.env)) {
+          io.stderr.write(
+            'vmclone: no browser found here ($BROWSER, xdg-open); open the URL yourself\n',
+          );
+        }
+        return EXIT.OK;
+      }, true),
+    );
+
+  program
     .command('config')
     .description(
       'show the effective configuration of a VM and where each value comes from, or change it',
@@ -465,6 +517,28 @@ export function buildProgram(
     );
 
   return program;
+}
+
+/** Starts $BROWSER or xdg-open on `url` (argv, never a shell); false when there is none. */
+function openBrowser(url: string, env: NodeJS.ProcessEnv): boolean {
+  const graphical = Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
+  const candidates = [env.BROWSER, graphical ? 'xdg-open' : undefined].filter(
+    (c): c is string => typeof c === 'string' && c !== '',
+  );
+  for (const cmd of candidates) {
+    const exe = cmd.includes('/')
+      ? cmd
+      : (env.PATH ?? '')
+          .split(':')
+          .map((d) => `${d}/${cmd}`)
+          .find((p) => existsSync(p));
+    if (exe === undefined || !existsSync(exe)) continue;
+    spawn(exe, [url], { detached: true, stdio: 'ignore', env })
+      .on('error', () => {})
+      .unref();
+    return true;
+  }
+  return false;
 }
 
 function formatFindings(findings: readonly Finding[], healthy: boolean): string {
