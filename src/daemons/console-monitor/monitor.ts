@@ -200,6 +200,10 @@ export class ConsoleMonitor {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end();
       return;
     }
+    if (url.pathname === '/favicon.ico') {
+      res.writeHead(204, { 'Cache-Control': 'max-age=86400' }).end();
+      return;
+    }
     if (url.pathname === '/healthz') {
       res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-store' }).end('ok\n');
       return;
