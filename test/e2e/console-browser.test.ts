@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { grabScreen } from '../../bench/rfb-client.js';
 import { qemuBinary } from '../../src/sim/console/vnc.js';
 import { ConsoleHost, waitFor } from '../daemons/console-monitor/console-host.js';
-import { grabScreen } from '../daemons/console-monitor/rfb.js';
 import { canRunE2e } from './clone-helpers.js';
 
 export const CHROMIUM = '/usr/bin/chromium';

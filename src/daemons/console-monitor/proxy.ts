@@ -48,12 +48,16 @@ export class VncProxy {
     this.tcp.setTimeout(CONNECT_TIMEOUT_MS, () =>
       this.close(CLOSE.VNC_UNREACHABLE, 'VNC server did not answer'),
     );
-    this.tcp.once('connect', () => this.tcp.setTimeout(0));
+    let connected = false;
+    this.tcp.once('connect', () => {
+      connected = true;
+      this.tcp.setTimeout(0);
+    });
     this.tcp.on('data', (chunk: Buffer) => this.toBrowser(chunk));
     this.tcp.on('drain', () => ws.resume());
     this.tcp.on('error', (err: NodeJS.ErrnoException) =>
       this.close(
-        this.tcp.connecting ? CLOSE.VNC_UNREACHABLE : CLOSE.VNC_CLOSED,
+        connected ? CLOSE.VNC_CLOSED : CLOSE.VNC_UNREACHABLE,
         `VNC server: ${err.code ?? err.message}`,
       ),
     );

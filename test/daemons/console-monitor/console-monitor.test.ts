@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openWs, readFrame, requestFrame, rfbHandshake } from '../../../bench/rfb-client.js';
 import {
   TICKET_ROOT,
   encodeTicket,
@@ -21,7 +22,6 @@ import { XlDriver } from '../../../src/xen/index.js';
 import { XsClient, isXsErrno } from '../../../src/xenstore/index.js';
 import { canRunE2e } from '../../e2e/clone-helpers.js';
 import { ConsoleHost, waitFor } from './console-host.js';
-import { openWs, readFrame, requestFrame, rfbHandshake } from './rfb.js';
 
 const REJECT_DELAY_MS = 300;
 

@@ -1,4 +1,4 @@
-// A minimal RFB client over the console monitor's WebSocket proxy, for tests
+// A minimal RFB client (over the console monitor's WebSocket proxy or plain TCP), for tests
 // and benchmarks: the version and "None" security handshake, then the
 // ServerInit with its desktop name; FramebufferUpdate requests on demand.
 import { type Socket, connect } from 'node:net';
@@ -117,10 +117,14 @@ export interface RfbSession {
 
 /** RFB 3.8 handshake with security None over the proxy; returns the ServerInit facts. */
 export function rfbHandshake(ws: WebSocket, early: Buffer[] = []): Promise<RfbSession> {
-  return handshake(ByteReader.ofWebSocket(ws, early), (d) => ws.send(d));
+  return rfbHandshakeOver(ByteReader.ofWebSocket(ws, early), (d) => ws.send(d));
 }
 
-async function handshake(reader: ByteReader, send: (d: Buffer) => void): Promise<RfbSession> {
+/** The same handshake over any byte stream (a TCP socket: ByteReader.ofSocket). */
+export async function rfbHandshakeOver(
+  reader: ByteReader,
+  send: (d: Buffer) => void,
+): Promise<RfbSession> {
   const ws = { send };
   const version = (await reader.read(12)).toString('latin1');
   if (!version.startsWith('RFB 003.')) throw new Error(`not RFB: ${JSON.stringify(version)}`);
@@ -205,7 +209,7 @@ export async function grabScreen(
       sock.once('connect', () => res());
       sock.once('error', rej);
     });
-    const s = await handshake(ByteReader.ofSocket(sock), (d) => sock.write(d));
+    const s = await rfbHandshakeOver(ByteReader.ofSocket(sock), (d) => sock.write(d));
     const rgb = Buffer.alloc(s.width * s.height * 3);
     requestFrame(s, s);
     await readFrame(s, 10_000, rgb);
