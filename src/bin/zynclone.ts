@@ -25,6 +25,10 @@ const subcommands: Record<string, { summary: string; load(): Promise<Runner> }> 
     summary: 'clone_guest_orchestrator: clone operations that VMs request through XenStore',
     load: async () => (await import('../daemons/orchestrator/main.js')).runOrchestrator,
   },
+  'console-monitor': {
+    summary: 'clone_console_monitor: web console (noVNC) of running clones, by ticket',
+    load: async () => (await import('../daemons/console-monitor/main.js')).runConsoleMonitor,
+  },
   xenstored: {
     summary: 'run the simulator XenStore server in the foreground (--socket PATH)',
     load: async () => (await import('../sim/xenstored/main.js')).runXenstored,

@@ -92,29 +92,16 @@ class Session {
   /** The lifecycle, after recovering operations left by dead processes. */
   async lifecycle(): Promise<CloneLifecycle> {
     if (this.lifecycleInstance) return this.lifecycleInstance;
-    const [
-      { CloneLifecycle },
-      { crashPointsFromEnv },
-      { XlDriver },
-      { XsClient, defaultSocketPath },
-    ] = await Promise.all([
+    const [{ CloneLifecycle }, { crashPointsFromEnv }, { XlDriver }] = await Promise.all([
       import('../core/clones/lifecycle.js'),
       import('../core/clones/journal.js'),
       import('../xen/index.js'),
-      import('../xenstore/index.js'),
     ]);
     const lc = new CloneLifecycle({
       paths: this.paths,
       store: await this.store(),
       xl: new XlDriver({ env: this.io.env }),
-      xs: async () => {
-        this.xsClient ??= await XsClient.connect({
-          path: defaultSocketPath(this.io.env),
-          reconnect: false,
-          requestTimeoutMs: 15_000,
-        });
-        return this.xsClient;
-      },
+      xs: () => this.xs(),
       requestedBy: requester(this.io.env),
       progress: createProgress({ stream: this.io.stderr, env: this.io.env, quiet: this.quiet }),
       crash: crashPointsFromEnv(this.io.env),
@@ -125,6 +112,17 @@ class Session {
     }
     this.lifecycleInstance = lc;
     return lc;
+  }
+
+  async xs(): Promise<XsClient> {
+    if (this.xsClient) return this.xsClient;
+    const { XsClient, defaultSocketPath } = await import('../xenstore/index.js');
+    this.xsClient = await XsClient.connect({
+      path: defaultSocketPath(this.io.env),
+      reconnect: false,
+      requestTimeoutMs: 15_000,
+    });
+    return this.xsClient;
   }
 
   async close(): Promise<void> {
@@ -448,6 +446,51 @@ export function buildProgram(
     );
 
   program
+    .command('console')
+    .description(
+      "a one-time URL (60 s) for the web console of the VM's running clone; opening it is all you do",
+    )
+    .argument('<vm>', 'the original VM')
+    .option('--json', 'print JSON (its url field is the URL)')
+    .option('--open', 'also open the URL in a browser, where one exists')
+    .action((vm: string, o: { json?: boolean; open?: boolean }) =>
+      run(async (s) => {
+        vmArg(vm);
+        const [{ issueConsoleTicket }, { XlDriver }] = await Promise.all([
+          import('../core/console/index.js'),
+          import('../xen/index.js'),
+        ]);
+        const t = await issueConsoleTicket(
+          {
+            xs: await s.xs(),
+            store: await s.recoveredStore(),
+            xl: new XlDriver({ env: io.env }),
+            paths: s.paths,
+          },
+          vm,
+          requester(io.env),
+        );
+        if (o.json) {
+          printJson(io, {
+            url: t.url,
+            vm: t.vm,
+            cloneName: t.cloneName,
+            cloneUuid: t.cloneUuid,
+            domid: t.domid,
+            ticket: t.ticketId,
+            expiresAt: new Date(t.expiresAt).toISOString(),
+          });
+        } else io.stdout.write(`${t.url}\n`);
+        if (o.open && !(await openBrowser(t.url, io.env))) {
+          io.stderr.write(
+            'vmclone: no browser found here ($BROWSER, xdg-open); open the URL yourself\n',
+          );
+        }
+        return EXIT.OK;
+      }, true),
+    );
+
+  program
     .command('config')
     .description(
       'show the effective configuration of a VM and where each value comes from, or change it',
@@ -533,6 +576,29 @@ export function buildProgram(
     );
 
   return program;
+}
+
+/** Starts $BROWSER or xdg-open on `url` (argv, never a shell); false when there is none. */
+async function openBrowser(url: string, env: NodeJS.ProcessEnv): Promise<boolean> {
+  const graphical = Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
+  const candidates = [env.BROWSER, graphical ? 'xdg-open' : undefined].filter(
+    (c): c is string => typeof c === 'string' && c !== '',
+  );
+  for (const cmd of candidates) {
+    const exe = cmd.includes('/')
+      ? cmd
+      : (env.PATH ?? '')
+          .split(':')
+          .map((d) => `${d}/${cmd}`)
+          .find((p) => existsSync(p));
+    if (exe === undefined || !existsSync(exe)) continue;
+    const { spawn } = await import('node:child_process');
+    spawn(exe, [url], { detached: true, stdio: 'ignore', env })
+      .on('error', () => {})
+      .unref();
+    return true;
+  }
+  return false;
 }
 
 function formatFindings(findings: readonly Finding[], healthy: boolean): string {

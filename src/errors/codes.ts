@@ -187,6 +187,28 @@ export const ERROR_CODES = {
   ),
   CLONE_FAILED: fail('core', 'A step failed; the operation was rolled back.'),
 
+  CONSOLE_NOT_RUNNING: as('core', 'REFUSED', 'The VM has no clone, or its clone does not run.'),
+  CONSOLE_DISABLED: as('core', 'REFUSED', 'console_enabled is false for the VM.'),
+  CONSOLE_SPICE: as(
+    'core',
+    'REFUSED',
+    "The clone's only console is SPICE, which the web console cannot show.",
+  ),
+  CONSOLE_NO_VNC: as(
+    'core',
+    'REFUSED',
+    'The clone has no VNC server (no console/vnc-port in XenStore).',
+  ),
+  CONSOLE_MONITOR_DOWN: fail(
+    'core',
+    'clone_console_monitor has not published its URL, or its heartbeat is stale.',
+  ),
+  CONSOLE_TICKET_LIMIT: as('core', 'BUSY', 'Too many unexpired console tickets are outstanding.'),
+  CONSOLE_TICKET_MALFORMED: fail(
+    'core',
+    'A console ticket node in XenStore is not what the issuer writes.',
+  ),
+
   STORAGE_INVALID_DISK: fail('core', 'A disk spec handed to storage is malformed.'),
   STORAGE_SOURCE_MISSING: fail(
     'core',

@@ -78,6 +78,10 @@ export interface ZyncloneConfig {
   save_image_dir: string;
   shared_volumes: string[];
   console_enabled: boolean;
+  console_listen: string;
+  console_port: number;
+  console_tls_cert: string;
+  console_tls_key: string;
   guest_orchestration: boolean;
   guest_allowed_operations: GuestOperation[];
   guest_clone_requests: boolean;
@@ -243,6 +247,48 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
     type: 'boolean',
     default: true,
     description: "Offer the clone's console through the web console (noVNC).",
+  },
+  console_listen: {
+    type: 'string',
+    default: '127.0.0.1',
+    pattern: '^[A-Za-z0-9][A-Za-z0-9.:_-]{0,252}$',
+    maxLength: 253,
+    allowed: 'an IP address or host name ("0.0.0.0" or "::" for every address)',
+    description:
+      'Address clone_console_monitor serves the web console on; loopback by default. ' +
+      'Host-wide: base.json only.',
+    hostWide: true,
+  },
+  console_port: {
+    type: 'integer',
+    default: 6080,
+    minimum: 0,
+    maximum: 65535,
+    description:
+      'TCP port of the web console (0: any free port, printed at start). Host-wide: base.json only.',
+    hostWide: true,
+  },
+  console_tls_cert: {
+    type: 'string',
+    default: '',
+    pattern: '^(/[^\\x00-\\x1f\\x7f]*)?$',
+    maxLength: 1024,
+    allowed: 'empty or an absolute path',
+    description:
+      'PEM certificate (chain) file for HTTPS; empty serves plain HTTP, fit only for loopback. ' +
+      'Set together with console_tls_key. Host-wide: base.json only.',
+    hostWide: true,
+  },
+  console_tls_key: {
+    type: 'string',
+    default: '',
+    pattern: '^(/[^\\x00-\\x1f\\x7f]*)?$',
+    maxLength: 1024,
+    allowed: 'empty or an absolute path',
+    description:
+      'PEM private key file for console_tls_cert (readable by clone_console_monitor only). ' +
+      'Host-wide: base.json only.',
+    hostWide: true,
   },
   guest_orchestration: {
     type: 'boolean',

@@ -3,6 +3,7 @@
 import { packageVersion } from '../../cli/version.js';
 import { zynclonePaths } from '../../core/paths.js';
 import { type StateStore, openStateStore } from '../../core/state/index.js';
+import { daemonLeaf } from '../../core/xenstore/index.js';
 import { XlDriver } from '../../xen/index.js';
 import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from '../common/heartbeat.js';
 import { createLogger } from '../common/log.js';
@@ -90,7 +91,7 @@ export async function runOrchestrator(argv: string[]): Promise<number> {
   });
   let heartbeat: ReturnType<typeof startHeartbeat> | undefined;
   try {
-    await xs.write(`/tool/zynclone/daemons/${DAEMON_NAME}/heartbeat-ms`, String(heartbeatMs));
+    await xs.write(daemonLeaf(DAEMON_NAME, 'heartbeat-ms'), String(heartbeatMs));
     await orchestrator.start();
     heartbeat = startHeartbeat(xs, DAEMON_NAME, version, heartbeatMs, log);
     log.info('watching', { domains: orchestrator.served() });

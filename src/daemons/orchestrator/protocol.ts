@@ -7,11 +7,16 @@
 // request can never be seen:
 //
 //   data/zynclone/request = "<id> <op>[ <key>=<value>]..."
+import {
+  GUEST_REPLY_FIELDS,
+  GUEST_REPLY_ROOT,
+  GUEST_REQUEST_NODE,
+} from '../../core/xenstore/layout.js';
 
 /** Relative to the guest's home, /local/domain/<domid>. */
-export const REQUEST_NODE = 'data/zynclone/request';
+export const REQUEST_NODE = GUEST_REQUEST_NODE;
 /** Relative to the guest's home; owned by dom0, read-only for the guest. */
-export const REPLY_ROOT = 'zynclone';
+export const REPLY_ROOT = GUEST_REPLY_ROOT;
 export const PROTOCOL_VERSION = '1';
 
 export const MAX_REQUEST_BYTES = 256;
@@ -194,7 +199,7 @@ export function replyNodes(reply: Reply): Record<string, string> {
 }
 
 /** Field nodes a reply may have; the orchestrator removes the ones a new state lacks. */
-export const REPLY_FIELDS = ['state', 'op', 'code', 'message', 'clone-state', 'clone-name'];
+export const REPLY_FIELDS: readonly string[] = GUEST_REPLY_FIELDS;
 
 /** An error code from anything thrown: its own stable code, else FAILED. */
 export function errorCode(err: unknown): string {
