@@ -26,6 +26,7 @@ stop_monitor() {
   rm -f "$pidfile"
 }
 stop_monitors() {
+  stop_monitor orchestrator
   stop_monitor clone-monitor
   stop_monitor net-monitor
 }
@@ -103,6 +104,8 @@ start_monitor net-monitor --netns "$netdd"
 if zynclone --help | grep -q '^  clone-monitor '; then
   start_monitor clone-monitor
 fi
+# clone_guest_orchestrator: serves clone requests that VMs write into XenStore.
+start_monitor orchestrator
 
 step "vmclone create web01 --online: disk snapshot while web01 is paused, the clone cold-boots"
 vmclone create web01 --online 2>&1
@@ -166,6 +169,30 @@ vmclone remove web01 -q
 vmclone remove db01 -q
 vmclone list
 xl list
+
+step "web01 asks for its own clone from inside the VM (guest/linux/zynclone-guest, through XenStore)"
+vmclone config web01 --set guest_orchestration=true | grep -E '^(KEY|guest_orchestration) '
+web_domid=$(xl domid web01)
+# The orchestrator re-reads the configuration every 2 s; then web01 has zynclone/protocol.
+for _ in $(seq 50); do
+  xenstore-read "/local/domain/$web_domid/zynclone/protocol" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# As inside web01: its network namespace and its own XenStore connection.
+in_web01() {
+  ip netns exec "$ns_prefix-d$web_domid" \
+    env XENSTORED_PATH="$root/run/xenstored/domains/dom$web_domid.sock" \
+    bash guest/linux/zynclone-guest "$@"
+}
+echo "web01\$ zynclone-guest create --wait"
+in_web01 create --wait
+echo "web01\$ zynclone-guest status"
+in_web01 status
+vmclone list
+echo "the orchestrator's log ($logdir/orchestrator.log), where to look first:"
+grep -E '"msg":"request (accepted|done|failed|refused)"' "$logdir/orchestrator.log" | tail -n 4
+echo "web01\$ zynclone-guest remove --wait"
+in_web01 remove --wait
 
 step "Stopping the monitors this demo started"
 stop_monitors

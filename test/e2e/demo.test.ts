@@ -137,6 +137,14 @@ describe.runIf(canRun)('make demo (scripts/demo.sh)', () => {
     );
   });
 
+  it('web01 asks for its own clone from inside, and the orchestrator log shows it', () => {
+    const s = section(out, 'web01 asks for its own clone from inside');
+    expect(s).toMatch(/^clone web01-clone is running \(online, \d+ ms\)$/m);
+    expect(s).toMatch(/^web01\s+web01-clone\s+running\s+online\s+.*guest:\d+$/m);
+    expect(s).toMatch(/"msg":"request done".*"vm":"web01".*"op":"create"/);
+    expect(s).toMatch(/^clone removed$/m);
+  });
+
   it('sim down then leaves no mount, loop device, namespace or process', async () => {
     const p = simPaths(root);
     const down = await run(process.execPath, [zynclone, 'sim', 'down', '--root', root]);
