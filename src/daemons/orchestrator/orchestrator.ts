@@ -442,7 +442,14 @@ export class GuestOrchestrator {
       return;
     }
     // Decided now, from the current configuration and state store.
-    const admission = this.o.policy.admit(d.identity);
+    let admission: Admission;
+    try {
+      admission = this.o.policy.admit(d.identity);
+    } catch (err) {
+      // A broken configuration file: the guest learns why nothing happens.
+      await this.refuse(d, id, op, errorCode(err), (err as Error).message);
+      return;
+    }
     if (!admission.serve) {
       await this.retire(d, admission.reason);
       return;

@@ -193,9 +193,6 @@ export function replyNodes(reply: Reply): Record<string, string> {
   return out;
 }
 
-/** Field nodes a reply may have; the orchestrator removes the ones a new state lacks. */
-export const REPLY_FIELDS = ['state', 'op', 'code', 'message', 'clone-state', 'clone-name'];
-
 /** An error code from anything thrown: its own stable code, else FAILED. */
 export function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
