@@ -54,7 +54,7 @@ win_domid=$(xl domid win01)
 echo "vnc-listen=$(xenstore-read "/local/domain/$win_domid/console/vnc-listen") vnc-port=$(xenstore-read "/local/domain/$win_domid/console/vnc-port")"
 
 step "ZynClone's monitors beat in XenStore"
-for daemon in net-monitor clone-monitor; do
+for daemon in net-monitor clone-monitor orchestrator; do
   echo "$daemon: pid $(xenstore-read "/tool/zynclone/daemons/$daemon/pid"), log $root/log/$daemon.log"
 done
 
@@ -118,6 +118,30 @@ vmclone remove web01 -q
 vmclone remove db01 -q
 vmclone list
 xl list
+
+step "web01 asks for its own clone from inside the VM (guest/linux/zynclone-guest, through XenStore)"
+vmclone config web01 --set guest_orchestration=true | grep -E '^(KEY|guest_orchestration) '
+web_domid=$(xl domid web01)
+# The orchestrator re-reads the configuration every 2 s; then web01 has zynclone/protocol.
+for _ in $(seq 50); do
+  xenstore-read "/local/domain/$web_domid/zynclone/protocol" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# As inside web01: its network namespace and its own XenStore connection.
+in_web01() {
+  ip netns exec "$ns_prefix-d$web_domid" \
+    env XENSTORED_PATH="$root/run/xenstored/domains/dom$web_domid.sock" \
+    bash guest/linux/zynclone-guest "$@"
+}
+echo "web01\$ zynclone-guest create --wait"
+in_web01 create --wait
+echo "web01\$ zynclone-guest status"
+in_web01 status
+vmclone list
+echo "the orchestrator's log ($root/log/orchestrator.log), where to look first:"
+grep -E '"msg":"request (accepted|done|failed|refused)"' "$root/log/orchestrator.log" | tail -n 4
+echo "web01\$ zynclone-guest remove --wait"
+in_web01 remove --wait
 
 step "Done. The simulator, the demo VMs and ZynClone's monitors keep running"
 echo "Go on with your own commands, in a shell of your own (in this directory):"

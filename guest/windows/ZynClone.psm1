@@ -136,7 +136,7 @@ function Wait-ZcReply {
                     break
                 }
             }
-            elseif ($null -ne $Request -and ((Get-Date) - $sentAt).TotalSeconds -ge $script:ResendAfterSec) {
+            elseif ($Request -and ((Get-Date) - $sentAt).TotalSeconds -ge $script:ResendAfterSec) {
                 # Not read yet: a request written over before the orchestrator read it
                 # is lost, so write it again (the same id never runs twice).
                 Set-ZcValue -Zc $Zc -Path $script:RequestNode -Value $Request
@@ -353,7 +353,8 @@ function Wait-ZcRequest {
         if ($null -eq $op) {
             throw [System.InvalidOperationException]::new("no reply to request $Id (unknown id, or too old: the last 16 are kept)")
         }
-        Wait-ZcReply -Zc $zc -Id $Id -Op $op -Request $null -Wait -TimeoutSec $TimeoutSec
+        # No request to write again: an empty -Request ([string] turns $null into '').
+        Wait-ZcReply -Zc $zc -Id $Id -Op $op -Request '' -Wait -TimeoutSec $TimeoutSec
     }
     finally {
         Close-ZcSession -Zc $zc

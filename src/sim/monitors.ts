@@ -39,6 +39,7 @@ export const MONITORS: readonly Monitor[] = [
   // The net monitor lives in the network driver domain: here the netdd namespace.
   { name: 'net-monitor', args: (paths) => ['--netns', `${paths.prefix}-netdd`] },
   { name: 'clone-monitor', args: (paths) => ['--root', paths.root] },
+  { name: 'orchestrator', args: (paths) => ['--root', paths.root] },
 ];
 
 export function monitorLog(paths: SimPaths, name: string): string {

@@ -90,7 +90,10 @@ describe('the docs', () => {
 
   it('write vmclone commands as the command line takes them', () => {
     // Commands the README lists as not built yet may be named.
-    const planned = read('README.md').split(/Not built\s+yet:/)[1]?.split('\n\n')[0] ?? '';
+    const planned =
+      read('README.md')
+        .split(/Not built\s+yet:/)[1]
+        ?.split('\n\n')[0] ?? '';
     const names = new Set([
       ...commands.map((c) => c.name()),
       ...[...planned.matchAll(/`vmclone ([a-z-]+)`/g)].map((m) => m[1]),

@@ -159,6 +159,14 @@ describe.skipIf(
     expect(shell.stdout).toMatch(/^web01\s+web01-clone\s+running\s+online/m);
   }, 120_000);
 
+  it('web01 asks for its own clone from inside, and the orchestrator log shows it', () => {
+    const s = section(out, 'web01 asks for its own clone from inside');
+    expect(s).toMatch(/^clone web01-clone is running \(online, \d+ ms\)$/m);
+    expect(s).toMatch(/^web01\s+web01-clone\s+running\s+online\s+.*guest:\d+$/m);
+    expect(s).toMatch(/"msg":"request done".*"vm":"web01".*"op":"create"/);
+    expect(s).toMatch(/^clone removed$/m);
+  });
+
   it('sim down then leaves no mount, loop device, namespace or process', async () => {
     const p = simPaths(root);
     const down = await run(process.execPath, [zynclone, 'sim', 'down', '--root', root]);

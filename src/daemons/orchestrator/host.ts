@@ -85,7 +85,7 @@ export function lifecycleExecutor(o: LifecycleExecutorOptions): Executor {
           ...(req.cloneOf === undefined ? {} : { configFile: lc.cloneConfigFile(vm) }),
         });
         return {
-          message: `clone ${r.clone.cloneName} is ${r.clone.state} (${r.clone.kind}, ${r.totalMs} ms)`,
+          message: `clone ${r.clone.cloneName} is ${r.clone.state} (${r.clone.kind}, ${Math.round(r.totalMs)} ms)`,
           cloneState: r.clone.state,
           cloneName: r.clone.cloneName,
         };

@@ -116,6 +116,9 @@ const DOMID = /^[1-9][0-9]{0,4}$/;
 const MAX_DOMID = 32751;
 const WARN_EVERY_MS = 10_000;
 
+/** The domain's reply root vanished under a reply being written. */
+class DomainGone extends Error {}
+
 interface Job {
   readonly request: GuestRequest;
   readonly vm: string;
@@ -286,10 +289,7 @@ export class GuestOrchestrator {
       }
       const served = this.domains.get(domid);
       if (admission.serve && !served) await this.serve(identity);
-      else if (!admission.serve && served) {
-        await this.drop(served, admission.reason);
-        await xs.rm(`${home(domid)}/${REPLY_ROOT}`).catch(() => {});
-      }
+      else if (!admission.serve && served) await this.retire(served, admission.reason);
     }
     for (const d of [...this.domains.values()]) {
       if (!present.has(d.identity.domid)) await this.drop(d, 'domain gone');
@@ -369,6 +369,12 @@ export class GuestOrchestrator {
     });
   }
 
+  /** Stops serving a domain that stays, and removes its reply node: clients see it is off. */
+  private async retire(d: ServedDomain, reason: string): Promise<void> {
+    await this.drop(d, reason);
+    await this.o.xs.rm(d.replyRoot).catch(() => {});
+  }
+
   private async consume(watch: XsWatch, onItem: () => void): Promise<void> {
     try {
       for await (const _ of watch) onItem();
@@ -436,9 +442,16 @@ export class GuestOrchestrator {
       return;
     }
     // Decided now, from the current configuration and state store.
-    const admission = this.o.policy.admit(d.identity);
+    let admission: Admission;
+    try {
+      admission = this.o.policy.admit(d.identity);
+    } catch (err) {
+      // A broken configuration file: the guest learns why nothing happens.
+      await this.refuse(d, id, op, errorCode(err), (err as Error).message);
+      return;
+    }
     if (!admission.serve) {
-      await this.drop(d, admission.reason);
+      await this.retire(d, admission.reason);
       return;
     }
     if (admission.cloneOf !== undefined && !admission.allowCloneRequests) {
@@ -598,16 +611,24 @@ export class GuestOrchestrator {
     if (!d.active) return;
     try {
       await this.o.xs.transaction(async (tx) => {
-        if ((await tx.tryRead(`${d.replyRoot}/protocol`)) === undefined) return;
-        if (replace !== undefined) {
-          await tx.rm(`${d.replyRoot}/${replace}`).catch((err: unknown) => {
-            if (!isXsErrno(err, 'ENOENT')) throw err;
-          });
-        }
-        for (const [k, v] of Object.entries(nodes)) await tx.write(`${d.replyRoot}/${k}`, v);
+        // One round trip: everything is sent at once (xenstored answers a
+        // connection's requests in order); a transaction whose domain turned
+        // out to be gone is aborted, so none of it lands.
+        const [protocol] = await Promise.all([
+          tx.tryRead(`${d.replyRoot}/protocol`),
+          replace === undefined
+            ? undefined
+            : tx.rm(`${d.replyRoot}/${replace}`).catch((err: unknown) => {
+                if (!isXsErrno(err, 'ENOENT')) throw err;
+              }),
+          ...Object.entries(nodes).map(([k, v]) => tx.write(`${d.replyRoot}/${k}`, v)),
+        ]);
+        if (protocol === undefined) throw new DomainGone();
       });
     } catch (err) {
-      this.o.log.warn('reply not written', { domid: d.identity.domid, error: err });
+      if (!(err instanceof DomainGone)) {
+        this.o.log.warn('reply not written', { domid: d.identity.domid, error: err });
+      }
     }
   }
 

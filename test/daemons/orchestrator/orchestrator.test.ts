@@ -1,6 +1,7 @@
 // clone_guest_orchestrator against the simulator's xenstored: guests write
 // requests through their own domain sockets, so every check a real guest
 // would meet (permissions, quotas) applies to them.
+import { writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isXsErrno } from '../../../src/xenstore/index.js';
 import { Lab, uuidFor } from './lab.js';
@@ -132,6 +133,17 @@ describe('clone_guest_orchestrator', () => {
     await expect.poll(() => web.tryRead('zynclone/rejected')).toMatch(/^BAD_REQUEST .*256 bytes/);
     await web.write(REQ, '../../0 create');
     await expect.poll(() => web.tryRead('zynclone/rejected')).toMatch(/^BAD_REQUEST .*id of 1-40/);
+    expect(lab.calls).toEqual([]);
+  });
+
+  it("answers with the configuration error when the VM's config file is broken", async () => {
+    await lab.startOrchestrator();
+    writeFileSync(lab.paths.overrideFile('web01'), '{"guest_orchestration": tru');
+    const web = await lab.guest(1);
+    await web.write(REQ, 'k1 status');
+    const r = await lab.waitReply(1, 'k1');
+    expect(r).toMatchObject({ state: 'error', code: expect.stringMatching(/^CONFIG_/) });
+    expect(r.message).toContain('web01.json');
     expect(lab.calls).toEqual([]);
   });
 
