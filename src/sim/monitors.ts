@@ -51,6 +51,24 @@ function commandMatch(paths: SimPaths, m: Monitor): string {
   return ` ${m.name} --xenstore ${paths.xsSocket} `;
 }
 
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The monitor's processes. A child it is starting carries the monitor's
+ * command line until its exec, so a match whose parent matches too is not one.
+ */
+export function monitorPids(paths: SimPaths, m: Monitor): number[] {
+  const pids = findProcesses(commandMatch(paths, m));
+  return pids.filter((pid) => !pids.includes(parentPid(pid) ?? -1));
+}
+
 /** The environment `sim env` gives a shell: this simulator's xl, XenStore and root. */
 export function simEnv(paths: SimPaths): NodeJS.ProcessEnv {
   return {
@@ -106,7 +124,7 @@ export async function startMonitors(
   try {
     for (const m of MONITORS) {
       const log = monitorLog(paths, m.name);
-      const running = findProcesses(commandMatch(paths, m));
+      const running = monitorPids(paths, m);
       if (running.length > 0) {
         out(`${m.name} already running (pid ${running.join(', ')}), log: ${log}`);
         continue;
@@ -146,7 +164,7 @@ export async function startMonitors(
 export async function stopMonitors(paths: SimPaths): Promise<string[]> {
   const stopped: string[] = [];
   for (const m of [...MONITORS].reverse()) {
-    for (const pid of findProcesses(commandMatch(paths, m))) {
+    for (const pid of monitorPids(paths, m)) {
       await terminate(pid, 5000);
       stopped.push(`${m.name} (pid ${pid})`);
     }

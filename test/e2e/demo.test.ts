@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProcesses } from '../../src/sim/journal.js';
+import { MONITORS, monitorPids } from '../../src/sim/monitors.js';
 import { simPaths } from '../../src/sim/paths.js';
 import { skipWithout } from '../prerequisites.js';
 import { canMountLoop, loopsBackedUnder, mountsBelow } from '../sim/helpers.js';
@@ -134,8 +135,7 @@ describe.skipIf(
       .map((l) => l.split(/\s+/)[0]);
     expect(names).toEqual(['Domain-0', 'web01', 'win01', 'db01']);
     const p = simPaths(root);
-    expect(findProcesses(` net-monitor --xenstore ${p.xsSocket} `)).toHaveLength(1);
-    expect(findProcesses(` clone-monitor --xenstore ${p.xsSocket} `)).toHaveLength(1);
+    for (const m of MONITORS) expect(monitorPids(p, m)).toHaveLength(1);
     expect(out).toContain(`Stop everything with: zynclone sim down --root ${root}`);
   });
 

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProcesses } from '../../src/sim/journal.js';
+import { MONITORS, monitorPids } from '../../src/sim/monitors.js';
 import { simPaths } from '../../src/sim/paths.js';
 import { SimFixture, exec, isRoot } from './helpers.js';
 
@@ -81,11 +82,10 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
     const up = await sim('up', '--monitors');
     expect(up.code, up.stderr).toBe(0);
     const p = simPaths(fx.root);
-    const pids = ['net-monitor', 'clone-monitor', 'orchestrator'].map((name) => {
-      expect(up.stdout).toContain(`${name} running (pid `);
-      const found = findProcesses(` ${name} --xenstore ${p.xsSocket} `);
-      expect(found).toHaveLength(1);
-      return found[0]!;
+    const pids = MONITORS.map((m) => {
+      const pid = Number(new RegExp(`${m.name} running \\(pid (\\d+)\\)`).exec(up.stdout)?.[1]);
+      expect(monitorPids(p, m)).toEqual([pid]);
+      return pid;
     });
     expect(up.stdout.indexOf('net-monitor running')).toBeLessThan(
       up.stdout.indexOf('clone-monitor running'),
@@ -99,7 +99,7 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
     const again = await sim('up', '--monitors');
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toContain('net-monitor already running');
-    expect(findProcesses(` net-monitor --xenstore ${p.xsSocket} `)).toEqual([pids[0]]);
+    expect(monitorPids(p, MONITORS[0]!)).toEqual([pids[0]]);
   }, 60_000);
 
   it('lets a shell with `sim env` reach the simulator and its monitors with vmclone', async () => {
