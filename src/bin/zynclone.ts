@@ -21,6 +21,10 @@ const subcommands: Record<string, { summary: string; load(): Promise<Runner> }> 
     summary: 'clone_net_monitor: nftables lockdown of clone and original vifs, from XenStore',
     load: async () => (await import('../daemons/net-monitor/main.js')).runNetMonitor,
   },
+  web: {
+    summary: "the operator's dashboard and HTTP API (--listen HOST:PORT, default loopback)",
+    load: async () => (await import('../web/main.js')).runWeb,
+  },
   xenstored: {
     summary: 'run the simulator XenStore server in the foreground (--socket PATH)',
     load: async () => (await import('../sim/xenstored/main.js')).runXenstored,

@@ -1,0 +1,26 @@
+// The dashboard's browser bundle, built by esbuild: `npm run build` writes it
+// next to the compiled server (dashboard.js); from the sources (tests, a
+// development checkout) it is built in memory on first use.
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+let cached: Promise<string> | undefined;
+
+export function dashboardBundle(): Promise<string> {
+  cached ??= (async () => {
+    const prebuilt = fileURLToPath(new URL('./dashboard.js', import.meta.url));
+    if (existsSync(prebuilt)) return readFileSync(prebuilt, 'utf8');
+    const { build } = await import('esbuild');
+    const out = await build({
+      entryPoints: [fileURLToPath(new URL('./page/dashboard.ts', import.meta.url))],
+      bundle: true,
+      minify: true,
+      format: 'esm',
+      target: 'es2022',
+      write: false,
+      logLevel: 'error',
+    });
+    return out.outputFiles[0]!.text;
+  })();
+  return cached;
+}
