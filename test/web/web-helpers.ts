@@ -10,7 +10,7 @@ import type { CloneHost } from '../e2e/clone-helpers.js';
 
 export async function startWeb(
   host: CloneHost,
-  extra: { tls?: { cert: string; key: string }; host?: string } = {},
+  extra: { tls?: { cert: string; key: string }; host?: string; netns?: string } = {},
 ): Promise<WebServer> {
   const env = host.env;
   return startWebServer({
@@ -20,6 +20,7 @@ export async function startWeb(
     host: extra.host ?? '127.0.0.1',
     port: 0,
     ...(extra.tls ? { tls: extra.tls } : {}),
+    ...(extra.netns ? { netns: extra.netns } : {}),
     log: createLogger('web', { level: 'error' }),
   });
 }

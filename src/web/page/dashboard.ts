@@ -398,8 +398,15 @@ function follow(): void {
     vms = s.vms;
     daemons = s.daemons;
   });
-  on<CloneView>('clone', (c) => clones.set(c.vm, c));
-  on<{ vm: string }>('clone-gone', (g) => clones.delete(g.vm));
+  // Progress lines belong to a running operation: they go when it ends.
+  on<CloneView>('clone', (c) => {
+    clones.set(c.vm, c);
+    if (c.operation === null && !busy.has(c.vm)) progress.delete(c.vm);
+  });
+  on<{ vm: string }>('clone-gone', (g) => {
+    clones.delete(g.vm);
+    if (!busy.has(g.vm)) progress.delete(g.vm);
+  });
   on<VmView[]>('vms', (v) => {
     vms = v;
   });
