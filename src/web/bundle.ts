@@ -1,6 +1,6 @@
 // The dashboard's browser bundle, built by esbuild: `npm run build` writes it
-// next to the compiled server (dashboard.js); from the sources (tests, a
-// development checkout) it is built in memory on first use.
+// next to the compiled server (dashboard.js); without it (tests from the
+// sources, a tsc-only build) it is built in memory on first use.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -11,8 +11,11 @@ export function dashboardBundle(): Promise<string> {
     const prebuilt = fileURLToPath(new URL('./dashboard.js', import.meta.url));
     if (existsSync(prebuilt)) return readFileSync(prebuilt, 'utf8');
     const { build } = await import('esbuild');
+    // The TypeScript source, or what tsc made of it when only tsc ran.
+    const source = fileURLToPath(new URL('./page/dashboard.ts', import.meta.url));
+    const entry = existsSync(source) ? source : source.replace(/\.ts$/, '.js');
     const out = await build({
-      entryPoints: [fileURLToPath(new URL('./page/dashboard.ts', import.meta.url))],
+      entryPoints: [entry],
       bundle: true,
       minify: true,
       format: 'esm',

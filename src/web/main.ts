@@ -1,7 +1,9 @@
 // `zynclone web`: the operator's dashboard and HTTP API (README.md here).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { packageVersion } from '../cli/version.js';
 import { zynclonePaths, zyncloneRoot } from '../core/paths.js';
+import { type Heartbeat, startHeartbeat } from '../daemons/common/heartbeat.js';
 import { createLogger } from '../daemons/common/log.js';
 import { stopOnSignal } from '../daemons/common/process.js';
 import { defaultSocketPath } from '../xenstore/index.js';
@@ -98,7 +100,15 @@ export async function runWeb(argv: string[]): Promise<number> {
     return 1;
   }
   log.info('serving', { url: server.url, root: paths.root });
+  // Its health in XenStore, as the daemons': the page and the doctor read it.
+  let heartbeat: Heartbeat | undefined;
+  try {
+    heartbeat = startHeartbeat(await server.core.xs(), 'web', packageVersion(), undefined, log);
+  } catch (err) {
+    log.warn('no heartbeat in XenStore: XenStore is not reachable', { error: err });
+  }
   await stop.stopped;
+  heartbeat?.stop();
   await server.close();
   return 0;
 }
