@@ -394,8 +394,7 @@ describe.skipIf(!canRun)('zynclone web: the API', () => {
     expect(entries.map((e) => e.action)).toContain('web.logout');
   });
 
-  it('streams changes made by vmclone to the live view', async () => {
-    expect((await admin.post('/api/v1/clones/db01', { kind: 'offline' })).status).toBe(201);
+  it("streams an API create's progress and a CLI stop to the live view", async () => {
     const ctrl = new AbortController();
     const r = await fetch(new URL('/api/v1/events', server.url), {
       headers: { Authorization: `Bearer ${token}` },
@@ -424,15 +423,26 @@ describe.skipIf(!canRun)('zynclone web: the API', () => {
       }
     };
     try {
-      const snap = await nextEvent();
-      expect(snap.event).toBe('snapshot');
-      expect(
-        (snap.data as { clones: { vm: string; clone: { state: string } }[] }).clones,
-      ).toContainEqual(
-        expect.objectContaining({
-          vm: 'db01',
-          clone: expect.objectContaining({ state: 'running' }),
-        }),
+      expect((await nextEvent()).event).toBe('snapshot');
+      const created = admin.post('/api/v1/clones/db01', { kind: 'offline' });
+      const progress: { message: string; done?: number; total?: number }[] = [];
+      for (;;) {
+        const e = await nextEvent();
+        const d = e.data as { vm?: string; operation?: string; clone?: { state: string } };
+        if (e.event === 'progress' && d.vm === 'db01' && d.operation === 'create') {
+          progress.push(e.data as (typeof progress)[number]);
+        }
+        if (e.event === 'clone' && d.vm === 'db01' && d.clone?.state === 'running') break;
+      }
+      expect((await created).status).toBe(201);
+      // The full copy of each disk, in bytes, as it goes.
+      const copies = progress.filter((p) => /^copying xvd/.test(p.message));
+      expect(copies.length).toBeGreaterThanOrEqual(2);
+      expect(copies.at(-1)!.done).toBe(copies.at(-1)!.total);
+      expect(progress.map((p) => p.message)).toContainEqual(
+        expect.stringMatching(
+          /^waiting for the network monitor to acknowledge lockdown generation \d+$/,
+        ),
       );
       const stop = host.vmclone(['stop', 'db01', '--force', '-q']);
       let stoppedAt: number | undefined;
