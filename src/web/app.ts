@@ -114,19 +114,16 @@ export function buildApp(o: AppOptions): Hono<WebEnv> {
     await next();
   });
 
-  const requireLogin = (path: string) =>
-    app.use(path, async (c, next) => {
-      if (c.get('who') === undefined) {
-        if (c.req.path === '/api/v1/openapi.json') return next();
-        throw new WebError(
-          'AUTH_REQUIRED',
-          401,
-          'log in first (POST /login), or send the admin token as a Bearer credential',
-        );
-      }
-      await next();
-    });
-  requireLogin('/api/*');
+  app.use('/api/*', async (c, next) => {
+    if (c.get('who') === undefined && c.req.path !== '/api/v1/openapi.json') {
+      throw new WebError(
+        'AUTH_REQUIRED',
+        401,
+        'log in first (POST /login), or send the admin token as a Bearer credential',
+      );
+    }
+    await next();
+  });
 
   app.get('/login', (c) => c.html(loginHtml()));
   app.post('/login', async (c) => {
@@ -166,7 +163,7 @@ export function buildApp(o: AppOptions): Hono<WebEnv> {
     sessions.destroy(getCookie(c, SESSION_COOKIE));
     deleteCookie(c, SESSION_COOKIE, { path: '/' });
     audit('web.logout', 'ok', c.get('remote'));
-    return c.redirect('/login', 303);
+    return c.body(null, 204);
   });
 
   app.get('/metrics', async (c) => {

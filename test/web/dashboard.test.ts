@@ -159,4 +159,15 @@ describe.skipIf(!canRunE2e || !existsSync(CHROMIUM))('the dashboard in chromium'
     await watcher.shot('08-cli-stop-shown');
     expect((await host.vmclone(['remove', 'web01', '-q'])).code).toBe(0);
   }, 120_000);
+
+  it('logs out: the page goes to the login page, and the session is worth nothing', async () => {
+    await operator.page.goto(server.url);
+    await Promise.all([
+      operator.page.waitForURL(new URL('/login', server.url).href),
+      operator.page.click('#logout button'),
+    ]);
+    await operator.page.goto(server.url);
+    expect(new URL(operator.page.url()).pathname).toBe('/login');
+    await operator.shot('09-logged-out');
+  });
 });

@@ -93,6 +93,7 @@ async function call(method: string, path: string, body?: unknown): Promise<unkno
     location.href = '/login';
     throw new Error('logged out');
   }
+  if (r.status === 204) return undefined;
   const out = (await r.json()) as { error?: { code: string; message: string } };
   if (!r.ok)
     throw new Error(`${out.error?.message ?? r.statusText} [${out.error?.code ?? r.status}]`);
