@@ -82,7 +82,7 @@ export type LiveEvent =
 export type Subscriber = (event: LiveEvent) => void;
 
 const ZC = '/tool/zynclone';
-const GENERATION_RE = /^\/tool\/zynclone\/vm\/([^/]+)\/generation$/;
+const VM_RE = /^\/tool\/zynclone\/vm\/([^/]+)/;
 const ACK_RE = /^\/tool\/zynclone\/net\/ack\/([^/]+)$/;
 const DAEMON_RE = /^\/tool\/zynclone\/daemons\/([^/]+)/;
 
@@ -151,12 +151,7 @@ export class LiveFeed {
       setInterval(() => this.pollStore(), this.o.storePollMs ?? 20),
       setInterval(() => void this.refreshDomains(), this.o.domainPollMs ?? 2000),
     );
-    try {
-      await this.followXenstore();
-    } catch (err) {
-      // The view still follows the store and xl; XenStore values stay empty.
-      this.o.onError?.('cannot follow XenStore', err);
-    }
+    await this.followXenstoreOrRetry();
     await this.refreshDomains();
     this.passes.markFull();
     await this.passes.idle();
@@ -222,37 +217,35 @@ export class LiveFeed {
     }
   }
 
+  /** Until XenStore answers, the view follows the store and xl only, and tries again every 5 s. */
+  private async followXenstoreOrRetry(): Promise<void> {
+    try {
+      await this.followXenstore();
+    } catch (err) {
+      this.o.onError?.('cannot follow XenStore; trying again in 5 s', err);
+      const retry = setTimeout(() => {
+        if (!this.stopped) void this.followXenstoreOrRetry();
+      }, 5000);
+      this.timers.push(retry);
+    }
+  }
+
   private async followXenstore(): Promise<void> {
     const xs = await this.host.xs();
-    const readNumber = async (path: string) =>
-      numOrNull(await xs.tryRead(path).catch(() => undefined));
+    const reread = async (values: Map<string, number>, vm: string, path: string) => {
+      const n = numOrNull(await xs.tryRead(path).catch(() => undefined));
+      if (n === null) values.delete(vm);
+      else values.set(vm, n);
+      this.passes.markDirty(vm);
+    };
     const onZc = async (path: string) => {
-      let m = GENERATION_RE.exec(path);
-      if (m) {
-        const g = await readNumber(path);
-        if (g === null) this.generation.delete(m[1]!);
-        else this.generation.set(m[1]!, g);
-        this.passes.markDirty(m[1]!);
-        return;
-      }
-      m = ACK_RE.exec(path);
-      if (m) {
-        const a = await readNumber(path);
-        if (a === null) this.ack.delete(m[1]!);
-        else this.ack.set(m[1]!, a);
-        this.passes.markDirty(m[1]!);
-        return;
-      }
-      if (DAEMON_RE.test(path)) await this.readDaemons();
+      const vm = VM_RE.exec(path)?.[1];
+      const acked = ACK_RE.exec(path)?.[1];
+      // Any change under vm/$VM, its removal included, may be a new generation.
+      if (vm !== undefined) await reread(this.generation, vm, `${ZC}/vm/${vm}/generation`);
+      else if (acked !== undefined) await reread(this.ack, acked, path);
+      else if (DAEMON_RE.test(path)) await this.readDaemons();
       else if (path === ZC || path === `${ZC}/vm` || path === `${ZC}/net/ack`) await this.readAll();
-      else if (path.startsWith(`${ZC}/vm/`)) {
-        // A VM's whole subtree went (remove): its generation with it.
-        const vm = path.slice(`${ZC}/vm/`.length).split('/')[0]!;
-        const g = await readNumber(`${ZC}/vm/${vm}/generation`);
-        if (g === null) this.generation.delete(vm);
-        else this.generation.set(vm, g);
-        this.passes.markDirty(vm);
-      }
     };
     await this.follow(ZC, onZc, () => this.readAll());
     for (const special of ['@introduceDomain', '@releaseDomain']) {

@@ -1,6 +1,6 @@
 // `zynclone web` as a process: its options, the URL it prints when ready, a clean stop.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
@@ -81,6 +81,19 @@ describe('zynclone web', () => {
       for (const line of out.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
       const login = await fetch(new URL('/login', url));
       expect(login.status).toBe(200);
+      // No XenStore here: the doctor says so instead of failing.
+      const token = readFileSync(join(dir, 'root/var/lib/zynclone/web/admin-token'), 'utf8').trim();
+      const doctor = await fetch(new URL('/api/v1/doctor', url), {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      expect(doctor.status).toBe(200);
+      const findings = (
+        (await doctor.json()) as { findings: { check: string; ok: boolean; message: string }[] }
+      ).findings;
+      expect(findings.find((f) => f.check === 'xenstore')).toMatchObject({
+        ok: false,
+        message: expect.stringMatching(/^XenStore is not reachable at /),
+      });
       const exited = new Promise<number | null>((r) => child.once('exit', r));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
