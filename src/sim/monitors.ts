@@ -42,7 +42,14 @@ export const MONITORS: readonly Monitor[] = [
   // The dashboard, on a free loopback port: its URL is in its log (`"msg":"serving"`).
   {
     name: 'web',
-    args: (paths) => ['--root', paths.root, '--listen', '127.0.0.1:0', '--netns', `${paths.prefix}-netdd`],
+    args: (paths) => [
+      '--root',
+      paths.root,
+      '--listen',
+      '127.0.0.1:0',
+      '--netns',
+      `${paths.prefix}-netdd`,
+    ],
   },
 ];
 

@@ -1,9 +1,9 @@
 /**
  * Errors as the API answers them: the same stable `code` and message as
  * vmclone, the exit status vmclone would have given, and an HTTP status
- * that fits. Errors are mapped by their existing `code` fields.
+ * that fits, from the error's `code` as vmclone maps it.
  */
-import { exitCodeFor } from '../cli/exit-codes.js';
+import { EXIT, exitCodeFor } from '../cli/exit-codes.js';
 
 /** Codes of the web layer itself (no CLI counterpart). */
 export type WebErrorCode =
@@ -26,26 +26,20 @@ export class WebError extends Error {
   }
 }
 
-const STATUS_BY_CODE: Record<string, number> = {
-  VM_NOT_FOUND: 404,
-  CLONE_NOT_FOUND: 404,
-  VM_BUSY: 409,
-  CLONE_EXISTS: 409,
-  CLONE_NAME_TAKEN: 409,
-  CLONE_STATE: 409,
-  CLONE_REFUSED: 409,
-  STORAGE_COPY_NEEDS_PAUSE: 409,
-  STORAGE_NO_BACKEND: 409,
-  STORAGE_REFLINK_UNSUPPORTED: 409,
-  STORAGE_OVERLAY_UNSAFE: 409,
-  CONFIG_INVALID: 422,
-  CONFIG_PARSE: 422,
-  CLONE_CONFIG: 422,
-  VIF_MASK_INVALID: 422,
-  VM_NAME_INVALID: 422,
-  LOCKDOWN_TIMEOUT: 504,
-  STATE_LOCKED: 503,
+/**
+ * HTTP status by vmclone's exit status: the one table of error codes
+ * (src/errors/codes.ts) decides both.
+ */
+const STATUS_BY_EXIT: Record<number, number> = {
+  [EXIT.USAGE]: 400,
+  [EXIT.BUSY]: 409,
+  [EXIT.NOT_FOUND]: 404,
+  [EXIT.REFUSED]: 409,
+  [EXIT.CONFIG]: 422,
+  [EXIT.LOCKDOWN_TIMEOUT]: 504,
 };
+/** Failures that are worth a retry, not a bug report. */
+const STATUS_BY_CODE: Record<string, number> = { STATE_LOCKED: 503 };
 
 export interface ErrorBody {
   readonly error: { readonly code: string; readonly message: string; readonly exitCode: number };
@@ -56,6 +50,10 @@ export function errorResponse(err: unknown): { status: number; body: ErrorBody }
   const raw = (err as { code?: unknown } | null)?.code;
   const code = typeof raw === 'string' ? raw : 'FAILED';
   const message = err instanceof Error ? err.message : String(err);
-  const status = err instanceof WebError ? err.status : (STATUS_BY_CODE[code] ?? 500);
-  return { status, body: { error: { code, message, exitCode: exitCodeFor(err) } } };
+  const exitCode = exitCodeFor(err);
+  const status =
+    err instanceof WebError
+      ? err.status
+      : (STATUS_BY_CODE[code] ?? STATUS_BY_EXIT[exitCode] ?? 500);
+  return { status, body: { error: { code, message, exitCode } } };
 }

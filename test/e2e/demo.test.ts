@@ -127,8 +127,9 @@ describe.skipIf(
 
   it('starts the web dashboard with the monitors and prints its URL', async () => {
     const s = section(out, 'The web dashboard');
-    const url =
-      /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/) \(log in with the token in (\S+);/m.exec(s);
+    const url = /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/) \(log in with the token in (\S+);/m.exec(
+      s,
+    );
     expect(url).not.toBeNull();
     expect(s).toMatch(/"name":"web01"/);
     // Printed again at the end, where the user looks.

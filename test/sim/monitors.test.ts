@@ -77,11 +77,11 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
   const sim = (...args: string[]) =>
     exec(process.execPath, [fx.entry, 'sim', ...args, '--root', fx.root], env);
 
-  it('starts the net monitor, then the clone monitor, each in its own process group', async () => {
+  it('starts the net monitor, the clone monitor, then the web dashboard, each in its own process group', async () => {
     const up = await sim('up', '--monitors');
     expect(up.code, up.stderr).toBe(0);
     const p = simPaths(fx.root);
-    const pids = ['net-monitor', 'clone-monitor'].map((name) => {
+    const pids = ['net-monitor', 'clone-monitor', 'web'].map((name) => {
       expect(up.stdout).toContain(`${name} running (pid `);
       const found = findProcesses(` ${name} --xenstore ${p.xsSocket} `);
       expect(found).toHaveLength(1);
@@ -89,6 +89,12 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
     });
     expect(up.stdout.indexOf('net-monitor running')).toBeLessThan(
       up.stdout.indexOf('clone-monitor running'),
+    );
+    expect(up.stdout.indexOf('clone-monitor running')).toBeLessThan(
+      up.stdout.indexOf('web running'),
+    );
+    expect(readFileSync(join(fx.root, 'log/web.log'), 'utf8')).toMatch(
+      /"msg":"serving","url":"http:\/\/127\.0\.0\.1:\d+\/"/,
     );
     for (const pid of pids) expect(processGroup(pid)).toBe(pid);
     expect(readFileSync(join(fx.root, 'log/net-monitor.log'), 'utf8')).toMatch(/^\{.*"msg"/m);
@@ -117,7 +123,9 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
     const p = simPaths(fx.root);
     const down = await sim('down');
     expect(down.code, down.stderr).toBe(0);
-    expect(down.stdout).toMatch(/stopped clone-monitor \(pid \d+\), net-monitor \(pid \d+\)/);
+    expect(down.stdout).toMatch(
+      /stopped web \(pid \d+\), clone-monitor \(pid \d+\), net-monitor \(pid \d+\)/,
+    );
     expect(findProcesses(p.xsSocket)).toEqual([]);
   }, 60_000);
 });

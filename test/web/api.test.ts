@@ -10,11 +10,12 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WebServer } from '../../src/web/server.js';
 import { type AckStandIn, CloneHost, run } from '../e2e/clone-helpers.js';
+import { skipWithout } from '../prerequisites.js';
 import { WebClient, adminToken, errorCode, requestId, startWeb } from './web-helpers.js';
 
 const canRun = existsSync('/usr/bin/xenstore-read');
 
-describe.skipIf(!canRun)('zynclone web: the API', () => {
+describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', () => {
   let host: CloneHost;
   let server: WebServer;
   let token: string;

@@ -9,6 +9,7 @@ import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WebServer } from '../../src/web/server.js';
 import { CloneHost, canRunE2e } from '../e2e/clone-helpers.js';
+import { skipWithout } from '../prerequisites.js';
 import { adminToken, startWeb } from './web-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -69,7 +70,9 @@ class Browser {
   }
 }
 
-describe.skipIf(!canRunE2e || !existsSync(CHROMIUM))('the dashboard in chromium', () => {
+describe.skipIf(
+  skipWithout(canRunE2e && existsSync(CHROMIUM), 'root, loop devices, xenstore-utils, chromium'),
+)('the dashboard in chromium', () => {
   let host: CloneHost;
   let server: WebServer;
   let operator: Browser;

@@ -29,16 +29,14 @@ describe('zynclone web', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'zc-web-main-'));
-    // Inside the repository so that the native better-sqlite3 resolves from node_modules.
     entry = join(repo, 'node_modules/.cache', `zynclone-web-${process.pid}.mjs`);
     await build({
       entryPoints: [join(repo, 'src/bin/zynclone.ts')],
       bundle: true,
       platform: 'node',
       format: 'esm',
-      target: 'node20',
+      target: 'node24',
       outfile: entry,
-      external: ['better-sqlite3', 'esbuild'],
       banner: {
         js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
       },
