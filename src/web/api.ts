@@ -93,7 +93,7 @@ function body<T extends z.ZodType>(schema: T) {
   return { body: { content: { 'application/json': { schema } }, required: false } };
 }
 
-export function cloneJson(c: CloneRecord): z.infer<typeof CloneSchema> {
+function cloneJson(c: CloneRecord): z.infer<typeof CloneSchema> {
   return {
     vm: c.vm,
     cloneName: c.cloneName,

@@ -27,8 +27,6 @@ export interface AppOptions extends ApiDeps {
   readonly bundle: () => Promise<string>;
   /** Served over TLS: cookies get `Secure`. */
   readonly tls: boolean;
-  readonly sessions?: Sessions;
-  readonly limiter?: LoginLimiter;
 }
 
 /** Everything that is not one of these reads, and must prove it is not cross-site. */
@@ -63,8 +61,8 @@ function crossSite(req: Request): boolean {
 }
 
 export function buildApp(o: AppOptions): Hono<WebEnv> {
-  const sessions = o.sessions ?? new Sessions();
-  const limiter = o.limiter ?? new LoginLimiter();
+  const sessions = new Sessions();
+  const limiter = new LoginLimiter();
   const app = new Hono<WebEnv>();
   const audit = (action: string, outcome: string, remote: string) =>
     o.host.store.recordAudit({ who: ADMIN, action, outcome, detail: { remote } });

@@ -86,11 +86,12 @@ const VM_RE = /^\/tool\/zynclone\/vm\/([^/]+)/;
 const ACK_RE = /^\/tool\/zynclone\/net\/ack\/([^/]+)$/;
 const DAEMON_RE = /^\/tool\/zynclone\/daemons\/([^/]+)/;
 
+/** How often the state store is asked whether it changed. */
+const STORE_POLL_MS = 20;
+/** How often `xl list` runs when nothing else asked for it. */
+const DOMAIN_POLL_MS = 2000;
+
 export interface LiveFeedOptions {
-  /** How often the state store is asked whether it changed (default 20 ms). */
-  readonly storePollMs?: number;
-  /** How often `xl list` runs when nothing else asked for it (default 2000 ms). */
-  readonly domainPollMs?: number;
   /** Called once for every operation seen finishing (metrics). */
   readonly onOperationFinished?: (op: OperationRecord) => void;
   readonly onError?: (what: string, err: unknown) => void;
@@ -148,8 +149,8 @@ export class LiveFeed {
     for (const op of this.host.store.pendingOperations()) this.runningOps.add(op.id);
     this.probe = new ChangeProbe(this.host.paths);
     this.timers.push(
-      setInterval(() => this.pollStore(), this.o.storePollMs ?? 20),
-      setInterval(() => void this.refreshDomains(), this.o.domainPollMs ?? 2000),
+      setInterval(() => this.pollStore(), STORE_POLL_MS),
+      setInterval(() => void this.refreshDomains(), DOMAIN_POLL_MS),
     );
     await this.followXenstoreOrRetry();
     await this.refreshDomains();

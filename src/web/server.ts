@@ -26,9 +26,6 @@ export interface WebServerOptions {
   readonly tls?: { readonly cert: string; readonly key: string };
   readonly netns?: string;
   readonly log: DaemonLogger;
-  /** Live view tuning (tests, benchmarks). */
-  readonly storePollMs?: number;
-  readonly domainPollMs?: number;
 }
 
 export interface WebServer {
@@ -49,8 +46,6 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     ...(o.netns === undefined ? {} : { netns: o.netns }),
   });
   const live = new LiveFeed(core, {
-    ...(o.storePollMs === undefined ? {} : { storePollMs: o.storePollMs }),
-    ...(o.domainPollMs === undefined ? {} : { domainPollMs: o.domainPollMs }),
     onOperationFinished: (op) => metrics.observeOperation(op),
     onError: (what, err) => o.log.warn(what, { error: err }),
   });
