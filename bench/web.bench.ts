@@ -90,7 +90,17 @@ export async function run(): Promise<BenchResult[]> {
   try {
     await sh(
       process.execPath,
-      [zynclone, 'sim', 'demo', '--no-network', '--storage', 'plain', '--root', root],
+      [
+        zynclone,
+        'sim',
+        'demo',
+        '--no-network',
+        '--no-monitors',
+        '--storage',
+        'plain',
+        '--root',
+        root,
+      ],
       env,
     );
     cleanups.push(() => sh(process.execPath, [zynclone, 'sim', 'down', '--root', root], env));
