@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a Xen host in a box, with ZynClone's tools pointed at it. Rerunnable:
 # it starts by taking down what a previous run left. It ends with the simulator,
-# the demo VMs and ZynClone's monitors running, and says how to go on.
+# the demo VMs, ZynClone's monitors and its web dashboard running, and says how
+# to go on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -54,9 +55,22 @@ win_domid=$(xl domid win01)
 echo "vnc-listen=$(xenstore-read "/local/domain/$win_domid/console/vnc-listen") vnc-port=$(xenstore-read "/local/domain/$win_domid/console/vnc-port")"
 
 step "ZynClone's monitors beat in XenStore"
-for daemon in net-monitor clone-monitor orchestrator; do
+for daemon in net-monitor clone-monitor orchestrator web; do
   echo "$daemon: pid $(xenstore-read "/tool/zynclone/daemons/$daemon/pid"), log $root/log/$daemon.log"
 done
+
+step "The web dashboard and API (zynclone web, started with the monitors)"
+web_url=
+for _ in $(seq 100); do
+  web_url=$(sed -n 's/.*"msg":"serving","url":"\([^"]*\)".*/\1/p' "$root/log/web.log" 2>/dev/null)
+  [ -n "$web_url" ] && break
+  sleep 0.1
+done
+web_token=$root/var/lib/zynclone/web/admin-token
+echo "dashboard: $web_url (log in with the token in $web_token; log $root/log/web.log)"
+echo "the API answers the same token as a Bearer credential:"
+curl -s -H "Authorization: Bearer $(cat "$web_token")" "${web_url}api/v1/vms"
+echo
 
 step "vmclone create web01 --online: disk snapshot while web01 is paused, the clone cold-boots"
 vmclone create web01 --online 2>&1
@@ -143,7 +157,8 @@ grep -E '"msg":"request (accepted|done|failed|refused)"' "$root/log/orchestrator
 echo "web01\$ zynclone-guest remove --wait"
 in_web01 remove --wait
 
-step "Done. The simulator, the demo VMs and ZynClone's monitors keep running"
+step "Done. The simulator, the demo VMs, ZynClone's monitors and the dashboard keep running"
+echo "Open the dashboard: $web_url (log in with the token in $web_token)"
 echo "Go on with your own commands, in a shell of your own (in this directory):"
 echo "  eval \"\$(.toolchain/node/bin/node dist/src/bin/zynclone.js sim env --root $root)\""
 echo "  vmclone create web01 --online"

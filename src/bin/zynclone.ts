@@ -29,6 +29,10 @@ const subcommands: Record<string, { summary: string; load(): Promise<Runner> }> 
     summary: 'clone_console_monitor: web console (noVNC) of running clones, by ticket',
     load: async () => (await import('../daemons/console-monitor/main.js')).runConsoleMonitor,
   },
+  web: {
+    summary: "the operator's dashboard and HTTP API (--listen HOST:PORT, default loopback)",
+    load: async () => (await import('../web/main.js')).runWeb,
+  },
   xenstored: {
     summary: 'run the simulator XenStore server in the foreground (--socket PATH)',
     load: async () => (await import('../sim/xenstored/main.js')).runXenstored,

@@ -27,7 +27,7 @@ const USAGE = `usage: zynclone sim <command> --root DIR
                       --storage xfs makes DIR/var an XFS with reflink on a loop device
                       (as root; default plain: an ordinary directory).
                       --monitors also starts ZynClone's daemons (net monitor, clone
-                      monitor) as systemd would on a Xen host; logs in DIR/log
+                      monitor, web dashboard) as systemd would on a Xen host; logs in DIR/log
   down                stop the monitors and the simulator, and remove everything it
                       made (also after a crash)
   env                 print shell exports: eval "$(zynclone sim env --root DIR)"; then

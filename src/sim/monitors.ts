@@ -40,6 +40,18 @@ export const MONITORS: readonly Monitor[] = [
   { name: 'net-monitor', args: (paths) => ['--netns', `${paths.prefix}-netdd`] },
   { name: 'clone-monitor', args: (paths) => ['--root', paths.root] },
   { name: 'orchestrator', args: (paths) => ['--root', paths.root] },
+  // The dashboard, on a free loopback port: its URL is in its log (`"msg":"serving"`).
+  {
+    name: 'web',
+    args: (paths) => [
+      '--root',
+      paths.root,
+      '--listen',
+      '127.0.0.1:0',
+      '--netns',
+      `${paths.prefix}-netdd`,
+    ],
+  },
 ];
 
 export function monitorLog(paths: SimPaths, name: string): string {

@@ -126,6 +126,20 @@ describe.skipIf(
     expect(s).toMatch(/^db01\s+db01-clone\s+running\s+memory/m);
   });
 
+  it('starts the web dashboard with the monitors and prints its URL', async () => {
+    const s = section(out, 'The web dashboard');
+    const url = /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/) \(log in with the token in (\S+);/m.exec(
+      s,
+    );
+    expect(url).not.toBeNull();
+    expect(s).toMatch(/"name":"web01"/);
+    // Printed again at the end, where the user looks.
+    expect(section(out, 'keep running')).toContain(`Open the dashboard: ${url![1]}`);
+    const login = await fetch(new URL('/login', url![1]));
+    expect(login.status).toBe(200);
+    expect(await login.text()).toContain('action="/login"');
+  });
+
   it('leaves only the demo VMs after vmclone remove, and its monitors running', () => {
     const s = section(out, 'vmclone remove web01');
     expect(s).toContain('no clones');
@@ -171,6 +185,7 @@ describe.skipIf(
     const p = simPaths(root);
     const down = await run(process.execPath, [zynclone, 'sim', 'down', '--root', root]);
     expect(down.code, down.stderr).toBe(0);
+    expect(findProcesses(`--netns ${p.prefix}-netdd`)).toEqual([]);
     const ns = await run('ip', ['netns', 'list']);
     expect({
       mounts: mountsBelow(root),

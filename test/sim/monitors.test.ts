@@ -78,7 +78,7 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
   const sim = (...args: string[]) =>
     exec(process.execPath, [fx.entry, 'sim', ...args, '--root', fx.root], env);
 
-  it('starts the net monitor, then the clone monitor and the orchestrator, each in its own process group', async () => {
+  it('starts the net monitor, the clone monitor, the orchestrator, then the web dashboard, each in its own process group', async () => {
     const up = await sim('up', '--monitors');
     expect(up.code, up.stderr).toBe(0);
     const p = simPaths(fx.root);
@@ -92,6 +92,12 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
     );
     expect(up.stdout.indexOf('clone-monitor running')).toBeLessThan(
       up.stdout.indexOf('orchestrator running'),
+    );
+    expect(up.stdout.indexOf('orchestrator running')).toBeLessThan(
+      up.stdout.indexOf('web running'),
+    );
+    expect(readFileSync(join(fx.root, 'log/web.log'), 'utf8')).toMatch(
+      /"msg":"serving","url":"http:\/\/127\.0\.0\.1:\d+\/"/,
     );
     for (const pid of pids) expect(processGroup(pid)).toBe(pid);
     expect(readFileSync(join(fx.root, 'log/net-monitor.log'), 'utf8')).toMatch(/^\{.*"msg"/m);
@@ -121,7 +127,7 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
     const down = await sim('down');
     expect(down.code, down.stderr).toBe(0);
     expect(down.stdout).toMatch(
-      /stopped orchestrator \(pid \d+\), clone-monitor \(pid \d+\), net-monitor \(pid \d+\)/,
+      /stopped web \(pid \d+\), orchestrator \(pid \d+\), clone-monitor \(pid \d+\), net-monitor \(pid \d+\)/,
     );
     expect(findProcesses(p.xsSocket)).toEqual([]);
   }, 60_000);
