@@ -72,7 +72,9 @@ describe('isolation bridge', () => {
       /isolation_bridge xenbr0 is a production bridge: a vif of web/,
     );
     bridge('br-lan', ['vif3.0', 'eth1']);
-    expect(() => refuseProductionBridge('br-lan', opts)).toThrow(/br-lan has ports that are not clone vifs \((eth1, vif3\.0|vif3\.0, eth1)\)/);
+    expect(() => refuseProductionBridge('br-lan', opts)).toThrow(
+      /br-lan has ports that are not clone vifs \((eth1, vif3\.0|vif3\.0, eth1)\)/,
+    );
     bridge('zc-isolated', ['zcl0a1b2c3d.0']);
     expect(() => refuseProductionBridge('zc-isolated', opts)).not.toThrow();
     expect(() => refuseProductionBridge('not-here-yet', opts)).not.toThrow();
