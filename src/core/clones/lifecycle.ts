@@ -332,7 +332,12 @@ export class CloneLifecycle {
         });
       }
     }
-    await this.reconcile();
+    try {
+      await this.reconcile();
+    } catch (err) {
+      // Never in the way of a command: the next one (or clone_monitor) tries again.
+      this.emit('warn', `cannot compare the clones with the live domains: ${errText(err)}`);
+    }
     return reports;
   }
 
