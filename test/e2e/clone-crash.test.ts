@@ -5,27 +5,16 @@ import { join } from 'node:path';
 // the next vmclone command must finish or roll back the operation and leave
 // no domain, volume, file, XenStore node, record or lock behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CREATE_STEPS as ORDERED_CREATE_STEPS,
+  REMOVE_STEPS,
+  START_STEPS,
+  STOP_STEPS,
+} from '../../src/core/clones/steps.js';
 import { skipWithout } from '../prerequisites.js';
 import { CloneHost, E2E_NEEDS, canRunE2e } from './clone-helpers.js';
 
-const CREATE_STEPS = [
-  'plan',
-  'write-config',
-  'pause-snapshot',
-  'publish',
-  'create-domain',
-  'publish-domid',
-  'wait-ack',
-  'unpause-clone',
-  'record',
-];
-const REMOVE_STEPS = [
-  'destroy-domain',
-  'unpublish',
-  'remove-snapshot',
-  'remove-files',
-  'delete-record',
-];
+const CREATE_STEPS = ORDERED_CREATE_STEPS.online;
 
 describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('vmclone crash recovery', () => {
   let host: CloneHost;
@@ -137,9 +126,8 @@ describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('vmclone crash recovery', () 
   }
 
   it.each([
-    ['ZYNCLONE_CRASH_AT', 'publish'],
+    ...START_STEPS.map((s) => ['ZYNCLONE_CRASH_AT', s]),
     ['ZYNCLONE_CRASH_AFTER', 'create-domain'],
-    ['ZYNCLONE_CRASH_AT', 'unpause-clone'],
   ])(
     'start killed (%s=%s) is rolled back to active',
     async (variable, step) => {
@@ -157,7 +145,7 @@ describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('vmclone crash recovery', () 
     30_000,
   );
 
-  it.each([['stop-domain'], ['publish'], ['record']])(
+  it.each(STOP_STEPS.map((s) => [s]))(
     'stop killed right after journaling %s is finished by the next command',
     async (step) => {
       expect((await host.vmclone(['create', 'web01', '--online', '-q'])).code).toBe(0);

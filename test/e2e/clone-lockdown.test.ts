@@ -10,9 +10,11 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { XsClient } from '../../src/xenstore/index.js';
+import { skipWithout } from '../prerequisites.js';
 import {
   CloneHost,
   type CloneMonitorProcess,
+  E2E_NEEDS,
   type CloneHost as Host,
   canRunE2e,
   run,
@@ -143,122 +145,125 @@ async function pingWin01From(host: Host, domid: number): Promise<number | null> 
   return r.code;
 }
 
-describe.skipIf(!canRunE2e)('a clone started after its mask was tightened', () => {
-  let host: CloneHost;
-  let monitor: CloneMonitorProcess | undefined;
+describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))(
+  'a clone started after its mask was tightened',
+  () => {
+    let host: CloneHost;
+    let monitor: CloneMonitorProcess | undefined;
 
-  beforeAll(async () => {
-    host = await CloneHost.create();
-  }, 120_000);
+    beforeAll(async () => {
+      host = await CloneHost.create();
+    }, 120_000);
 
-  afterEach(async () => {
-    await monitor?.stop();
-    monitor = undefined;
-    await host.vmclone(['remove', 'web01', '-q']);
-    await host.vmclone(['config', 'web01', '--unset', 'clone_vif_mask']);
-  }, 60_000);
+    afterEach(async () => {
+      await monitor?.stop();
+      monitor = undefined;
+      await host.vmclone(['remove', 'web01', '-q']);
+      await host.vmclone(['config', 'web01', '--unset', 'clone_vif_mask']);
+    }, 60_000);
 
-  afterAll(async () => {
-    await host?.dispose();
-  }, 60_000);
+    afterAll(async () => {
+      await host?.dispose();
+    }, 60_000);
 
-  async function vm(...args: string[]) {
-    const r = await host.vmclone(args);
-    expect(r.code, `vmclone ${args.join(' ')}: ${r.stderr}`).toBe(0);
-    return r;
-  }
-
-  it.each([
-    ['online', 'running'],
-    ['online', 'dead'],
-    ['memory', 'running'],
-    ['memory', 'dead'],
-  ])(
-    'an %s clone comes up locked (clone_monitor %s)',
-    async (kind, monitorState) => {
-      if (monitorState === 'running') monitor = await host.startCloneMonitor();
-      await vm('config', 'web01', '--set', 'clone_vif_mask=none');
-      if (kind === 'online') {
-        await vm('create', 'web01', '--online', '-q');
-        await vm('stop', 'web01', '--force', '-q');
-      } else {
-        // Kept in its memory image: `start` is the restore path.
-        await vm('create', 'web01', '--memory', '--no-start', '-q');
-      }
-      await vm('deactivate', 'web01', '-q');
-      await vm('config', 'web01', '--set', 'clone_vif_mask=all');
-
-      const socket = host.env.XENSTORED_PATH!;
-      const recorder = await PublicationRecorder.start(socket, 'web01');
-      try {
-        await vm('start', 'web01', '-q');
-      } finally {
-        await recorder.close();
-      }
-      // Every lockdown published for the running clone masked every clone vif
-      // (the inactive ones before may be stale: no clone domain, nothing to lock).
-      const during = recorder.seen.filter((p) => p.state === 'running');
-      expect(during.length).toBeGreaterThan(0);
-      for (const p of during) {
-        expect(p.masked.length, JSON.stringify(recorder.seen)).toBe(2);
-        expect(p.masked, JSON.stringify(recorder.seen)).toEqual(['1', '1']);
-      }
-      expect(await host.xsRead('/tool/zynclone/vm/web01/clone-vif-mask')).toBe('all');
-
-      // Frontend: the clone's vif was born on the isolation bridge.
-      const vif0 = (await host.xsRead('/tool/zynclone/vm/web01/clone-vif/0/name'))!;
-      const netdd = `${host.netPrefix}-netdd`;
-      const link = await run('ip', ['-n', netdd, '-o', 'link', 'show', vif0], host.env);
-      expect(link.stdout).toContain('master zc-isolated');
-
-      // Real packets: nothing of the clone's reaches the production bridge.
-      const doms = await host.domains();
-      const capture = await Capture.start(netdd, `vif${doms.get('win01')!.domid}.0`);
-      try {
-        expect(await pingWin01From(host, doms.get('web01-clone')!.domid)).not.toBe(0);
-        expect(await capture.count()).toBe(0);
-        // The capture works: the original's identical pings are seen and answered.
-        expect(await pingWin01From(host, doms.get('web01')!.domid)).toBe(0);
-        expect(await capture.count()).toBeGreaterThanOrEqual(3);
-      } finally {
-        await capture.stop();
-      }
-      const applied = await host.xsRead('/tool/zynclone/net/applied/web01');
-      if (host.netMonitor === 'real') {
-        expect(JSON.parse(applied ?? '{}')).toMatchObject({ allowedCloneVifs: [] });
-      }
-    },
-    90_000,
-  );
-
-  it('refuses a production bridge as the isolation bridge, in the config and at create and start', async () => {
-    // web01's vifs use xenbr0 and xenbr1.
-    const set = await host.vmclone(['config', 'web01', '--set', 'isolation_bridge=xenbr0']);
-    expect(set.code).toBe(6);
-    expect(set.stderr).toMatch(
-      /isolation_bridge xenbr0 is a production bridge.*\[ISOLATION_BRIDGE\]/,
-    );
-    expect((await host.vmclone(['config', 'web01', '--json'])).stdout).toContain(
-      '"isolation_bridge": "zc-isolated"',
-    );
-    // base.json names no VM, so it cannot be checked when written: create and start refuse.
-    const base = join(host.root, 'etc/xen/clone/base.json');
-    const saved = existsSync(base) ? readFileSync(base, 'utf8') : undefined;
-    try {
-      await vm('create', 'web01', '--online', '--no-start', '-q');
-      mkdirSync(dirname(base), { recursive: true });
-      writeFileSync(base, JSON.stringify({ isolation_bridge: 'xenbr1' }));
-      const start = await host.vmclone(['start', 'web01']);
-      expect(start.code).toBe(6);
-      expect(start.stderr).toMatch(/xenbr1 is a production bridge/);
-      await vm('remove', 'web01', '-q');
-      const create = await host.vmclone(['create', 'web01', '--online']);
-      expect(create.code).toBe(6);
-      expect(create.stderr).toMatch(/xenbr1 is a production bridge/);
-      expect(await host.leftovers('web01')).toEqual([]);
-    } finally {
-      if (saved === undefined) rmSync(base, { force: true });
-      else writeFileSync(base, saved);
+    async function vm(...args: string[]) {
+      const r = await host.vmclone(args);
+      expect(r.code, `vmclone ${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return r;
     }
-  }, 60_000);
-});
+
+    it.each([
+      ['online', 'running'],
+      ['online', 'dead'],
+      ['memory', 'running'],
+      ['memory', 'dead'],
+    ])(
+      'an %s clone comes up locked (clone_monitor %s)',
+      async (kind, monitorState) => {
+        if (monitorState === 'running') monitor = await host.startCloneMonitor();
+        await vm('config', 'web01', '--set', 'clone_vif_mask=none');
+        if (kind === 'online') {
+          await vm('create', 'web01', '--online', '-q');
+          await vm('stop', 'web01', '--force', '-q');
+        } else {
+          // Kept in its memory image: `start` is the restore path.
+          await vm('create', 'web01', '--memory', '--no-start', '-q');
+        }
+        await vm('deactivate', 'web01', '-q');
+        await vm('config', 'web01', '--set', 'clone_vif_mask=all');
+
+        const socket = host.env.XENSTORED_PATH!;
+        const recorder = await PublicationRecorder.start(socket, 'web01');
+        try {
+          await vm('start', 'web01', '-q');
+        } finally {
+          await recorder.close();
+        }
+        // Every lockdown published for the running clone masked every clone vif
+        // (the inactive ones before may be stale: no clone domain, nothing to lock).
+        const during = recorder.seen.filter((p) => p.state === 'running');
+        expect(during.length).toBeGreaterThan(0);
+        for (const p of during) {
+          expect(p.masked.length, JSON.stringify(recorder.seen)).toBe(2);
+          expect(p.masked, JSON.stringify(recorder.seen)).toEqual(['1', '1']);
+        }
+        expect(await host.xsRead('/tool/zynclone/vm/web01/clone-vif-mask')).toBe('all');
+
+        // Frontend: the clone's vif was born on the isolation bridge.
+        const vif0 = (await host.xsRead('/tool/zynclone/vm/web01/clone-vif/0/name'))!;
+        const netdd = `${host.netPrefix}-netdd`;
+        const link = await run('ip', ['-n', netdd, '-o', 'link', 'show', vif0], host.env);
+        expect(link.stdout).toContain('master zc-isolated');
+
+        // Real packets: nothing of the clone's reaches the production bridge.
+        const doms = await host.domains();
+        const capture = await Capture.start(netdd, `vif${doms.get('win01')!.domid}.0`);
+        try {
+          expect(await pingWin01From(host, doms.get('web01-clone')!.domid)).not.toBe(0);
+          expect(await capture.count()).toBe(0);
+          // The capture works: the original's identical pings are seen and answered.
+          expect(await pingWin01From(host, doms.get('web01')!.domid)).toBe(0);
+          expect(await capture.count()).toBeGreaterThanOrEqual(3);
+        } finally {
+          await capture.stop();
+        }
+        const applied = await host.xsRead('/tool/zynclone/net/applied/web01');
+        if (host.netMonitor === 'real') {
+          expect(JSON.parse(applied ?? '{}')).toMatchObject({ allowedCloneVifs: [] });
+        }
+      },
+      90_000,
+    );
+
+    it('refuses a production bridge as the isolation bridge, in the config and at create and start', async () => {
+      // web01's vifs use xenbr0 and xenbr1.
+      const set = await host.vmclone(['config', 'web01', '--set', 'isolation_bridge=xenbr0']);
+      expect(set.code).toBe(6);
+      expect(set.stderr).toMatch(
+        /isolation_bridge xenbr0 is a production bridge.*\[ISOLATION_BRIDGE\]/,
+      );
+      expect((await host.vmclone(['config', 'web01', '--json'])).stdout).toContain(
+        '"isolation_bridge": "zc-isolated"',
+      );
+      // base.json names no VM, so it cannot be checked when written: create and start refuse.
+      const base = join(host.root, 'etc/xen/clone/base.json');
+      const saved = existsSync(base) ? readFileSync(base, 'utf8') : undefined;
+      try {
+        await vm('create', 'web01', '--online', '--no-start', '-q');
+        mkdirSync(dirname(base), { recursive: true });
+        writeFileSync(base, JSON.stringify({ isolation_bridge: 'xenbr1' }));
+        const start = await host.vmclone(['start', 'web01']);
+        expect(start.code).toBe(6);
+        expect(start.stderr).toMatch(/xenbr1 is a production bridge/);
+        await vm('remove', 'web01', '-q');
+        const create = await host.vmclone(['create', 'web01', '--online']);
+        expect(create.code).toBe(6);
+        expect(create.stderr).toMatch(/xenbr1 is a production bridge/);
+        expect(await host.leftovers('web01')).toEqual([]);
+      } finally {
+        if (saved === undefined) rmSync(base, { force: true });
+        else writeFileSync(base, saved);
+      }
+    }, 60_000);
+  },
+);

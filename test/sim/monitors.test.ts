@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProcesses } from '../../src/sim/journal.js';
 import { MONITORS, monitorPids } from '../../src/sim/monitors.js';
 import { simPaths } from '../../src/sim/paths.js';
+import { skipWithout } from '../prerequisites.js';
 import { SimFixture, exec, isRoot } from './helpers.js';
 
 const repo = resolve(__dirname, '../..');
@@ -64,7 +65,7 @@ describe('zynclone sim options', () => {
   });
 });
 
-describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
+describe.skipIf(skipWithout(isRoot, 'root'))('zynclone sim up --monitors (root)', () => {
   let fx: SimFixture;
   let env: NodeJS.ProcessEnv;
   beforeAll(async () => {

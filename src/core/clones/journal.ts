@@ -26,6 +26,8 @@ export type UndoAction =
 export interface CrashPoints {
   readonly at?: string | undefined;
   readonly after?: string | undefined;
+  /** In-process tests: the step fails (throws) right after it is journaled, before it acts. */
+  readonly fail?: string | undefined;
 }
 
 export function crashPointsFromEnv(env: NodeJS.ProcessEnv = process.env): CrashPoints {
@@ -66,6 +68,7 @@ export class JournaledOperation {
     if (matches(this.crash.at, name)) die();
     let value: T;
     try {
+      if (matches(this.crash.fail, name)) throw new Error(`injected failure at step ${name}`);
       value = await act();
     } catch (err) {
       this.store.failStep(this.op.id, step.seq, (err as Error).message ?? String(err));

@@ -5,7 +5,7 @@
  * every step is journaled with its undo before it acts.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type XlDriver, type XlListEntry, parseVif, vmUuid } from '../../xen/index.js';
 import { type EffectiveConfig, cloneNameFor, effectiveConfig } from '../config/config.js';
@@ -23,12 +23,9 @@ import type {
 } from '../state/types.js';
 import {
   type BackendChoice,
-  type SnapshotPlan,
   type SnapshotRecord,
-  type DiskSpec as StorageDisk,
   execute as executeSnapshot,
   parseSnapshotPlan,
-  planSnapshot,
   remove as removeSnapshot,
 } from '../storage/index.js';
 import { ensureIsolationBridge, refuseProductionBridge } from './bridge.js';
@@ -51,24 +48,20 @@ import {
   readCloneMeta,
   writeCloneMeta,
 } from './meta.js';
-import { findOriginalConfig } from './original.js';
+import { findOriginalConfig, planDiskSnapshots, remusProbe } from './original.js';
+import { type UndoContext, domainUuid, rollBack, runUndo } from './undo.js';
+
+export { remusProbe };
 import {
   type ClonePlan,
   XL_DEFAULT_BRIDGE,
-  classifyDisks,
   originalVifsOf,
   parseOriginalConfig,
   planClone,
   replicationIn,
   shortIdFor,
 } from './plan.js';
-import {
-  type PublishClient,
-  type VmPublication,
-  publishVm,
-  unpublishVm,
-  waitForAck,
-} from './publish.js';
+import { type PublishClient, publishVm, unpublishVm, waitForAck } from './publish.js';
 
 export interface ProgressEvent {
   readonly kind: 'step' | 'done' | 'info' | 'warn' | 'progress';
@@ -162,29 +155,6 @@ function now(): number {
   return performance.now();
 }
 
-/** Remus runs as `xl remus <vm> <host>`: look for such a process. */
-export function remusProbe(vm: string): string | undefined {
-  let pids: string[];
-  try {
-    pids = readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p));
-  } catch {
-    return undefined;
-  }
-  for (const pid of pids) {
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    const i = argv.findIndex((a, j) => a === 'remus' && j > 0 && /(^|\/)xl$/.test(argv[j - 1]!));
-    if (i > 0 && argv.slice(i + 1).includes(vm)) {
-      return `xl remus (pid ${pid}) replicates it`;
-    }
-  }
-  return undefined;
-}
-
 export class CloneLifecycle {
   private xsClient: PublishClient | undefined;
 
@@ -237,21 +207,6 @@ export class CloneLifecycle {
 
   // ---- xl helpers --------------------------------------------------------
 
-  private async findDomain(name: string): Promise<XlListEntry | undefined> {
-    const all = await this.xl.list();
-    return all.find((d) => d.name === name);
-  }
-
-  private async domainUuid(name: string): Promise<string | undefined> {
-    try {
-      const [d] = await this.xl.listLong(name);
-      return d?.uuid;
-    } catch (err) {
-      if ((err as { code?: string }).code === 'XL_NO_SUCH_DOMAIN') return undefined;
-      throw err;
-    }
-  }
-
   /** UUID, vif MACs and vif names of a running domain, from one `xl list -l`. */
   private async runningDetails(name: string): Promise<{
     uuid: string | undefined;
@@ -274,69 +229,18 @@ export class CloneLifecycle {
     }
   }
 
-  // ---- undo --------------------------------------------------------------
+  // ---- undo (undo.ts) ---------------------------------------------------
 
-  private async undoAction(u: UndoAction): Promise<void> {
-    switch (u.action) {
-      case 'rm-file':
-        rmSync(u.path, { force: true });
-        return;
-      case 'unpause': {
-        const d = await this.findDomain(u.name);
-        if (d === undefined || !d.flags.paused) return;
-        if (u.uuid !== null && (await this.domainUuid(u.name)) !== u.uuid) return;
-        await this.xl.unpause(u.name);
-        return;
-      }
-      case 'remove-snapshot':
-        await removeSnapshot(parseSnapshotPlan(u.plan));
-        return;
-      case 'destroy-domain': {
-        const uuid = await this.domainUuid(u.name);
-        // Never destroy a domain we did not make (same name, other UUID).
-        if (uuid === undefined || uuid !== u.uuid) return;
-        await this.xl.destroy(u.name);
-        return;
-      }
-      case 'unpublish':
-        await unpublishVm(await this.xs(), u.vm);
-        return;
-      case 'republish':
-        await publishVm(await this.xs(), u.publication as unknown as VmPublication);
-        return;
-      case 'delete-clone-record':
-        this.store.deleteClone(u.vm);
-        return;
-      case 'restore-clone-record': {
-        const r = u.record as unknown as CloneRecord;
-        this.store.putClone({
-          vm: r.vm,
-          cloneName: r.cloneName,
-          cloneUuid: r.cloneUuid,
-          cloneDomid: r.cloneDomid,
-          state: r.state,
-          kind: r.kind,
-          sourceUuid: r.sourceUuid,
-          snapshots: r.snapshots,
-          requestedBy: r.requestedBy,
-        });
-        return;
-      }
-    }
+  private undoContext(): UndoContext {
+    return { xl: this.xl, store: this.store, xs: () => this.xs() };
   }
 
-  /** Undoes every step of `op` that may have acted, newest first, and ends it rolled back. */
-  private async rollBack(op: OperationRecord, reason: string): Promise<void> {
-    const fresh = this.store.getOperation(op.id) ?? op;
-    for (const step of [...fresh.steps].reverse()) {
-      if (step.status === 'undone' || step.undo === null) continue;
-      const actions = (Array.isArray(step.undo)
-        ? step.undo
-        : [step.undo]) as unknown as UndoAction[];
-      for (const a of [...actions].reverse()) await this.undoAction(a);
-      this.store.undoStep(op.id, step.seq);
-    }
-    this.store.finishOperation(op.id, 'rolled-back', reason.slice(0, 4000));
+  private undoAction(u: UndoAction): Promise<void> {
+    return runUndo(this.undoContext(), u);
+  }
+
+  private rollBack(op: OperationRecord, reason: string): Promise<void> {
+    return rollBack(this.undoContext(), op, reason);
   }
 
   /**
@@ -428,7 +332,12 @@ export class CloneLifecycle {
         });
       }
     }
-    await this.reconcile();
+    try {
+      await this.reconcile();
+    } catch (err) {
+      // Never in the way of a command: the next one (or clone_monitor) tries again.
+      this.emit('warn', `cannot compare the clones with the live domains: ${errText(err)}`);
+    }
     return reports;
   }
 
@@ -677,34 +586,13 @@ export class CloneLifecycle {
     vmUuid(cloneUuid);
 
     // Snapshot plans: all slow probing happens here, before any pause.
-    const destDir = this.o.paths.resolve(cfg.storage_dir);
-    mkdirSync(destDir, { recursive: true });
-    const toSnapshot = classifyDisks(original, cfg).filter((d) => d.action === 'snapshot');
-    const plans: SnapshotPlan[] = [];
-    for (const d of toSnapshot) {
-      const target = d.spec.target!;
-      let isBlock = false;
-      try {
-        isBlock = statSync(target).isBlockDevice();
-      } catch {
-        // planSnapshot reports a missing source.
-      }
-      const disk: StorageDisk = {
-        target,
-        format: (d.spec.format ?? 'raw') as StorageDisk['format'],
-        vdev: d.spec.vdev!,
-        kind: isBlock ? 'phy' : 'file',
-      };
-      plans.push(
-        await planSnapshot(disk, {
-          kind: storageKind(kind),
-          originalState,
-          cloneName,
-          backend: storageBackend(cfg),
-          destDir,
-        }),
-      );
-    }
+    const plans = await planDiskSnapshots(original, cfg, {
+      kind: storageKind(kind),
+      originalState,
+      cloneName,
+      backend: storageBackend(cfg),
+      destDir: this.o.paths.resolve(cfg.storage_dir),
+    });
     const plan = planClone({
       vm,
       original,
@@ -1101,7 +989,7 @@ export class CloneLifecycle {
     meta: CloneMeta,
     opts: { force?: boolean; timeoutMs?: number },
   ): Promise<void> {
-    const uuid = await this.domainUuid(meta.cloneName);
+    const uuid = await domainUuid(this.xl, meta.cloneName);
     if (uuid === undefined) return;
     if (uuid !== meta.cloneUuid) {
       throw new CloneError(

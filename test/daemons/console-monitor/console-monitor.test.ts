@@ -20,12 +20,15 @@ import { type StateStore, openStateStore } from '../../../src/core/state/index.j
 import { qemuBinary } from '../../../src/sim/console/vnc.js';
 import { XlDriver } from '../../../src/xen/index.js';
 import { XsClient, isXsErrno } from '../../../src/xenstore/index.js';
-import { canRunE2e } from '../../e2e/clone-helpers.js';
+import { E2E_NEEDS, canRunE2e } from '../../e2e/clone-helpers.js';
+import { skipWithout } from '../../prerequisites.js';
 import { ConsoleHost, waitFor } from './console-host.js';
 
 const REJECT_DELAY_MS = 300;
 
-describe.skipIf(!canRunE2e || !qemuBinary())('clone_console_monitor', () => {
+describe.skipIf(
+  skipWithout(canRunE2e && qemuBinary() !== undefined, `${E2E_NEEDS}, qemu-system-x86`),
+)('clone_console_monitor', () => {
   let h: ConsoleHost;
   let xs: XsClient;
   let store: StateStore;
