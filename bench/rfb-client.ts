@@ -95,6 +95,26 @@ export class ByteReader {
     return out;
   }
 
+  /** Consumes exactly `n` bytes without keeping them (throughput runs). */
+  async drain(n: number, timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let left = n;
+    while (left > 0) {
+      if (this.buf.length === 0) {
+        if (this.closed) throw new Error(`closed with ${left} bytes to go`);
+        if (Date.now() > deadline) throw new Error(`timed out with ${left} bytes to go`);
+        await new Promise<void>((r) => {
+          this.waiter = r;
+          setTimeout(r, 100);
+        });
+        continue;
+      }
+      const take = Math.min(left, this.buf.length);
+      this.buf = this.buf.subarray(take);
+      left -= take;
+    }
+  }
+
   get buffered(): number {
     return this.buf.length;
   }

@@ -26,6 +26,7 @@ stop_monitor() {
   rm -f "$pidfile"
 }
 stop_monitors() {
+  stop_monitor console-monitor
   stop_monitor clone-monitor
   stop_monitor net-monitor
 }
@@ -149,6 +150,18 @@ echo "override file: $root/etc/xen/clone/override/db01.json: $(tr -d '\n' <"$roo
 step "vmclone create db01 --memory: the clone resumes where db01 was"
 vmclone create db01 --memory 2>&1
 vmclone list
+
+step "The web console: vmclone create win01 --online, then vmclone console win01 opened in headless chromium"
+mkdir -p "$root/etc/xen/clone"
+# Any free port for the demo's console (a host uses 6080 by default).
+[ -f "$root/etc/xen/clone/base.json" ] || echo '{ "console_port": 0 }' >"$root/etc/xen/clone/base.json"
+start_monitor console-monitor
+vmclone create win01 --online -q 2>&1
+console_json=$(vmclone console win01 --json)
+console_url=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).url)' "$console_json")
+echo "vmclone console win01 printed: $console_url"
+node scripts/console-screenshot.mjs "$console_url" "$root/win01-clone-console.png"
+vmclone remove win01 -q
 
 step "vmclone stop / start web01"
 vmclone stop web01 -q
