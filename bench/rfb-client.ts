@@ -95,17 +95,14 @@ export class ByteReader {
     return out;
   }
 
-  /** Consumes exactly `n` bytes without keeping them (throughput runs). */
-  async drain(n: number, timeoutMs = 120_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+  /** Consumes exactly `n` bytes without keeping them (throughput runs; the caller bounds the time). */
+  async drain(n: number): Promise<void> {
     let left = n;
     while (left > 0) {
       if (this.buf.length === 0) {
         if (this.closed) throw new Error(`closed with ${left} bytes to go`);
-        if (Date.now() > deadline) throw new Error(`timed out with ${left} bytes to go`);
         await new Promise<void>((r) => {
           this.waiter = r;
-          setTimeout(r, 100);
         });
         continue;
       }
