@@ -95,6 +95,23 @@ export class ByteReader {
     return out;
   }
 
+  /** Consumes exactly `n` bytes without keeping them (throughput runs; the caller bounds the time). */
+  async drain(n: number): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      if (this.buf.length === 0) {
+        if (this.closed) throw new Error(`closed with ${left} bytes to go`);
+        await new Promise<void>((r) => {
+          this.waiter = r;
+        });
+        continue;
+      }
+      const take = Math.min(left, this.buf.length);
+      this.buf = this.buf.subarray(take);
+      left -= take;
+    }
+  }
+
   get buffered(): number {
     return this.buf.length;
   }

@@ -55,7 +55,7 @@ win_domid=$(xl domid win01)
 echo "vnc-listen=$(xenstore-read "/local/domain/$win_domid/console/vnc-listen") vnc-port=$(xenstore-read "/local/domain/$win_domid/console/vnc-port")"
 
 step "ZynClone's monitors beat in XenStore"
-for daemon in net-monitor clone-monitor orchestrator web; do
+for daemon in net-monitor clone-monitor orchestrator console-monitor web; do
   echo "$daemon: pid $(xenstore-read "/tool/zynclone/daemons/$daemon/pid"), log $root/log/$daemon.log"
 done
 
@@ -117,6 +117,14 @@ echo "override file: $root/etc/xen/clone/override/db01.json: $(tr -d '\n' <"$roo
 step "vmclone create db01 --memory: the clone resumes where db01 was"
 vmclone create db01 --memory 2>&1
 vmclone list
+
+step "The web console: vmclone create win01 --online, then vmclone console win01 opened in headless chromium"
+vmclone create win01 --online -q 2>&1
+console_json=$(vmclone console win01 --json)
+console_url=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).url)' "$console_json")
+echo "vmclone console win01 printed: $console_url"
+node scripts/console-screenshot.mjs "$console_url" "$root/win01-clone-console.png"
+vmclone remove win01 -q
 
 step "vmclone stop / start web01"
 vmclone stop web01 -q

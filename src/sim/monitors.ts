@@ -32,6 +32,8 @@ export interface Monitor {
   name: string;
   /** Options beyond --xenstore, which every daemon gets. */
   args(paths: SimPaths): string[];
+  /** What the daemon's configuration needs in the simulator, before it starts. */
+  prepare?(paths: SimPaths, journal: Journal): void;
 }
 
 /** In start order; stopped in reverse. */
@@ -40,6 +42,18 @@ export const MONITORS: readonly Monitor[] = [
   { name: 'net-monitor', args: (paths) => ['--netns', `${paths.prefix}-netdd`] },
   { name: 'clone-monitor', args: (paths) => ['--root', paths.root] },
   { name: 'orchestrator', args: (paths) => ['--root', paths.root] },
+  // The web console: on any free port unless base.json names one (a host uses 6080).
+  {
+    name: 'console-monitor',
+    args: (paths) => ['--root', paths.root],
+    prepare: (paths, journal) => {
+      const base = join(paths.root, 'etc/xen/clone/base.json');
+      if (existsSync(base)) return;
+      mkdirSync(dirname(base), { recursive: true });
+      journal.made({ kind: 'file', path: base });
+      writeFileSync(base, '{ "console_port": 0 }\n');
+    },
+  },
   // The dashboard, on a free loopback port: its URL is in its log (`"msg":"serving"`).
   {
     name: 'web',
@@ -141,6 +155,7 @@ export async function startMonitors(
         out(`${m.name} already running (pid ${running.join(', ')}), log: ${log}`);
         continue;
       }
+      m.prepare?.(paths, journal);
       journal.made({ kind: 'proc', match: commandMatch(paths, m) });
       const fd = openSync(log, 'a');
       const child = spawn(

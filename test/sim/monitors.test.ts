@@ -79,7 +79,7 @@ describe.skipIf(skipWithout(isRoot, 'root'))('zynclone sim up --monitors (root)'
   const sim = (...args: string[]) =>
     exec(process.execPath, [fx.entry, 'sim', ...args, '--root', fx.root], env);
 
-  it('starts the net monitor, the clone monitor, the orchestrator, then the web dashboard, each in its own process group', async () => {
+  it('starts the net monitor, the clone monitor, the orchestrator, the console monitor, then the web dashboard, each in its own process group', async () => {
     const up = await sim('up', '--monitors');
     expect(up.code, up.stderr).toBe(0);
     const p = simPaths(fx.root);
@@ -95,6 +95,9 @@ describe.skipIf(skipWithout(isRoot, 'root'))('zynclone sim up --monitors (root)'
       up.stdout.indexOf('orchestrator running'),
     );
     expect(up.stdout.indexOf('orchestrator running')).toBeLessThan(
+      up.stdout.indexOf('console-monitor running'),
+    );
+    expect(up.stdout.indexOf('console-monitor running')).toBeLessThan(
       up.stdout.indexOf('web running'),
     );
     expect(readFileSync(join(fx.root, 'log/web.log'), 'utf8')).toMatch(
@@ -128,7 +131,7 @@ describe.skipIf(skipWithout(isRoot, 'root'))('zynclone sim up --monitors (root)'
     const down = await sim('down');
     expect(down.code, down.stderr).toBe(0);
     expect(down.stdout).toMatch(
-      /stopped web \(pid \d+\), orchestrator \(pid \d+\), clone-monitor \(pid \d+\), net-monitor \(pid \d+\)/,
+      /stopped web \(pid \d+\), console-monitor \(pid \d+\), orchestrator \(pid \d+\), clone-monitor \(pid \d+\), net-monitor \(pid \d+\)/,
     );
     expect(findProcesses(p.xsSocket)).toEqual([]);
   }, 60_000);

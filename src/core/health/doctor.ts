@@ -336,7 +336,12 @@ async function checkXenstore(
       ),
     );
   }
-  out.push(...(await checkHeartbeats(ctx, xs)));
+  const beats = await checkHeartbeats(ctx, xs);
+  out.push(...beats);
+  const consoleBeat = beats.find((f) => f.check === 'heartbeat:console-monitor');
+  if (consoleBeat?.ok && consoleBeat.message.includes('is alive')) {
+    out.push(await checkConsoleEndpoint(xs));
+  }
   const vms = await readPublishedVms(xs);
   out.push(...(await checkAcks(xs, vms)));
   out.push(...(await checkLockdowns(ctx, xs, vms)));
@@ -408,6 +413,37 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
     }
   }
   return out;
+}
+
+/** The console monitor runs: does the URL it published answer? */
+async function checkConsoleEndpoint(xs: XsOps): Promise<Finding> {
+  const check = 'console-monitor:url';
+  const url = await xs.tryRead(`${ZC_ROOT}/console/url`);
+  if (url === undefined || !/^https?:\/\/[\x21-\x7e]+$/.test(url)) {
+    return bad(
+      check,
+      'error',
+      `clone_console_monitor beats but published no URL (${ZC_ROOT}/console/url is ${url === undefined ? 'absent' : JSON.stringify(url)}); vmclone console cannot work`,
+      'restart it: systemctl restart zynclone-console-monitor; see journalctl -u zynclone-console-monitor',
+    );
+  }
+  try {
+    const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
+    if (res.status === 200) return ok(check, `the web console answers at ${url}`);
+    return bad(
+      check,
+      'error',
+      `the web console at ${url} answers ${res.status} to /healthz`,
+      'see journalctl -u zynclone-console-monitor',
+    );
+  } catch (err) {
+    return bad(
+      check,
+      'error',
+      `the web console at ${url} does not answer: ${errText((err as Error).cause ?? err)}`,
+      'check console_listen and console_port in base.json, a firewall, or a certificate that this host does not trust (console_tls_cert)',
+    );
+  }
 }
 
 async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]> {

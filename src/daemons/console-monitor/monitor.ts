@@ -368,7 +368,10 @@ export class ConsoleMonitor {
     await Promise.all(ended);
     // Let each proxy's own handler add its bytes first.
     await new Promise((r) => setImmediate(r));
-    if (session.control.readyState === session.control.OPEN) session.control.close(code, reason);
+    if (session.control.readyState === session.control.OPEN) {
+      // A close reason is at most 123 bytes (RFC 6455).
+      session.control.close(code, Buffer.from(reason).subarray(0, 120).toString());
+    }
     setTimeout(() => session.control.terminate(), 2000).unref();
     this.o.log.info('console session closed', {
       session: session.record.id,

@@ -86,8 +86,8 @@ export class VncProxy {
     this.done = true;
     this.tcp.destroy();
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
-      // Reason at most 123 bytes (RFC 6455); ours are short ASCII.
-      this.ws.close(code, reason.slice(0, 120));
+      // A close reason is at most 123 bytes (RFC 6455).
+      this.ws.close(code, Buffer.from(reason).subarray(0, 120).toString());
     }
     // The browser may never answer the close: do not keep its socket.
     setTimeout(() => this.ws.terminate(), 2000).unref();

@@ -3,9 +3,12 @@
 // refusal, delayed), the RFB proxy, the guest's view of the ticket node,
 // session audit, and proxy robustness (client gone, 50 consoles, a slow
 // client, the VNC server killed, the clone removed).
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { openWs, readFrame, requestFrame, rfbHandshake } from '../../../bench/rfb-client.js';
 import {
   TICKET_ROOT,
@@ -20,7 +23,7 @@ import { type StateStore, openStateStore } from '../../../src/core/state/index.j
 import { qemuBinary } from '../../../src/sim/console/vnc.js';
 import { XlDriver } from '../../../src/xen/index.js';
 import { XsClient, isXsErrno } from '../../../src/xenstore/index.js';
-import { E2E_NEEDS, canRunE2e } from '../../e2e/clone-helpers.js';
+import { E2E_NEEDS, canRunE2e, run } from '../../e2e/clone-helpers.js';
 import { skipWithout } from '../../prerequisites.js';
 import { ConsoleHost, waitFor } from './console-host.js';
 
@@ -134,6 +137,20 @@ describe.skipIf(
       rfb.width * rfb.height,
     );
     expect((sessionEntry?.detail as { bytesToVnc: number }).bytesToVnc).toBeGreaterThan(12);
+  });
+
+  it('is checked by vmclone doctor: heartbeat and a web console that answers', async () => {
+    const r = await h.vmclone(['doctor', '--json']);
+    const findings = (
+      JSON.parse(r.stdout) as { findings: { check: string; ok: boolean; message: string }[] }
+    ).findings;
+    expect(findings.find((f) => f.check === 'heartbeat:console-monitor')).toMatchObject({
+      ok: true,
+    });
+    expect(findings.find((f) => f.check === 'console-monitor:url')).toMatchObject({
+      ok: true,
+      message: `the web console answers at ${h.url}`,
+    });
   });
 
   it('refuses a missing, unknown, expired, reused or other-clone ticket, after a delay', async () => {
@@ -315,6 +332,74 @@ describe.skipIf(
     vnc.terminate();
     s.control.close();
   }, 60_000);
+
+  it('serves HTTPS and WSS with the TLS files of base.json, and refuses half a TLS setting', async () => {
+    const dir = join(h.root, 'etc/xen/clone');
+    const cert = join(dir, 'console.crt');
+    const key = join(dir, 'console.key');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    h.setBase({ console_tls_cert: '/etc/xen/clone/console.crt' });
+    const half = await run(
+      process.execPath,
+      [h.zynclone, 'console-monitor', '--root', h.root],
+      h.host.env,
+    );
+    expect(half.code).toBe(2);
+    expect(half.stderr).toMatch(/console_tls_cert and console_tls_key must be set together/);
+
+    h.setBase({ console_tls_key: '/etc/xen/clone/console.key' });
+    await ConsoleHost.stop(h.consoleMonitor);
+    const url = await h.startConsoleMonitor();
+    try {
+      expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      const ca = readFileSync(cert);
+      const status = await new Promise<number>((res, rej) =>
+        httpsGet(`${url}/healthz`, { ca }, (r) => res(r.statusCode ?? 0)).on('error', rej),
+      );
+      expect(status).toBe(200);
+      const t = await h.ticketUrl();
+      expect(t.url.startsWith(`${url}/console/win01#ticket=`)).toBe(true);
+      const control = new WebSocket(
+        `${url.replace(/^https/, 'wss')}/session/win01?ticket=${tokenOf(t.url)}`,
+        { ca },
+      );
+      const first = await new Promise<string>((res, rej) => {
+        control.once('message', (d) => res(String(d)));
+        control.once('error', rej);
+      });
+      expect(JSON.parse(first)).toMatchObject({
+        type: 'session',
+        status: { console: 'available' },
+      });
+      control.close();
+    } finally {
+      h.setBase({ console_tls_cert: '', console_tls_key: '' });
+      await ConsoleHost.stop(h.consoleMonitor);
+      wsBase = (await h.startConsoleMonitor()).replace(/^http/, 'ws');
+    }
+  });
 
   it('closes the console when the VNC server dies, and every console when the clone is removed', async () => {
     const t = await issue();
