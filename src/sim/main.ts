@@ -29,6 +29,9 @@ const USAGE = `usage: zynclone sim <command> --root DIR
   demo [--no-network] start the simulator if needed (storage xfs) and create the demo VMs:
                       configs in DIR/etc/xen, disks in DIR/var/lib/xen/images
   daemon              run the simulator in the foreground
+  guest DOMAIN mount|umount VDEV | write VDEV TEXT | read VDEV BYTES
+                      act inside a simulated guest: a mounted disk is in use (its
+                      frontend refuses a block-detach); write/read the disk's first bytes
 `;
 
 /** The script node runs for the daemon and for DIR/bin/xl. */
@@ -38,6 +41,8 @@ export function simEntry(): string {
 
 interface Args {
   cmd?: string;
+  /** Arguments after the command (for `guest`). */
+  positional: string[];
   root?: string;
   storage?: string;
   flags: Set<string>;
@@ -48,6 +53,7 @@ function parseArgs(argv: string[]): Args {
   let root: string | undefined;
   let storage: string | undefined;
   let cmd: string | undefined;
+  const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--root') root = argv[++i];
@@ -56,8 +62,9 @@ function parseArgs(argv: string[]): Args {
     else if (a.startsWith('--storage=')) storage = a.slice(10);
     else if (a.startsWith('--')) flags.add(a.slice(2));
     else if (cmd === undefined) cmd = a;
+    else positional.push(a);
   }
-  return { cmd, root: root ?? process.env.ZYNCLONE_ROOT, storage, flags };
+  return { cmd, positional, root: root ?? process.env.ZYNCLONE_ROOT, storage, flags };
 }
 
 async function storage(paths: SimPaths, kind: StorageKind): Promise<void> {
@@ -167,8 +174,16 @@ async function daemon(paths: SimPaths, noNetwork: boolean): Promise<number> {
   return await new Promise<number>(() => {});
 }
 
+async function guest(paths: SimPaths, argv: string[]): Promise<number> {
+  const r = await controlRequest(paths.control, { op: 'guest', argv }, (chunk) => {
+    if ('out' in chunk) process.stdout.write(chunk.out);
+    if ('err' in chunk) process.stderr.write(chunk.err);
+  });
+  return 'exit' in r ? r.exit : 1;
+}
+
 export async function runSim(argv: string[]): Promise<number> {
-  const { cmd, root, storage: storageArg, flags } = parseArgs(argv);
+  const { cmd, positional, root, storage: storageArg, flags } = parseArgs(argv);
   if (!cmd || flags.has('help') || cmd === 'help') {
     process.stdout.write(USAGE);
     return cmd ? 0 : 2;
@@ -192,6 +207,8 @@ export async function runSim(argv: string[]): Promise<number> {
       return env(paths);
     case 'daemon':
       return daemon(paths, flags.has('no-network'));
+    case 'guest':
+      return guest(paths, positional);
     case 'demo': {
       const { runDemo } = await import('./demo/demo.js');
       const rc = await up(paths, flags.has('no-network'), kind);
