@@ -10,9 +10,12 @@ export const EXIT = {
   USAGE: 2,
   /** Another operation runs on the VM (VM_BUSY); retry later. */
   BUSY: 3,
-  /** No such VM or clone (VM_NOT_FOUND, CLONE_NOT_FOUND). */
+  /** No such VM, clone or shared volume (VM_NOT_FOUND, CLONE_NOT_FOUND, VOLUME_NOT_SHARED). */
   NOT_FOUND: 4,
-  /** Refused: the clone exists already, or the transition or clone kind is not allowed now. */
+  /**
+   * Refused: the clone exists already, the transition or clone kind is not allowed now, or a
+   * volume switch would give a volume two writers or its guest did not let go (VOLUME_*).
+   */
   REFUSED: 5,
   /** The configuration is invalid (CONFIG_*, CLONE_CONFIG, VIF_MASK_INVALID, VM_NAME_INVALID). */
   CONFIG: 6,
@@ -41,6 +44,10 @@ const BY_CODE: Record<string, ExitCode> = {
   VIF_MASK_INVALID: EXIT.CONFIG,
   VM_NAME_INVALID: EXIT.CONFIG,
   LOCKDOWN_TIMEOUT: EXIT.LOCKDOWN_TIMEOUT,
+  VOLUME_NOT_SHARED: EXIT.NOT_FOUND,
+  VOLUME_REFUSED: EXIT.REFUSED,
+  VOLUME_TWO_WRITERS: EXIT.REFUSED,
+  VOLUME_GUEST_REFUSED: EXIT.REFUSED,
 };
 
 /** The exit status for an error, from its stable `code`. */
@@ -54,7 +61,8 @@ export const EXIT_CODES_HELP = `Exit status:
   1  failure (a step failed; a create or start was rolled back)
   2  usage error
   3  busy: another operation runs on this VM
-  4  not found: no such VM or clone
-  5  refused: clone exists, wrong state, or this kind of clone is not allowed
+  4  not found: no such VM, clone or shared volume
+  5  refused: clone exists, wrong state, this kind of clone is not allowed,
+     or a volume switch would make two writers / the guest kept the volume
   6  invalid configuration
   7  the network monitor did not acknowledge the lockdown in time`;

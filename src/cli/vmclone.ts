@@ -23,6 +23,12 @@ import { type Finding, runDoctor } from '../core/health/index.js';
 import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import { openStateStore } from '../core/state/index.js';
 import type { CloneRecord } from '../core/state/types.js';
+import {
+  type SwitchResult,
+  type VolumeHolding,
+  VolumeSwitcher,
+  holdingsJson,
+} from '../core/volumes/index.js';
 import { XlDriver } from '../xen/index.js';
 import { XsClient, defaultSocketPath } from '../xenstore/index.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
@@ -33,6 +39,8 @@ export interface CliIo {
   readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
   readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
   readonly env: NodeJS.ProcessEnv;
+  /** For confirmations (switch-volume --force); none: they need --yes. */
+  readonly stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
 const EXAMPLES = `
@@ -43,6 +51,8 @@ Examples:
   vmclone status web01 --json           the clone's state, domain and lockdown ack
   vmclone stop web01 && vmclone deactivate web01
   vmclone remove web01                  delete the clone, its volumes and lockdowns
+  vmclone switch-volume db01 xvdb --to clone
+                                        move shared volume xvdb from db01 to its clone
   vmclone config web01 --set clone_vif_mask=0,2 --set mac_policy=regenerate
   vmclone list --json
 
@@ -70,6 +80,7 @@ function requester(env: NodeJS.ProcessEnv): string {
 class Session {
   private xsClient: XsClient | undefined;
   private lifecycleInstance: CloneLifecycle | undefined;
+  private volumesInstance: VolumeSwitcher | undefined;
   private storeInstance: ReturnType<typeof openStateStore> | undefined;
 
   constructor(
@@ -86,7 +97,7 @@ class Session {
     if (this.lifecycleInstance) return this.lifecycleInstance;
     const paths = this.paths;
     this.storeInstance = openStateStore({ paths });
-    const lc = new Lifecycle({
+    const common = {
       paths,
       store: this.storeInstance,
       xl: new XlDriver({ env: this.io.env }),
@@ -101,13 +112,27 @@ class Session {
       requestedBy: requester(this.io.env),
       progress: createProgress({ stream: this.io.stderr, env: this.io.env, quiet: this.quiet }),
       crash: crashPointsFromEnv(this.io.env),
-    });
+    };
+    const lc = new Lifecycle(common);
+    const volumes = new VolumeSwitcher(common);
+    // Switches first: the lifecycle's recovery leaves them alone.
+    for (const r of await volumes.recover()) {
+      const msg = `recovered operation ${r.opId} (switch-volume of ${r.vm}): ${r.outcome}${r.error ? `: ${r.error}` : ''}`;
+      this.io.stderr.write(`${msg}\n`);
+    }
+    this.volumesInstance = volumes;
     for (const r of await lc.recover()) {
       const msg = `recovered operation ${r.opId} (${r.kind} of ${r.vm}): ${r.outcome}${r.error ? `: ${r.error}` : ''}`;
       this.io.stderr.write(`${msg}\n`);
     }
     this.lifecycleInstance = lc;
     return lc;
+  }
+
+  /** Shared volumes, after the same recovery as lifecycle(). */
+  async volumes(): Promise<VolumeSwitcher> {
+    await this.lifecycle();
+    return this.volumesInstance!;
   }
 
   async close(): Promise<void> {
@@ -136,7 +161,7 @@ function cloneJson(c: CloneRecord) {
   };
 }
 
-function statusJson(s: CloneStatus) {
+function statusJson(s: CloneStatus, volumes: readonly VolumeHolding[]) {
   return {
     vm: s.vm,
     clone: s.clone ? cloneJson(s.clone) : null,
@@ -147,7 +172,39 @@ function statusJson(s: CloneStatus) {
       ? { id: s.running.id, kind: s.running.kind, ownerPid: s.running.owner.pid }
       : null,
     configFile: s.configFile ?? null,
+    sharedVolumes: holdingsJson(volumes),
   };
+}
+
+/** A shared volume's holder and where it is attached, in one line. */
+function holdingText(h: VolumeHolding): string {
+  const at = h.attachedTo.map((a) => `${a.domain}${a.mode === 'r' ? ' (ro)' : ''}`);
+  return `${h.vdev}: held by the ${h.holder}; attached to ${at.length > 0 ? at.join(', ') : 'no domain'}`;
+}
+
+function switchText(r: SwitchResult): string {
+  if (!r.changed) return `${r.vdev} of ${r.vm} is already held by the ${r.to}\n`;
+  const times = [
+    r.detachMs === undefined ? undefined : `detach ${formatMs(r.detachMs)}`,
+    r.attachMs === undefined ? undefined : `attach ${formatMs(r.attachMs)}`,
+  ].filter((t) => t !== undefined);
+  const where = r.attached ? 'attached now' : 'attached when it starts';
+  return `${r.vdev} of ${r.vm} is now held by the ${r.to} (${where}${times.length > 0 ? `; ${times.join(', ')}` : ''})\n`;
+}
+
+/** Asks on a terminal; without one the caller must have said --yes. */
+async function confirm(io: CliIo, question: string): Promise<boolean> {
+  const stdin = io.stdin;
+  if (stdin === undefined || stdin.isTTY !== true) return false;
+  io.stderr.write(`${question} [type yes] `);
+  const { createInterface } = await import('node:readline');
+  const rl = createInterface({ input: stdin });
+  try {
+    const answer = await new Promise<string>((r) => rl.once('line', r));
+    return answer.trim() === 'yes';
+  } finally {
+    rl.close();
+  }
 }
 
 function table(rows: string[][]): string {
@@ -334,24 +391,93 @@ export function buildProgram(
     );
 
   program
+    .command('switch-volume')
+    .description(
+      'move a shared volume between the VM and its clone: detach from the holder (the guest must let go), attach to the other side',
+    )
+    .argument('<vm>', 'the original VM')
+    .argument('<vdev>', 'the shared volume, by virtual device (e.g. xvdb)')
+    .addOption(
+      new Option('--to <side>', 'the new holder')
+        .choices(['clone', 'original'])
+        .makeOptionMandatory(),
+    )
+    .option(
+      '--force',
+      'detach even if the guest does not let go (xl block-detach -f): the guest may crash or lose unwritten data',
+    )
+    .option('-y, --yes', 'do not ask to confirm --force')
+    .option('--json', 'print the result as JSON')
+    .option('-q, --quiet', 'no progress output')
+    .action(
+      (
+        vm: string,
+        vdev: string,
+        o: {
+          to: 'clone' | 'original';
+          force?: boolean;
+          yes?: boolean;
+          json?: boolean;
+          quiet?: boolean;
+        },
+      ) =>
+        run(async (s) => {
+          vmArg(vm);
+          if (o.force && !o.yes) {
+            const ok = await confirm(
+              io,
+              `Force ${vdev} away from its holder? Its guest may crash or lose data it has not written.`,
+            );
+            if (!ok) {
+              io.stderr.write(
+                'vmclone: --force not confirmed (answer yes on a terminal, or add --yes); nothing changed\n',
+              );
+              return EXIT.REFUSED;
+            }
+          }
+          const r = await (await s.volumes()).switchVolume(vm, vdev, o.to, {
+            force: o.force ?? false,
+          });
+          if (o.json) printJson(io, r);
+          else io.stdout.write(switchText(r));
+          return EXIT.OK;
+        }, o.quiet),
+    );
+
+  program
     .command('list')
     .description('list the clones')
     .option('--json', 'print JSON')
     .action((o: { json?: boolean }) =>
       run(async (s) => {
         const clones = (await s.lifecycle()).list();
-        if (o.json) printJson(io, clones.map(cloneJson));
+        const volumes = await s.volumes();
+        const holders = new Map(
+          clones.map((c) => {
+            try {
+              return [c.vm, volumes.holders(c.vm)];
+            } catch {
+              return [c.vm, []]; // The VM's xl config is gone: nothing to show.
+            }
+          }),
+        );
+        if (o.json)
+          printJson(
+            io,
+            clones.map((c) => ({ ...cloneJson(c), sharedVolumes: holders.get(c.vm) ?? [] })),
+          );
         else if (clones.length === 0) io.stdout.write('no clones\n');
         else {
           io.stdout.write(
             table([
-              ['VM', 'CLONE', 'STATE', 'KIND', 'DOMID', 'CREATED', 'BY'],
+              ['VM', 'CLONE', 'STATE', 'KIND', 'DOMID', 'SHARED', 'CREATED', 'BY'],
               ...clones.map((c) => [
                 c.vm,
                 c.cloneName,
                 c.state,
                 c.kind,
                 c.cloneDomid === null ? '-' : String(c.cloneDomid),
+                (holders.get(c.vm) ?? []).map((h) => `${h.vdev}:${h.holder}`).join(',') || '-',
                 new Date(c.createdAt).toISOString().replace(/\.\d+Z$/, 'Z'),
                 c.requestedBy,
               ]),
@@ -370,8 +496,9 @@ export function buildProgram(
     .action((vm: string, o: { json?: boolean }) =>
       run(async (s) => {
         const st = await (await s.lifecycle()).status(vmArg(vm));
+        const volumes = st.clone ? await (await s.volumes()).holdings(vm).catch(() => []) : [];
         if (o.json) {
-          printJson(io, statusJson(st));
+          printJson(io, statusJson(st, volumes));
           return st.clone ? EXIT.OK : EXIT.NOT_FOUND;
         }
         if (!st.clone) {
@@ -392,6 +519,7 @@ export function buildProgram(
           ['lockdown', `generation ${st.generation ?? '-'}, acknowledged ${st.ack ?? '-'}`],
           ['created', `${new Date(c.createdAt).toISOString()} by ${c.requestedBy}`],
           ['volumes', String(c.snapshots.length)],
+          ...volumes.map((h) => ['shared', holdingText(h)]),
           ['config', st.configFile ?? '-'],
         ];
         if (st.running)
@@ -480,7 +608,12 @@ function formatFindings(findings: readonly Finding[], healthy: boolean): string 
 /** Runs vmclone with `argv` (without node and script); resolves to the exit status. */
 export async function runVmclone(
   argv: readonly string[],
-  io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+  io: CliIo = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    stdin: process.stdin,
+  },
 ): Promise<number> {
   let status: number = EXIT.OK;
   const json = argv.includes('--json');
