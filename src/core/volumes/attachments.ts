@@ -7,7 +7,9 @@
  * exempts nobody.
  */
 import { realpathSync, statSync } from 'node:fs';
+import { XlConfig, isCdrom, isReadOnly, parseDisk } from '../../xen/index.js';
 import { type XsWaitClient, waitUntil } from '../../xen/xs-wait.js';
+import { VolumeError } from './errors.js';
 
 /** Backend device types a disk can have under /local/domain/<backend>/backend/. */
 export const DISK_BACKEND_KINDS = ['vbd', 'qdisk', 'vbd3'] as const;
@@ -78,13 +80,15 @@ async function list(xs: VolumeXs, path: string): Promise<string[]> {
   }
 }
 
-/** Every disk backend (of dom0, the storage backend domain here) that has `id` attached. */
-export async function findAttachments(
-  xs: VolumeXs,
-  id: VolumeIdentity,
-  backendDomid = 0,
-): Promise<VolumeAttachment[]> {
-  const found: VolumeAttachment[] = [];
+/** A disk backend as found in XenStore, with what names its volume. */
+export interface DiskBackend extends VolumeAttachment {
+  readonly params: string | undefined;
+  readonly physicalDevice: string | undefined;
+}
+
+/** Every disk backend of `backendDomid` (dom0: the storage backend domain here). */
+export async function listDiskBackends(xs: VolumeXs, backendDomid = 0): Promise<DiskBackend[]> {
+  const found: DiskBackend[] = [];
   for (const kind of DISK_BACKEND_KINDS) {
     const base = `/local/domain/${backendDomid}/backend/${kind}`;
     for (const dom of await list(xs, base)) {
@@ -92,13 +96,12 @@ export async function findAttachments(
       for (const dev of await list(xs, `${base}/${dom}`)) {
         if (!/^[0-9]+$/.test(dev)) continue;
         const be = `${base}/${dom}/${dev}`;
-        const [params, device, mode, frontend] = await Promise.all([
+        const [params, physicalDevice, mode, frontend] = await Promise.all([
           xs.tryRead(`${be}/params`),
           xs.tryRead(`${be}/physical-device`),
           xs.tryRead(`${be}/mode`),
           xs.tryRead(`${be}/frontend`),
         ]);
-        if (!matches(id, params, device)) continue;
         found.push({
           domid: Number(dom),
           devid: Number(dev),
@@ -106,11 +109,26 @@ export async function findAttachments(
           mode: mode === 'r' || mode === 'ro' ? 'r' : 'w',
           backendPath: be,
           frontendPath: frontend,
+          params,
+          physicalDevice,
         });
       }
     }
   }
   return found;
+}
+
+/** The backends among `all` that have `id` attached. */
+export function attachmentsOf(all: readonly DiskBackend[], id: VolumeIdentity): DiskBackend[] {
+  return all.filter((b) => matches(id, b.params, b.physicalDevice));
+}
+
+/** Every disk backend that has `id` attached. */
+export async function findAttachments(
+  xs: VolumeXs,
+  id: VolumeIdentity,
+): Promise<VolumeAttachment[]> {
+  return attachmentsOf(await listDiskBackends(xs), id);
 }
 
 /**
@@ -150,6 +168,35 @@ export async function frontendError(
     if (v !== undefined && v.trim() !== '') return v.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
   }
   return undefined;
+}
+
+/**
+ * vmclone's check before it boots a domain from `configText`: none of its
+ * disks may be attached anywhere in a way the single-writer rule forbids.
+ */
+export async function assertDisksFree(
+  xs: VolumeXs,
+  configText: string,
+  source: string,
+): Promise<void> {
+  const cfg = XlConfig.parse(configText, source);
+  const all = await listDiskBackends(xs);
+  for (const text of cfg.getStrings('disk') ?? []) {
+    const d = parseDisk(text);
+    if (d.target === undefined || d.format === 'empty' || isCdrom(d)) continue;
+    const conflict = sharingConflict(attachmentsOf(all, volumeIdentity(d.target)), {
+      domid: -1,
+      devid: -1,
+      mode: isReadOnly(d) ? 'r' : 'w',
+    });
+    if (conflict !== undefined) {
+      throw new VolumeError(
+        'VOLUME_TWO_WRITERS',
+        `not booting ${source}: its disk ${d.vdev ?? d.target} (${d.target}) is attached to domain ` +
+          `${conflict.domid} ${conflict.mode === 'w' ? 'writable' : 'read-only'}, and a volume never has two writers`,
+      );
+    }
+  }
 }
 
 const CLOSED = 6;
