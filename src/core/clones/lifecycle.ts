@@ -31,6 +31,7 @@ import {
   planSnapshot,
   remove as removeSnapshot,
 } from '../storage/index.js';
+import { assertDisksFree } from '../volumes/attachments.js';
 import { ensureIsolationBridge } from './bridge.js';
 import { CloneError } from './errors.js';
 import { type CrashPoints, JournaledOperation, type UndoAction } from './journal.js';
@@ -528,6 +529,8 @@ export class CloneLifecycle {
       const cfg = effectiveConfig(meta.vm, this.o.paths).values;
       await ensureIsolationBridge(cfg.isolation_bridge, cfg.clone_vif_prefix);
     }
+    // vmclone refuses a second writer before Xen would (its check misses qdisk and same-UUID domains).
+    await assertDisksFree(await this.xs(), readFileSync(meta.configFile, 'utf8'), meta.configFile);
     const domid = await op.step(
       bootStep,
       { name: meta.cloneName, uuid: meta.cloneUuid, config: meta.configFile },
