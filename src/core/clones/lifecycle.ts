@@ -32,6 +32,7 @@ import {
   remove as removeSnapshot,
 } from '../storage/index.js';
 import { assertDisksFree } from '../volumes/attachments.js';
+import { VolumeSwitcher } from '../volumes/switch.js';
 import { ensureIsolationBridge } from './bridge.js';
 import { CloneError } from './errors.js';
 import { type CrashPoints, JournaledOperation, type UndoAction } from './journal.js';
@@ -1182,6 +1183,9 @@ export class CloneLifecycle {
           }),
         );
         await op.step('unpublish', { vm }, null, async () => unpublishVm(await this.xs(), vm));
+        await op.step('return-volumes', { vm }, null, () =>
+          new VolumeSwitcher(this.o).returnToOriginal(vm),
+        );
         for (const s of c.snapshots) {
           const plan = parseSnapshotPlan(s);
           await op.step(`remove-snapshot:${plan.vdev}`, { dest: plan.dest }, null, () =>
