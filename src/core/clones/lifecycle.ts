@@ -416,6 +416,7 @@ export class CloneLifecycle {
   async recover(): Promise<RecoveryReport[]> {
     const reports: RecoveryReport[] = [];
     for (const stale of this.store.staleOperations()) {
+      if (stale.kind === 'switch-volume') continue; // VolumeSwitcher.recover's
       let op: OperationRecord;
       try {
         op = this.store.adoptOperation(stale.id);
