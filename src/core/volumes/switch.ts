@@ -118,7 +118,6 @@ export interface VolumeHolding {
 }
 
 interface SideDomain {
-  readonly side: VolumeSide;
   readonly name: string;
   readonly domid: number | undefined;
   readonly paused: boolean;
@@ -232,28 +231,31 @@ export class VolumeSwitcher {
 
   // ---- domains -----------------------------------------------------------------
 
+  /** The UUID of domain `domid`, from its `vm` link in XenStore (libxl writes /vm/<uuid>). */
+  private async uuidOf(domid: number): Promise<string | null> {
+    return (await (await this.xs()).tryRead(`/local/domain/${domid}/vm`))?.split('/').pop() ?? null;
+  }
+
   private async sideDomains(
     vm: string,
     clone: CloneRecord,
   ): Promise<Record<VolumeSide, SideDomain>> {
     const all = await this.o.xl.list();
-    const xs = await this.xs();
-    const side = async (s: VolumeSide, name: string, expectUuid: string | null) => {
+    const side = async (name: string, expectUuid: string | null): Promise<SideDomain> => {
       const d = all.find((x) => x.name === name);
-      if (d === undefined)
-        return { side: s, name, domid: undefined, paused: false, uuid: expectUuid };
-      const uuid = (await xs.tryRead(`/local/domain/${d.domid}/vm`))?.split('/').pop() ?? null;
+      if (d === undefined) return { name, domid: undefined, paused: false, uuid: expectUuid };
+      const uuid = await this.uuidOf(d.domid);
       if (expectUuid !== null && uuid !== null && uuid !== expectUuid) {
         throw new VolumeError(
           'VOLUME_REFUSED',
           `domain ${name} (domid ${d.domid}) has UUID ${uuid}, not the clone's ${expectUuid}; not touching it`,
         );
       }
-      return { side: s, name, domid: d.domid, paused: d.flags.paused, uuid };
+      return { name, domid: d.domid, paused: d.flags.paused, uuid };
     };
     return {
-      original: await side('original', vm, null),
-      clone: await side('clone', clone.cloneName, clone.cloneUuid),
+      original: await side(vm, null),
+      clone: await side(clone.cloneName, clone.cloneUuid),
     };
   }
 
@@ -264,8 +266,8 @@ export class VolumeSwitcher {
   ): Promise<{ domid: number; paused: boolean } | undefined> {
     const d = (await this.o.xl.list()).find((x) => x.name === name);
     if (d === undefined) return undefined;
-    const now = (await (await this.xs()).tryRead(`/local/domain/${d.domid}/vm`))?.split('/').pop();
-    if (uuid !== null && now !== undefined && now !== uuid) return undefined;
+    const now = await this.uuidOf(d.domid);
+    if (uuid !== null && now !== null && now !== uuid) return undefined;
     return { domid: d.domid, paused: d.flags.paused };
   }
 
