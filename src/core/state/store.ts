@@ -247,11 +247,11 @@ export class StateStore {
     if (this.schemaVersion === SCHEMA_VERSION) return;
     // A migration may rebuild a referenced table; the pragma is a no-op inside
     // a transaction, so it is switched here and the keys are checked before commit.
-    this.#db.pragma('foreign_keys = OFF');
+    this.#db.exec('PRAGMA foreign_keys = OFF');
     try {
       this.#migrateLocked();
     } finally {
-      this.#db.pragma('foreign_keys = ON');
+      this.#db.exec('PRAGMA foreign_keys = ON');
     }
   }
 
@@ -268,7 +268,7 @@ export class StateStore {
         this.#db.exec(MIGRATIONS[v]!);
         this.#db.exec(`PRAGMA user_version = ${v + 1}`);
       }
-      const broken = this.#db.pragma('foreign_key_check') as unknown[];
+      const broken = this.#db.prepare('PRAGMA foreign_key_check').all();
       if (broken.length > 0) {
         throw new StateError(
           'STATE_OPEN',
@@ -444,8 +444,8 @@ export class StateStore {
 
   /** Forgets `vm`'s holder records: every shared volume is the original's again. */
   clearVolumeHolders(vm: string): number {
-    return this.#write(
-      () => this.#db.prepare('DELETE FROM volume_holders WHERE vm = ?').run(vm).changes,
+    return this.#write(() =>
+      Number(this.#db.prepare('DELETE FROM volume_holders WHERE vm = ?').run(vm).changes),
     );
   }
 

@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { zynclonePaths } from '../../../src/core/paths.js';
 import { SCHEMA_VERSION, type StateStore, openStateStore } from '../../../src/core/state/index.js';
@@ -46,9 +46,9 @@ describe('state store: shared volume holders', () => {
   it('migrates a version 1 database: operations and their steps survive, switch-volume is a kind', () => {
     const file = join(root, 'var/lib/zynclone/state.db');
     mkdirSync(join(root, 'var/lib/zynclone'), { recursive: true });
-    const db = new Database(file);
+    const db = new DatabaseSync(file);
     db.exec(MIGRATIONS[0]!);
-    db.pragma('user_version = 1');
+    db.exec('PRAGMA user_version = 1');
     db.prepare(
       `INSERT INTO operations (vm, kind, status, requested_by, owner_pid, owner_host, started_at)
        VALUES ('db01', 'create', 'done', 'user:root', 1, 'h', 5)`,
