@@ -43,7 +43,8 @@ async function holdersOf(file: string): Promise<string[]> {
 const scenario: Scenario = {
   name: 'shared-volume',
   title: 'vmclone switch-volume of a file-backed volume between two running guests',
-  timeoutMs: 480_000,
+  // Two disks through hotplug scripts under TCG: xl create alone took over 90 s on a loaded host.
+  timeoutMs: 900_000,
   async run(ctx) {
     const log = ctx.log;
     await ensureBridge(log);
@@ -80,7 +81,7 @@ const scenario: Scenario = {
           ],
         }),
       );
-      await xl(['create', cfg], { timeoutMs: 90_000, log });
+      await xl(['create', cfg], { timeoutMs: 240_000, log });
       const up = await waitConsole(VM, /ZC-GUEST-UP name=\S+ token=(\S+)/, {
         timeoutMs: 120_000,
         signal: ctx.signal,
