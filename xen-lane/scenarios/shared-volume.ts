@@ -1,7 +1,7 @@
 /**
- * A file-backed shared volume moved between a running original and its
- * running clone with `vmclone switch-volume`, on real Xen (blkback through
- * the block script's loop device). Each guest's /init prints what it reads
+ * An LVM-backed shared volume moved between a running original and its
+ * running clone with `vmclone switch-volume`, on real Xen (blkback, the
+ * block script's check_sharing on a phy device). Each guest's /init prints what it reads
  * from xvdb when it appears and writes a line naming its boot: the clone must
  * read the original's line, the original the clone's. The original keeps the
  * volume open the second time it gets it (a busy guest): the next switch is
@@ -42,7 +42,7 @@ async function holdersOf(file: string): Promise<string[]> {
 
 const scenario: Scenario = {
   name: 'shared-volume',
-  title: 'vmclone switch-volume of a file-backed volume between two running guests',
+  title: 'vmclone switch-volume of an LVM-backed volume between two running guests',
   // Two disks through hotplug scripts under TCG: xl create alone took over 90 s on a loaded host.
   timeoutMs: 900_000,
   async run(ctx) {
@@ -51,7 +51,7 @@ const scenario: Scenario = {
     await ensureIsolationBridge('zc-isolated', 'zcv');
     const pool = await makeThinPool(ctx.workDir, 'zcvol', log);
     const netmon = await startNetMonitor({ log, signal: ctx.signal });
-    const volume = join(ctx.workDir, 'shared.img');
+    let volume = '';
     const oneHolder = async (want: string[]) => {
       const h = await holdersOf(volume);
       log(`volume attached to: ${h.join(' ') || 'none'}`);
@@ -63,25 +63,30 @@ const scenario: Scenario = {
       );
     };
     try {
-      await writeFile(volume, Buffer.alloc(8 << 20));
+      // An LV (blkback, no loop device): two block hotplug scripts at once
+      // under TCG ran into libxl's hotplug timeout with a file volume.
+      volume = await pool.thinLv('shared', '8M');
       const disk = await pool.thinLv('disk', '32M');
       const root = await makeRoot(ctx.workDir, {
         storage_backend: 'auto',
         shared_volumes: ['xvdb'],
       });
-      const cfg = join(root, 'etc/xen', `${VM}.cfg`);
+      const spec = {
+        name: VM,
+        ip: '10.0.0.31/24',
+        disks: [`format=raw, vdev=xvda, access=rw, target=${disk}`],
+      };
+      const volumeSpec = `format=raw, vdev=xvdb, access=rw, target=${volume}`;
+      // vmclone reads the VM's config with both disks; the guest boots with
+      // its root disk and gets the volume hot-plugged, one hotplug script at a time.
       await writeFile(
-        cfg,
-        guestConfig({
-          name: VM,
-          ip: '10.0.0.31/24',
-          disks: [
-            `format=raw, vdev=xvda, access=rw, target=${disk}`,
-            `format=raw, vdev=xvdb, access=rw, target=${volume}`,
-          ],
-        }),
+        join(root, 'etc/xen', `${VM}.cfg`),
+        guestConfig({ ...spec, disks: [...spec.disks, volumeSpec] }),
       );
-      await xl(['create', cfg], { timeoutMs: 240_000, log });
+      const boot = join(ctx.workDir, `${VM}-boot.cfg`);
+      await writeFile(boot, guestConfig(spec));
+      await xl(['create', boot], { timeoutMs: 240_000, log });
+      await xl(['block-attach', VM, volumeSpec], { timeoutMs: 120_000, log });
       const up = await waitConsole(VM, /ZC-GUEST-UP name=\S+ token=(\S+)/, {
         timeoutMs: 120_000,
         signal: ctx.signal,
