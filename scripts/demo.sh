@@ -126,6 +126,17 @@ echo "vmclone console win01 printed: $console_url"
 node scripts/console-screenshot.mjs "$console_url" "$root/win01-clone-console.png"
 vmclone remove win01 -q
 
+step "vmclone switch-volume: db01's data volume moves to its clone, one writer at a time (a guest that keeps it gets 10 s, as on Xen)"
+zynclone sim guest db01 write xvdb "note from db01"
+vmclone switch-volume db01 xvdb --to clone 2>&1
+vmclone status db01 | grep -E '^shared '
+echo "db01-clone reads: $(zynclone sim guest db01-clone read xvdb 14)"
+zynclone sim guest db01-clone mount xvdb
+vmclone switch-volume db01 xvdb --to original 2>&1 || echo "(refused: the clone's guest has it mounted; nothing changed)"
+zynclone sim guest db01-clone umount xvdb
+vmclone switch-volume db01 xvdb --to original -q
+vmclone status db01 | grep -E '^shared '
+
 step "vmclone stop / start web01"
 vmclone stop web01 -q
 vmclone list

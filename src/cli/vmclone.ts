@@ -18,6 +18,7 @@ import type { Finding } from '../core/health/index.js';
 import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import type { StateStore } from '../core/state/index.js';
 import type { CloneRecord } from '../core/state/types.js';
+import type { SwitchResult, VolumeHolding, VolumeSwitcher } from '../core/volumes/index.js';
 import type { XsClient } from '../xenstore/index.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
 import { createProgress, formatMs } from './progress.js';
@@ -27,6 +28,8 @@ export interface CliIo {
   readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
   readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
   readonly env: NodeJS.ProcessEnv;
+  /** For confirmations (switch-volume --force); none: they need --yes. */
+  readonly stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
 const EXAMPLES = `
@@ -37,6 +40,8 @@ Examples:
   vmclone status web01 --json           the clone's state, domain and lockdown ack
   vmclone stop web01 && vmclone deactivate web01
   vmclone remove web01                  delete the clone, its volumes and lockdowns
+  vmclone switch-volume db01 xvdb --to clone
+                                        move shared volume xvdb from db01 to its clone
   vmclone config web01 --set clone_vif_mask=0,2 --set mac_policy=regenerate
   vmclone list --json
 
@@ -64,6 +69,7 @@ function requester(env: NodeJS.ProcessEnv): string {
 class Session {
   private xsClient: XsClient | undefined;
   private lifecycleInstance: CloneLifecycle | undefined;
+  private volumesInstance: VolumeSwitcher | undefined;
   private storeInstance: StateStore | undefined;
 
   constructor(
@@ -92,12 +98,14 @@ class Session {
   /** The lifecycle, after recovering operations left by dead processes. */
   async lifecycle(): Promise<CloneLifecycle> {
     if (this.lifecycleInstance) return this.lifecycleInstance;
-    const [{ CloneLifecycle }, { crashPointsFromEnv }, { XlDriver }] = await Promise.all([
-      import('../core/clones/lifecycle.js'),
-      import('../core/clones/journal.js'),
-      import('../xen/index.js'),
-    ]);
-    const lc = new CloneLifecycle({
+    const [{ CloneLifecycle }, { crashPointsFromEnv }, { XlDriver }, { VolumeSwitcher }] =
+      await Promise.all([
+        import('../core/clones/lifecycle.js'),
+        import('../core/clones/journal.js'),
+        import('../xen/index.js'),
+        import('../core/volumes/index.js'),
+      ]);
+    const common = {
       paths: this.paths,
       store: await this.store(),
       xl: new XlDriver({ env: this.io.env }),
@@ -105,7 +113,15 @@ class Session {
       requestedBy: requester(this.io.env),
       progress: createProgress({ stream: this.io.stderr, env: this.io.env, quiet: this.quiet }),
       crash: crashPointsFromEnv(this.io.env),
-    });
+    };
+    const lc = new CloneLifecycle(common);
+    const volumes = new VolumeSwitcher(common);
+    // Switches first: the lifecycle's recovery leaves them alone.
+    for (const r of await volumes.recover()) {
+      const msg = `recovered operation ${r.opId} (switch-volume of ${r.vm}): ${r.outcome}${r.error ? `: ${r.error}` : ''}`;
+      this.io.stderr.write(`${msg}\n`);
+    }
+    this.volumesInstance = volumes;
     for (const r of await lc.recover()) {
       const msg = `recovered operation ${r.opId} (${r.kind} of ${r.vm}): ${r.outcome}${r.error ? `: ${r.error}` : ''}`;
       this.io.stderr.write(`${msg}\n`);
@@ -123,6 +139,12 @@ class Session {
       requestTimeoutMs: 15_000,
     });
     return this.xsClient;
+  }
+
+  /** Shared volumes, after the same recovery as lifecycle(). */
+  async volumes(): Promise<VolumeSwitcher> {
+    await this.lifecycle();
+    return this.volumesInstance!;
   }
 
   async close(): Promise<void> {
@@ -151,7 +173,7 @@ function cloneJson(c: CloneRecord) {
   };
 }
 
-function statusJson(s: CloneStatus) {
+function statusJson(s: CloneStatus, sharedVolumes: unknown) {
   return {
     vm: s.vm,
     clone: s.clone ? cloneJson(s.clone) : null,
@@ -163,7 +185,39 @@ function statusJson(s: CloneStatus) {
       : null,
     configFile: s.configFile ?? null,
     note: s.note ?? null,
+    sharedVolumes,
   };
+}
+
+/** A shared volume's holder and where it is attached, in one line. */
+function holdingText(h: VolumeHolding): string {
+  const at = h.attachedTo.map((a) => `${a.domain}${a.mode === 'r' ? ' (ro)' : ''}`);
+  return `${h.vdev}: held by the ${h.holder}; attached to ${at.length > 0 ? at.join(', ') : 'no domain'}`;
+}
+
+function switchText(r: SwitchResult): string {
+  if (!r.changed) return `${r.vdev} of ${r.vm} is already held by the ${r.to}\n`;
+  const times = [
+    r.detachMs === undefined ? undefined : `detach ${formatMs(r.detachMs)}`,
+    r.attachMs === undefined ? undefined : `attach ${formatMs(r.attachMs)}`,
+  ].filter((t) => t !== undefined);
+  const where = r.attached ? 'attached now' : 'attached when it starts';
+  return `${r.vdev} of ${r.vm} is now held by the ${r.to} (${where}${times.length > 0 ? `; ${times.join(', ')}` : ''})\n`;
+}
+
+/** Asks on a terminal; without one the caller must have said --yes. */
+async function confirm(io: CliIo, question: string): Promise<boolean> {
+  const stdin = io.stdin;
+  if (stdin === undefined || stdin.isTTY !== true) return false;
+  io.stderr.write(`${question} [type yes] `);
+  const { createInterface } = await import('node:readline');
+  const rl = createInterface({ input: stdin });
+  try {
+    const answer = await new Promise<string>((r) => rl.once('line', r));
+    return answer.trim() === 'yes';
+  } finally {
+    rl.close();
+  }
 }
 
 function table(rows: string[][]): string {
@@ -377,24 +431,93 @@ export function buildProgram(
     );
 
   program
+    .command('switch-volume')
+    .description(
+      'move a shared volume between the VM and its clone: detach from the holder (the guest must let go), attach to the other side',
+    )
+    .argument('<vm>', 'the original VM')
+    .argument('<vdev>', 'the shared volume, by virtual device (e.g. xvdb)')
+    .addOption(
+      new Option('--to <side>', 'the new holder')
+        .choices(['clone', 'original'])
+        .makeOptionMandatory(),
+    )
+    .option(
+      '--force',
+      'detach even if the guest does not let go (xl block-detach -f): the guest may crash or lose unwritten data',
+    )
+    .option('-y, --yes', 'do not ask to confirm --force')
+    .option('--json', 'print the result as JSON')
+    .option('-q, --quiet', 'no progress output')
+    .action(
+      (
+        vm: string,
+        vdev: string,
+        o: {
+          to: 'clone' | 'original';
+          force?: boolean;
+          yes?: boolean;
+          json?: boolean;
+          quiet?: boolean;
+        },
+      ) =>
+        run(async (s) => {
+          vmArg(vm);
+          if (o.force && !o.yes) {
+            const ok = await confirm(
+              io,
+              `Force ${vdev} away from its holder? Its guest may crash or lose data it has not written.`,
+            );
+            if (!ok) {
+              io.stderr.write(
+                'vmclone: --force not confirmed (answer yes on a terminal, or add --yes); nothing changed\n',
+              );
+              return EXIT.REFUSED;
+            }
+          }
+          const r = await (await s.volumes()).switchVolume(vm, vdev, o.to, {
+            force: o.force ?? false,
+          });
+          if (o.json) printJson(io, r);
+          else io.stdout.write(switchText(r));
+          return EXIT.OK;
+        }, o.quiet),
+    );
+
+  program
     .command('list')
     .description('list the clones')
     .option('--json', 'print JSON')
     .action((o: { json?: boolean }) =>
       run(async (s) => {
-        const clones = (await s.recoveredStore()).listClones();
-        if (o.json) printJson(io, clones.map(cloneJson));
+        const clones = (await s.lifecycle()).list();
+        const volumes = await s.volumes();
+        const holders = new Map(
+          clones.map((c) => {
+            try {
+              return [c.vm, volumes.holders(c.vm)];
+            } catch {
+              return [c.vm, []]; // The VM's xl config is gone: nothing to show.
+            }
+          }),
+        );
+        if (o.json)
+          printJson(
+            io,
+            clones.map((c) => ({ ...cloneJson(c), sharedVolumes: holders.get(c.vm) ?? [] })),
+          );
         else if (clones.length === 0) io.stdout.write('no clones\n');
         else {
           io.stdout.write(
             table([
-              ['VM', 'CLONE', 'STATE', 'KIND', 'DOMID', 'CREATED', 'BY'],
+              ['VM', 'CLONE', 'STATE', 'KIND', 'DOMID', 'SHARED', 'CREATED', 'BY'],
               ...clones.map((c) => [
                 c.vm,
                 c.cloneName,
                 c.state,
                 c.kind,
                 c.cloneDomid === null ? '-' : String(c.cloneDomid),
+                (holders.get(c.vm) ?? []).map((h) => `${h.vdev}:${h.holder}`).join(',') || '-',
                 new Date(c.createdAt).toISOString().replace(/\.\d+Z$/, 'Z'),
                 c.requestedBy,
               ]),
@@ -413,8 +536,10 @@ export function buildProgram(
     .action((vm: string, o: { json?: boolean }) =>
       run(async (s) => {
         const st = await (await s.lifecycle()).status(vmArg(vm));
+        const volumes = st.clone ? await (await s.volumes()).holdings(vm).catch(() => []) : [];
         if (o.json) {
-          printJson(io, statusJson(st));
+          const { holdingsJson } = await import('../core/volumes/index.js');
+          printJson(io, statusJson(st, holdingsJson(volumes)));
           return st.clone ? EXIT.OK : EXIT.NOT_FOUND;
         }
         if (!st.clone) {
@@ -435,6 +560,7 @@ export function buildProgram(
           ['lockdown', `generation ${st.generation ?? '-'}, acknowledged ${st.ack ?? '-'}`],
           ['created', `${new Date(c.createdAt).toISOString()} by ${c.requestedBy}`],
           ['volumes', String(c.snapshots.length)],
+          ...volumes.map((h) => ['shared', holdingText(h)]),
           ['config', st.configFile ?? '-'],
         ];
         if (st.running)
@@ -614,7 +740,12 @@ function formatFindings(findings: readonly Finding[], healthy: boolean): string 
 /** Runs vmclone with `argv` (without node and script); resolves to the exit status. */
 export async function runVmclone(
   argv: readonly string[],
-  io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+  io: CliIo = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    stdin: process.stdin,
+  },
 ): Promise<number> {
   let status: number = EXIT.OK;
   const json = argv.includes('--json');

@@ -187,6 +187,28 @@ export const ERROR_CODES = {
   ),
   CLONE_FAILED: fail('core', 'A step failed; the operation was rolled back.'),
 
+  VOLUME_NOT_SHARED: as(
+    'core',
+    'NOT_FOUND',
+    "The device is not one of the VM's shared volumes (config `shared_volumes`).",
+  ),
+  VOLUME_REFUSED: as(
+    'core',
+    'REFUSED',
+    'The switch is not allowed now (read-only mode, already there, no clone).',
+  ),
+  VOLUME_TWO_WRITERS: as(
+    'core',
+    'REFUSED',
+    'The attach would give the volume a second writer (or a reader next to a writer).',
+  ),
+  VOLUME_GUEST_REFUSED: as(
+    'core',
+    'REFUSED',
+    'The holding guest did not let go of the volume (it is mounted or open inside).',
+  ),
+  VOLUME_SWITCH_FAILED: fail('core', 'A step of the volume switch failed; it was rolled back.'),
+
   CONSOLE_NOT_RUNNING: as('core', 'REFUSED', 'The VM has no clone, or its clone does not run.'),
   CONSOLE_DISABLED: as('core', 'REFUSED', 'console_enabled is false for the VM.'),
   CONSOLE_SPICE: as(

@@ -25,5 +25,7 @@ describe('bash completion', () => {
     expect(complete(['vmclone', 'create', '--m'])).toEqual(['--memory']);
     expect(complete(['vmclone', 'create', 'w'])).toEqual(['web01']);
     expect(complete(['vmclone', 'config', 'web01', '--set', 'mac_'])).toEqual(['mac_policy=']);
+    expect(complete(['vmclone', 'sw'])).toEqual(['switch-volume']);
+    expect(complete(['vmclone', 'switch-volume', 'db01', 'xvdb', '--to', 'c'])).toEqual(['clone']);
   });
 });

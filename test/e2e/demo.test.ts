@@ -140,6 +140,16 @@ describe.skipIf(
     expect(await login.text()).toContain('action="/login"');
   });
 
+  it('moves the shared volume to the clone with its data, and back once the guest lets go', () => {
+    const s = section(out, 'vmclone switch-volume');
+    expect(s).toMatch(/xvdb of db01 is now held by the clone \(attached now/);
+    expect(s).toContain('db01-clone reads: note from db01');
+    expect(s).toMatch(
+      /its guest says "16 Device in use; refusing to close".*\[VOLUME_GUEST_REFUSED\]/,
+    );
+    expect(s).toMatch(/^shared\s+xvdb: held by the original; attached to db01$/m);
+  });
+
   it('leaves only the demo VMs after vmclone remove, and its monitors running', () => {
     const s = section(out, 'vmclone remove web01');
     expect(s).toContain('no clones');

@@ -44,7 +44,8 @@ function die(): never {
   for (;;) {}
 }
 
-export class JournaledOperation {
+/** `U`: the undo actions its steps record (plain JSON); the lifecycle's by default. */
+export class JournaledOperation<U = UndoAction> {
   constructor(
     readonly store: StateStore,
     public op: OperationRecord,
@@ -59,7 +60,7 @@ export class JournaledOperation {
   async step<T>(
     name: string,
     intent: Json,
-    undo: UndoAction | readonly UndoAction[] | null,
+    undo: U | readonly U[] | null,
     act: () => Promise<T>,
     result: (value: T) => Json = () => null,
   ): Promise<T> {

@@ -28,6 +28,8 @@ import {
   parseSnapshotPlan,
   remove as removeSnapshot,
 } from '../storage/index.js';
+import { assertDisksFree } from '../volumes/attachments.js';
+import { VolumeSwitcher } from '../volumes/switch.js';
 import { ensureIsolationBridge, refuseProductionBridge } from './bridge.js';
 import { CloneError } from './errors.js';
 import { type CrashPoints, JournaledOperation, type UndoAction } from './journal.js';
@@ -303,6 +305,7 @@ export class CloneLifecycle {
       return op?.status === 'running' ? [op] : [];
     });
     for (const stale of [...this.store.staleOperations(), ...again]) {
+      if (stale.kind === 'switch-volume') continue; // VolumeSwitcher.recover's
       let op: OperationRecord;
       try {
         op = this.store.adoptOperation(stale.id);
@@ -435,6 +438,9 @@ export class CloneLifecycle {
     ) {
       await ensureIsolationBridge(lockdown.isolationBridge, lockdown.clonePrefix);
     }
+    // vmclone refuses a second writer before Xen would (its check misses qdisk and same-UUID domains).
+    const configFile = this.cloneConfigFile(meta.cloneName);
+    await assertDisksFree(await this.xs(), readFileSync(configFile, 'utf8'), configFile);
     const domid = await op.step(
       bootStep,
       { name: meta.cloneName, uuid: meta.cloneUuid, config: this.cloneConfigFile(meta.cloneName) },
@@ -1104,6 +1110,9 @@ export class CloneLifecycle {
           }),
         );
         await op.step('unpublish', { vm }, null, async () => unpublishVm(await this.xs(), vm));
+        await op.step('return-volumes', { vm }, null, () =>
+          new VolumeSwitcher(this.o).returnToOriginal(vm),
+        );
         for (const s of c.snapshots) {
           const plan = parseSnapshotPlan(s);
           await op.step(`remove-snapshot:${plan.vdev}`, { dest: plan.dest }, null, () =>

@@ -35,7 +35,7 @@ export interface ClassifiedDisk {
   readonly text: string;
   /**
    * snapshot: the clone gets its own copy; share: a shared volume (config
-   * `shared_volumes`), the clone uses the original's; keep: read-only media
+   * `shared_volumes`), never copied, one holder at a time; keep: read-only media
    * (cdroms, `access=ro`), used as is.
    */
   readonly action: DiskAction;
@@ -142,7 +142,8 @@ export interface ClonePlan {
   readonly kind: CloneKind;
   /** The clone's xl config file text. */
   readonly configText: string;
-  readonly disks: readonly (ClassifiedDisk & { readonly cloneSpec: string })[];
+  /** cloneSpec null: a shared volume the clone's config leaves out (shared_volume_mode detached). */
+  readonly disks: readonly (ClassifiedDisk & { readonly cloneSpec: string | null })[];
   readonly cloneVifs: readonly CloneVif[];
   readonly originalVifs: readonly OriginalVif[];
   readonly cloneVifMask: string;
@@ -341,10 +342,15 @@ export function planClone(input: ClonePlanInput): ClonePlan {
   cfg.set('name', input.cloneName);
   cfg.set('uuid', cloneUuid);
 
-  // Disks: snapshots replace the writable ones, shared and read-only ones stay.
+  // Disks: snapshots replace the writable ones, read-only ones stay. A shared
+  // volume is the original's (src/core/volumes): left out, or read-only.
   const classified = classifyDisks(original, config);
   const byVdev = new Map(input.snapshots.map((s) => [s.vdev, s]));
   const disks = classified.map((d) => {
+    if (d.action === 'share') {
+      const ro = config.shared_volume_mode === 'ro';
+      return { ...d, cloneSpec: ro ? printDisk({ ...d.spec, access: 'ro' }) : null };
+    }
     if (d.action !== 'snapshot') return { ...d, cloneSpec: d.text };
     const snap = byVdev.get(d.spec.vdev!);
     if (snap === undefined) {
@@ -363,7 +369,7 @@ export function planClone(input: ClonePlanInput): ClonePlan {
   if (disks.length > 0)
     cfg.set(
       'disk',
-      disks.map((d) => d.cloneSpec),
+      disks.flatMap((d) => (d.cloneSpec === null ? [] : [d.cloneSpec])),
     );
 
   // Vifs: every one named with the clone prefix; masked ones on the isolation bridge.

@@ -37,7 +37,7 @@ export interface VmPublication {
 }
 
 /** What publishVm and the net monitor need from a client (XsClient has it). */
-export type PublishClient = Pick<XsClient, 'transaction' | 'tryRead' | 'watch'>;
+export type PublishClient = Pick<XsClient, 'transaction' | 'tryRead' | 'watch' | 'directory'>;
 
 async function rmIfPresent(tx: XsOps, path: string): Promise<void> {
   try {

@@ -16,6 +16,10 @@ export const CLONE_KINDS = ['offline', 'online', 'memory'] as const;
 export type CloneKind = (typeof CLONE_KINDS)[number];
 
 export const MAC_POLICIES = ['keep', 'regenerate'] as const;
+
+/** How a clone's config carries the VM's shared volumes (src/core/volumes). */
+export const SHARED_VOLUME_MODES = ['detached', 'ro'] as const;
+export type SharedVolumeMode = (typeof SHARED_VOLUME_MODES)[number];
 export type MacPolicy = (typeof MAC_POLICIES)[number];
 
 export const STORAGE_BACKENDS = [
@@ -77,6 +81,7 @@ export interface ZyncloneConfig {
   storage_volume_group: string;
   save_image_dir: string;
   shared_volumes: string[];
+  shared_volume_mode: SharedVolumeMode;
   console_enabled: boolean;
   console_listen: string;
   console_port: number;
@@ -242,6 +247,14 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
     description:
       'Volumes shared between the original and its clone instead of being cloned: each item is ' +
       'a virtual device name (e.g. "xvdb") or an xl disk spec.',
+  },
+  shared_volume_mode: {
+    type: 'enum',
+    values: SHARED_VOLUME_MODES,
+    default: 'detached',
+    description:
+      'How the clone\'s config carries the shared volumes: "detached" (left out; one holder at a ' +
+      'time, moved by vmclone switch-volume) or "ro" (read-only; the original stays the only writer).',
   },
   console_enabled: {
     type: 'boolean',
