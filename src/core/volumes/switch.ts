@@ -1,15 +1,4 @@
-/**
- * Shared volumes (issue 14): a shared volume is never copied and has exactly
- * one holder, the original or its clone; only the holder's domain may have it
- * attached. `switchVolume` moves it: detach from the holder without force
- * (the guest must let go), wait until XenStore shows the device closed,
- * attach to the other side (or record it in the clone's config for its next
- * start), record the new holder. Every step is journaled with its undo before
- * it acts; a failure, or recovery after a crash at any step, rolls back in
- * reverse, so the volume is attached to one domain or to none, never to two.
- */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import {
   type DiskSpec,
   XlConfig,
@@ -21,6 +10,17 @@ import {
 } from '../../xen/index.js';
 import { CloneError } from '../clones/errors.js';
 import { type CrashPoints, JournaledOperation } from '../clones/journal.js';
+/**
+ * Shared volumes (issue 14): a shared volume is never copied and has exactly
+ * one holder, the original or its clone; only the holder's domain may have it
+ * attached. `switchVolume` moves it: detach from the holder without force
+ * (the guest must let go), wait until XenStore shows the device closed,
+ * attach to the other side (or record it in the clone's config for its next
+ * start), record the new holder. Every step is journaled with its undo before
+ * it acts; a failure, or recovery after a crash at any step, rolls back in
+ * reverse, so the volume is attached to one domain or to none, never to two.
+ */
+import { cloneConfigFile, readCloneMeta } from '../clones/meta.js';
 import { classifyDisks, parseOriginalConfig } from '../clones/plan.js';
 import { effectiveConfig } from '../config/config.js';
 import { writeFileAtomic } from '../config/index.js';
@@ -181,28 +181,17 @@ export class VolumeSwitcher {
 
   // ---- what is shared --------------------------------------------------------
 
-  private cloneFile(cloneName: string, ext: 'cfg' | 'json'): string {
-    return join(this.o.paths.stateDir, 'clones', `${cloneName}.${ext}`);
-  }
-
   /** The original's xl config: the one the clone was made from, else the usual places. */
   private originalConfigFile(vm: string, clone: CloneRecord | undefined): string | undefined {
     if (clone !== undefined) {
       try {
-        const meta = JSON.parse(readFileSync(this.cloneFile(clone.cloneName, 'json'), 'utf8')) as {
-          originalConfigFile?: unknown;
-        };
-        if (typeof meta.originalConfigFile === 'string' && existsSync(meta.originalConfigFile)) {
-          return meta.originalConfigFile;
-        }
+        const { originalConfigFile } = readCloneMeta(this.o.paths, clone.cloneName);
+        if (existsSync(originalConfigFile)) return originalConfigFile;
       } catch {
         // Fall back to the usual places.
       }
     }
-    const etc = this.o.paths.resolve('/etc/xen');
-    return [join(etc, `${vm}.cfg`), join(etc, vm), join(etc, 'auto', `${vm}.cfg`)].find((f) =>
-      existsSync(f),
-    );
+    return this.o.paths.xlConfigCandidates(vm).find((f) => existsSync(f));
   }
 
   /** The VM's shared volumes (config `shared_volumes` matched against its xl config). */
@@ -517,7 +506,7 @@ export class VolumeSwitcher {
     }
     // The clone's config carries the volume exactly while the clone holds it,
     // so its next start attaches it, and a non-holder's start never does.
-    const cfgFile = this.cloneFile(clone.cloneName, 'cfg');
+    const cfgFile = cloneConfigFile(this.o.paths, clone.cloneName);
     const before = readFileSync(cfgFile, 'utf8');
     const after = withSharedDisk(before, volume, to === 'clone');
     if (after !== before) {
