@@ -1,6 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Each sets up what it
 # needs first (idempotent), so both work on a fresh Debian 12 machine as root.
-.PHONY: setup build demo test test-xen bench lint clean
+.PHONY: setup build demo test test-xen bench lint clean deb test-deb
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,14 @@ test: build lint
 
 test-xen: build
 	@bash xen-lane/run.sh
+
+# The Debian package (dist/zynclone_<version>_amd64.deb) and its install test
+# in a clean Debian 12 root; see docs/packaging.md.
+deb: setup
+	@bash scripts/build-deb.sh
+
+test-deb: deb
+	@bash scripts/test-deb.sh
 
 bench: build
 	@node dist/bench/run.js
