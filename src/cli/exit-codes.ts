@@ -41,6 +41,9 @@ const BY_CODE: Record<string, ExitCode> = {
   VIF_MASK_INVALID: EXIT.CONFIG,
   VM_NAME_INVALID: EXIT.CONFIG,
   LOCKDOWN_TIMEOUT: EXIT.LOCKDOWN_TIMEOUT,
+  UPGRADE_TOO_NEW: EXIT.REFUSED,
+  STATE_SCHEMA_TOO_NEW: EXIT.REFUSED,
+  UPGRADE_LEGACY_INVALID: EXIT.CONFIG,
 };
 
 /** The exit status for an error, from its stable `code`. */
@@ -55,6 +58,7 @@ export const EXIT_CODES_HELP = `Exit status:
   2  usage error
   3  busy: another operation runs on this VM
   4  not found: no such VM or clone
-  5  refused: clone exists, wrong state, or this kind of clone is not allowed
+  5  refused: clone exists, wrong state, this kind of clone is not allowed,
+     or (upgrade) the host holds data of a newer release
   6  invalid configuration
   7  the network monitor did not acknowledge the lockdown in time`;
