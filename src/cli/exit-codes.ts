@@ -44,6 +44,7 @@ const BY_CODE: Record<string, ExitCode> = {
   UPGRADE_TOO_NEW: EXIT.REFUSED,
   STATE_SCHEMA_TOO_NEW: EXIT.REFUSED,
   UPGRADE_LEGACY_INVALID: EXIT.CONFIG,
+  LOGS_USAGE: EXIT.USAGE,
 };
 
 /** The exit status for an error, from its stable `code`. */

@@ -27,6 +27,7 @@ import { type UpgradeReport, upgrade } from '../core/upgrade/index.js';
 import { XlDriver } from '../xen/index.js';
 import { XsClient, defaultSocketPath } from '../xenstore/index.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
+import { logsCommand, relay } from './logs.js';
 import { createProgress, formatMs } from './progress.js';
 import { packageVersion } from './version.js';
 
@@ -462,6 +463,30 @@ export function buildProgram(
         if (o.json) printJson(io, { healthy, findings });
         else io.stdout.write(formatFindings(findings, healthy));
         return healthy ? EXIT.OK : EXIT.FAILURE;
+      }, true),
+    );
+
+  program
+    .command('logs')
+    .description(
+      "a daemon's log (net-monitor, clone-monitor, ...; none: all): the systemd journal, or a log file",
+    )
+    .argument('[daemon]', 'the daemon, as in its unit name zynclone-<daemon>.service')
+    .option('-n, --lines <n>', 'how many recent lines', (v) => Number(v), 100)
+    .option('-f, --follow', 'keep printing new lines')
+    .option('--file <path>', 'read this log file instead of the journal')
+    .action((daemon: string | undefined, o: { lines: number; follow?: boolean; file?: string }) =>
+      run(async (s) => {
+        const argv = logsCommand(
+          daemon,
+          {
+            lines: o.lines,
+            follow: o.follow ?? false,
+            ...(o.file === undefined ? {} : { file: o.file }),
+          },
+          s.paths,
+        );
+        return (await relay(argv, io)) === 0 ? EXIT.OK : EXIT.FAILURE;
       }, true),
     );
 
