@@ -97,8 +97,11 @@ for cmd in vmclone zynclone; do
   cat >"$stage/usr/bin/$cmd" <<EOF
 #!/bin/sh
 # $cmd from the zynclone package: its own Node.js runs the bundled program.
+# V8's compile cache (filled by root's runs; others just run without it)
+# halves the start-up of a bundle this size.
+NODE_COMPILE_CACHE=\${NODE_COMPILE_CACHE:-/var/cache/zynclone}
 ZYNCLONE_SIM_ENTRY=\${ZYNCLONE_SIM_ENTRY:-/usr/lib/zynclone/lib/sim.mjs}
-export ZYNCLONE_SIM_ENTRY
+export NODE_COMPILE_CACHE ZYNCLONE_SIM_ENTRY
 exec /usr/lib/zynclone/node/bin/node /usr/lib/zynclone/lib/$cmd.mjs "\$@"
 EOF
   chmod 755 "$stage/usr/bin/$cmd"
