@@ -1,6 +1,11 @@
 # The README's two commands: `make demo` and `make test`. Each sets up what it
 # needs first (idempotent), so both work on a fresh Debian 12 machine as root.
-.PHONY: setup build demo test test-xen bench lint clean deb test-deb
+# Every target runs on ZynClone's own Node.js 24, which setup installs into
+# .toolchain/node (see scripts/toolchain.sh), never on the machine's node.
+export PATH := $(CURDIR)/.toolchain/node/bin:$(PATH)
+SHELL := /bin/bash
+
+.PHONY: setup build demo test test-fresh test-xen bench lint clean deb test-deb
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +22,10 @@ lint: setup
 
 test: build lint
 	@npm test
+
+# `make test` and `make demo` in a fresh Debian 12 root, as a new user would.
+test-fresh:
+	@bash scripts/test-fresh.sh
 
 test-xen: build
 	@bash xen-lane/run.sh

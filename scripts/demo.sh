@@ -4,6 +4,7 @@
 # and the demo VMs running (the monitors it started are stopped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 root=${ZYNCLONE_DEMO_ROOT:-/tmp/zynclone-demo}
 zynclone() { node dist/src/bin/zynclone.js "$@"; }

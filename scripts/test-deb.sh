@@ -5,6 +5,7 @@
 # Needs root and the host's Debian mirror. See docs/packaging.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
 version=$(node -p 'require("./package.json").version')
 deb="dist/zynclone_${version}_amd64.deb"
 [ -f "$deb" ] || {

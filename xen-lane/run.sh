@@ -12,6 +12,7 @@ set -euo pipefail
 lane_start=$(date +%s)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+source scripts/toolchain.sh
 cache=${ZC_XEN_CACHE:-$repo/.cache/xen-lane}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
@@ -110,32 +111,20 @@ runNetMonitor(process.argv.slice(2)).then(
   },
 );
 EOF
-# better-sqlite3 is a native addon: esbuild cannot bundle its .node file, so
-# it stays an import resolved from node_modules beside the bundle (dom0:
-# /lane/node_modules, copied below; host: a link to the repository's).
+# Self-contained bundles: the state store uses Node's built-in node:sqlite,
+# so no native addon has to travel into dom0.
 version=$(node -p 'require("./package.json").version')
-esb=(node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node20 --log-level=warning
-  "--banner:js=$banner" --external:better-sqlite3 "--define:ZYNCLONE_VERSION=\"$version\"")
+esb=(node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node24 --log-level=warning
+  "--banner:js=$banner" "--define:ZYNCLONE_VERSION=\"$version\"")
 "${esb[@]}" "$gen/dom0-entry.ts" --outfile="$gen/dom0-runner.mjs"
 "${esb[@]}" "$gen/net-monitor-entry.ts" --outfile="$gen/net-monitor.mjs"
 "${esb[@]}" "$gen/host-entry.ts" --outfile="$gen/host-harness.mjs"
-ln -sfn "$repo/node_modules" "$gen/node_modules"
 
 layer="$gen/layer"
 mkdir -p "$layer/lane"
 cp "$repo/xen-lane/images/dom0-init" "$layer/init"
 chmod 755 "$layer/init"
 cp "$gen/dom0-runner.mjs" "$gen/net-monitor.mjs" "$layer/lane/"
-# dom0's node is the host's binary (same ABI), so the host's build of the
-# addon loads there; only what require('better-sqlite3') touches is copied.
-nm="$layer/lane/node_modules"
-mkdir -p "$nm/better-sqlite3/build/Release"
-cp -r node_modules/better-sqlite3/package.json node_modules/better-sqlite3/lib "$nm/better-sqlite3/"
-cp node_modules/better-sqlite3/build/Release/better_sqlite3.node "$nm/better-sqlite3/build/Release/"
-for dep in bindings file-uri-to-path; do
-  mkdir -p "$nm/$dep"
-  cp "node_modules/$dep/package.json" "node_modules/$dep"/*.js "$nm/$dep/"
-done
 (cd "$layer" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$gen/lane.cpio"
 # Linux unpacks concatenated cpio archives in order, so the cached layers are
 # reused byte for byte and only the small lane layer changes between runs.

@@ -63,7 +63,7 @@ describe.skipIf(!simAvailable)('xl driver contract against the simulator', () =>
       bundle: true,
       platform: 'node',
       format: 'esm',
-      target: 'node20',
+      target: 'node24',
       outfile: bundle,
       logLevel: 'silent',
     });

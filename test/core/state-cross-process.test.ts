@@ -3,13 +3,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type StateStore, openStateStore } from '../../src/core/state/index.js';
 
-const REPO = resolve(__dirname, '../..');
 let dir: string;
 let childJs: string;
 const children: ChildProcess[] = [];
@@ -23,9 +22,8 @@ beforeAll(async () => {
     outfile: childJs,
     bundle: true,
     platform: 'node',
-    target: 'node20',
+    target: 'node24',
     format: 'cjs',
-    external: ['better-sqlite3'],
     logLevel: 'silent',
   });
 });
@@ -46,8 +44,6 @@ interface Child {
 
 function startChild(db: string, vm: string, kind: string): Child {
   const proc = spawn(process.execPath, [childJs, db, vm, kind], {
-    // The bundle sits in a temp dir; let it find the project's better-sqlite3.
-    env: { ...process.env, NODE_PATH: join(REPO, 'node_modules') },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   children.push(proc);

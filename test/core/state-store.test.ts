@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { zynclonePaths } from '../../src/core/paths.js';
 import {
@@ -60,13 +60,13 @@ describe('state store: schema', () => {
     const s = open();
     expect(s.file).toBe(join(root, 'var/lib/zynclone/state.db'));
     expect(s.schemaVersion).toBe(SCHEMA_VERSION);
-    const db = new Database(s.file, { readonly: true });
+    const db = new DatabaseSync(s.file, { readOnly: true });
     try {
-      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
       const tables = db
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .pluck()
-        .all();
+        .all()
+        .map((row) => row.name);
       expect(tables).toEqual(
         expect.arrayContaining(['audit', 'clones', 'operation_steps', 'operations']),
       );
@@ -85,8 +85,8 @@ describe('state store: schema', () => {
   it('refuses a database written by a newer version', () => {
     const s = open();
     s.close();
-    const db = new Database(s.file);
-    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    const db = new DatabaseSync(s.file);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
     expect(stateError(() => open()).code).toBe('STATE_SCHEMA_TOO_NEW');
   });
@@ -248,7 +248,7 @@ describe('state store: operations', () => {
 
   it('reports STATE_LOCKED when another connection holds the write lock past busy_timeout', () => {
     const s = open();
-    const blocker = new Database(s.file);
+    const blocker = new DatabaseSync(s.file);
     try {
       blocker.exec('BEGIN IMMEDIATE');
       const impatient = openStateStore({ file: s.file, busyTimeoutMs: 20 });

@@ -12,8 +12,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { PassThrough } from 'node:stream';
-import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runVmclone } from '../../src/cli/vmclone.js';
 import {
@@ -56,7 +56,7 @@ afterEach(async () => {
 
 function loadState(version: number): void {
   mkdirSync(paths.stateDir, { recursive: true });
-  const db = new Database(paths.stateDb);
+  const db = new DatabaseSync(paths.stateDb);
   db.exec(readFileSync(fixture(`state-v${version}.sql`), 'utf8'));
   db.close();
 }
@@ -165,8 +165,8 @@ describe('refuses what a newer release wrote, before changing anything', () => {
   it('a state database of a newer schema', async () => {
     await loadTree(1);
     loadState(1);
-    const db = new Database(paths.stateDb);
-    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    const db = new DatabaseSync(paths.stateDb);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
     expect((await refused()).message).toMatch(
       new RegExp(

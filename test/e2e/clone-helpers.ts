@@ -239,11 +239,10 @@ export class CloneHost {
         bundle: true,
         platform: 'node',
         format: 'esm',
-        target: 'node20',
+        target: 'node24',
         outfile: simEntry,
         logLevel: 'error',
       });
-      // Inside the repository so that the native better-sqlite3 resolves from node_modules.
       const cache = join(repo, 'node_modules/.cache/zynclone-e2e');
       mkdirSync(cache, { recursive: true });
       vmcloneEntry = join(cache, `vmclone-${process.pid}-${Date.now()}.mjs`);
@@ -252,9 +251,8 @@ export class CloneHost {
         bundle: true,
         platform: 'node',
         format: 'esm',
-        target: 'node20',
+        target: 'node24',
         outfile: vmcloneEntry,
-        external: ['better-sqlite3'],
         banner: { js: REQUIRE_BANNER },
         logLevel: 'error',
       });
@@ -277,7 +275,7 @@ export class CloneHost {
         bundle: true,
         platform: 'node',
         format: 'esm',
-        target: 'node20',
+        target: 'node24',
         outfile: nmEntry,
         banner: { js: REQUIRE_BANNER },
         logLevel: 'silent',

@@ -38,7 +38,7 @@ export async function bundleSim(dir: string): Promise<string> {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node24',
     outfile,
     logLevel: 'error',
   });

@@ -158,11 +158,12 @@ make_cpio() {
   mv "$dest.tmp" "$dest"
 }
 
-node_bin=${ZC_XEN_NODE:-$(command -v node)}
-node_ver=$("$node_bin" --version)
+# dom0 runs ZynClone's own Node.js 24, the one scripts/setup.sh installs.
+node_bin=${ZC_XEN_NODE:-$here/../../.toolchain/node/bin/node}
+node_ver=$("$node_bin" --version 2>/dev/null) || die "no Node.js at $node_bin; run scripts/setup.sh (make setup)"
 case "$node_ver" in
-  v2[0-9].*) ;;
-  *) die "the host's node is $node_ver; the lane needs Node 20 or newer" ;;
+  v24.*) ;;
+  *) die "$node_bin is Node.js $node_ver; the lane needs ZynClone's Node.js 24" ;;
 esac
 
 base_key=$( {

@@ -2,19 +2,17 @@
  * What `vmclone upgrade` needs of the state database besides the store:
  * its schema version without migrating it, and a consistent copy.
  */
-import Database from 'better-sqlite3';
+import { DatabaseSync } from 'node:sqlite';
 import { StateError } from './errors.js';
 
-function openReadonly(file: string): Database.Database {
+function openReadonly(file: string): DatabaseSync {
   try {
-    return new Database(file, { readonly: true, fileMustExist: true });
+    return new DatabaseSync(file, { readOnly: true });
   } catch (err) {
     throw new StateError(
       'STATE_OPEN',
       `cannot open state database ${file}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
+      { cause: err },
     );
   }
 }
@@ -23,7 +21,9 @@ function openReadonly(file: string): Database.Database {
 export function readSchemaVersion(file: string): number {
   const db = openReadonly(file);
   try {
-    return Number(db.pragma('user_version', { simple: true }));
+    return Number(
+      (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version,
+    );
   } finally {
     db.close();
   }

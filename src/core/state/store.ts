@@ -6,9 +6,13 @@
  * checks-then-acts runs in a BEGIN IMMEDIATE transaction (one writer at a
  * time; others wait up to busy_timeout), and a partial unique index refuses a
  * second running operation per VM even if that discipline were broken.
+ *
+ * SQLite is Node's own (node:sqlite, stable without warnings on Node 24): no
+ * native addon to build, so nothing to break on a fresh machine or to ship
+ * per Node ABI into dom0 (see docs/configuration.md, State store).
  */
 import { mkdirSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import { DatabaseSync } from 'node:sqlite';
 import { CLONE_KINDS } from '../config/schema.js';
 import { type ZynclonePaths, vmNameProblem, zynclonePaths } from '../paths.js';
 import { BusyError, StateError } from './errors.js';
@@ -117,15 +121,15 @@ function cloneFromRow(r: Row): CloneRecord {
  * answers a concurrent switch (two processes opening a new database) with
  * SQLITE_BUSY without calling the busy handler, so it is retried here.
  */
-function enableWal(db: Database.Database, timeoutMs: number): void {
+function enableWal(db: DatabaseSync, timeoutMs: number): void {
   const deadline = Date.now() + timeoutMs;
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
     try {
-      db.pragma('journal_mode = WAL');
+      db.exec('PRAGMA journal_mode = WAL');
       return;
     } catch (err) {
-      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw err;
+      if (!isBusy(err) || Date.now() > deadline) throw err;
       Atomics.wait(pause, 0, 0, 5);
     }
   }
@@ -168,15 +172,16 @@ function auditFromRow(r: Row): AuditEntry {
   };
 }
 
-function isSqliteCode(err: unknown, prefix: string): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith(prefix);
+/** SQLITE_BUSY, also in its extended forms: node:sqlite reports the result code as `errcode`. */
+function isBusy(err: unknown): boolean {
+  const errcode = (err as { errcode?: unknown }).errcode;
+  return typeof errcode === 'number' && (errcode & 0xff) === 5;
 }
 
 export class StateStore {
   readonly file: string;
   readonly owner: OperationOwner;
-  readonly #db: Database.Database;
+  readonly #db: DatabaseSync;
   readonly #now: () => number;
 
   constructor(options: StateStoreOptions = {}) {
@@ -186,7 +191,7 @@ export class StateStore {
     this.#now = options.now ?? Date.now;
     try {
       if (paths !== undefined) mkdirSync(paths.stateDir, { recursive: true, mode: 0o750 });
-      this.#db = new Database(this.file, {
+      this.#db = new DatabaseSync(this.file, {
         timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
       });
     } catch (err) {
@@ -201,8 +206,8 @@ export class StateStore {
     try {
       enableWal(this.#db, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
       // The journal exists to survive crashes; do not trade its last commits for speed.
-      this.#db.pragma('synchronous = FULL');
-      this.#db.pragma('foreign_keys = ON');
+      this.#db.exec('PRAGMA synchronous = FULL');
+      this.#db.exec('PRAGMA foreign_keys = ON');
       this.#migrate();
     } catch (err) {
       this.#db.close();
@@ -218,11 +223,11 @@ export class StateStore {
   }
 
   close(): void {
-    if (this.#db.open) this.#db.close();
+    if (this.#db.isOpen) this.#db.close();
   }
 
   get schemaVersion(): number {
-    return Number(this.#db.pragma('user_version', { simple: true }));
+    return Number((this.#db.prepare('PRAGMA user_version').get() as Row).user_version);
   }
 
   #migrate(): void {
@@ -238,7 +243,7 @@ export class StateStore {
       }
       for (let v = version; v < SCHEMA_VERSION; v++) {
         this.#db.exec(MIGRATIONS[v]!);
-        this.#db.pragma(`user_version = ${v + 1}`);
+        this.#db.exec(`PRAGMA user_version = ${v + 1}`);
       }
     });
   }
@@ -246,9 +251,19 @@ export class StateStore {
   /** Runs `fn` in a BEGIN IMMEDIATE transaction: the write lock is taken before any read. */
   #write<T>(fn: () => T): T {
     try {
-      return this.#db.transaction(fn).immediate();
+      this.#db.exec('BEGIN IMMEDIATE');
+      let result: T;
+      try {
+        result = fn();
+      } catch (err) {
+        // Some errors (SQLITE_FULL, SQLITE_IOERR) have rolled back already.
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw err;
+      }
+      this.#db.exec('COMMIT');
+      return result;
     } catch (err) {
-      if (isSqliteCode(err, 'SQLITE_BUSY')) {
+      if (isBusy(err)) {
         throw new StateError(
           'STATE_LOCKED',
           `state database ${this.file} stayed locked by another process`,
@@ -358,7 +373,7 @@ export class StateStore {
   /** Forgets the clone of `vm`; false if there was none. */
   deleteClone(vm: string): boolean {
     return this.#write(
-      () => this.#db.prepare('DELETE FROM clones WHERE vm = ?').run(vm).changes > 0,
+      () => Number(this.#db.prepare('DELETE FROM clones WHERE vm = ?').run(vm).changes) > 0,
     );
   }
 

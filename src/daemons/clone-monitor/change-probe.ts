@@ -5,22 +5,28 @@
 // size, mtime and inode: `vmclone config set` renames a new file into place.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { DatabaseSync } from 'node:sqlite';
+import { pathToFileURL } from 'node:url';
 import type { ZynclonePaths } from '../../core/paths.js';
 
 export class ChangeProbe {
-  private readonly db: Database.Database;
+  private readonly db: DatabaseSync;
   private lastData: number;
   private lastConfig: string;
 
   constructor(private readonly paths: ZynclonePaths) {
-    this.db = new Database(paths.stateDb, { fileMustExist: true });
+    // mode=rw: the store creates the database; the probe never does.
+    const url = pathToFileURL(paths.stateDb);
+    url.searchParams.set('mode', 'rw');
+    this.db = new DatabaseSync(url);
     this.lastData = this.dataVersion();
     this.lastConfig = this.configFingerprint();
   }
 
   private dataVersion(): number {
-    return Number(this.db.pragma('data_version', { simple: true }));
+    return Number(
+      (this.db.prepare('PRAGMA data_version').get() as { data_version: unknown }).data_version,
+    );
   }
 
   private configFingerprint(): string {
@@ -54,6 +60,6 @@ export class ChangeProbe {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (this.db.isOpen) this.db.close();
   }
 }

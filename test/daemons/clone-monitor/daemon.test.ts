@@ -25,7 +25,6 @@ describe('zynclone clone-monitor process', () => {
   beforeAll(async () => {
     host = await SimHost.create('zc-clonemon-d-');
     await host.makeCloneOfWeb();
-    // Inside the repository so that the native better-sqlite3 resolves from node_modules.
     const cache = join(repo, 'node_modules/.cache/zynclone-clone-monitor');
     mkdirSync(cache, { recursive: true });
     entry = join(cache, `clone-monitor-${process.pid}.mjs`);
@@ -40,9 +39,8 @@ describe('zynclone clone-monitor process', () => {
       bundle: true,
       platform: 'node',
       format: 'esm',
-      target: 'node20',
+      target: 'node24',
       outfile: entry,
-      external: ['better-sqlite3'],
       banner: { js: REQUIRE_BANNER },
       logLevel: 'error',
     });

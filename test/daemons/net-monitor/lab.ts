@@ -114,6 +114,16 @@ export class Lab {
   }
 
   /** True if `count` pings from `ns` to `ip` all get an answer. */
+  /**
+   * Whether `ip` answers, asked up to three times: a loaded machine (slow
+   * ARP, slow scheduling) must not make a reachable host look dark. For
+   * "must stay dark" checks use `ping`, which asks once.
+   */
+  async reaches(ns: string, ip: string): Promise<boolean> {
+    for (let attempt = 0; attempt < 3; attempt++) if (await this.ping(ns, ip)) return true;
+    return false;
+  }
+
   async ping(ns: string, ip: string, count = 2): Promise<boolean> {
     const r = await this.exec(ns, 'ping', [
       '-n',

@@ -112,7 +112,7 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
       bundle: true,
       platform: 'node',
       format: 'esm',
-      target: 'node20',
+      target: 'node24',
       outfile: entry,
       logLevel: 'error',
     });
@@ -144,7 +144,7 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
 
   it('keeps a same-IP, same-MAC clone invisible while the original answers', async () => {
     await clonePingsClient();
-    expect(await lab.ping(lab.ns('client'), IP_ORIG, 3)).toBe(true);
+    expect(await lab.reaches(lab.ns('client'), IP_ORIG)).toBe(true);
     // -b: every probe is a broadcast, so a second answerer on the segment would reply to each.
     const arping = await lab.exec(lab.ns('client'), 'arping', [
       '-b',
@@ -175,7 +175,7 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
       allowedCloneVifs: ['zcv9.1'],
       droppedOriginalVifs: [],
     });
-    expect(await lab.ping(lab.netdd, IP_CLONE_NIC1)).toBe(true);
+    expect(await lab.reaches(lab.netdd, IP_CLONE_NIC1)).toBe(true);
     // The other vif stays dark.
     await clonePingsClient();
 
@@ -193,7 +193,7 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
 
     gen = await fx.publish('web', web({ state: 'inactive', originalVifs: masked }));
     expect((await fx.waitAck('web', gen)).droppedOriginalVifs).toEqual([]);
-    expect(await lab.ping(lab.ns('client'), IP_ORIG)).toBe(true);
+    expect(await lab.reaches(lab.ns('client'), IP_ORIG)).toBe(true);
 
     gen = await fx.publish('web', web({ state: 'active', originalVifs: masked }));
     await fx.waitAck('web', gen);
@@ -203,7 +203,7 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
     await fx.remove('web');
     await fx.waitGone(`${NET_ROOT}/ack/web`);
     expect(await fx.xs.tryRead(`${NET_ROOT}/applied/web`)).toBeUndefined();
-    expect(await lab.ping(lab.ns('client'), IP_ORIG)).toBe(true);
+    expect(await lab.reaches(lab.ns('client'), IP_ORIG)).toBe(true);
   });
 
   it('covers a clone vif on no bridge, with an address in the network domain', async () => {
@@ -224,8 +224,8 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
       originalVifs: {},
     };
     await fx.waitAck('solo', await fx.publish('solo', spec));
-    expect(await lab.ping(lab.netdd, '10.99.2.2')).toBe(true);
-    expect(await lab.ping(lab.ns('clone3'), '10.99.2.1')).toBe(true);
+    expect(await lab.reaches(lab.netdd, '10.99.2.2')).toBe(true);
+    expect(await lab.reaches(lab.ns('clone3'), '10.99.2.1')).toBe(true);
 
     await fx.remove('solo');
     await fx.waitGone(`${NET_ROOT}/ack/solo`);
@@ -254,14 +254,14 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
       }),
     );
     await fx.waitAck('web', gen);
-    expect(await lab.ping(lab.netdd, IP_CLONE_NIC1)).toBe(true);
+    expect(await lab.reaches(lab.netdd, IP_CLONE_NIC1)).toBe(true);
     expect(await fx.xs.read('/tool/zynclone/daemons/net-monitor/pid')).toBe(String(child.pid));
 
     const dead = new Promise((r) => child!.once('exit', r));
     child.kill('SIGKILL');
     await dead;
     // The table outlives its monitor: the allowed vif stays allowed, the rest dark.
-    expect(await lab.ping(lab.netdd, IP_CLONE_NIC1)).toBe(true);
+    expect(await lab.reaches(lab.netdd, IP_CLONE_NIC1)).toBe(true);
     const sets = await must('ip', [
       'netns',
       'exec',
@@ -295,14 +295,14 @@ describe.skipIf(unavailable !== undefined)('net monitor with real packets', () =
     child = startChild();
     expect((await fx.waitAck('db', dbGen)).allowedCloneVifs).toEqual(['zcv11.0']);
     expect((await fx.waitAck('web', gen)).allowedCloneVifs).toEqual([]);
-    expect(await lab.ping(lab.ns('client'), IP_CLONE2)).toBe(true);
+    expect(await lab.reaches(lab.ns('client'), IP_CLONE2)).toBe(true);
     expect(await lab.ping(lab.netdd, IP_CLONE_NIC1, 1)).toBe(false);
 
     const stopped = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await stopped).toBe(0);
     // A clean stop keeps the table too.
-    expect(await lab.ping(lab.ns('client'), IP_CLONE2)).toBe(true);
+    expect(await lab.reaches(lab.ns('client'), IP_CLONE2)).toBe(true);
     const lines = logs
       .join('')
       .split('\n')
