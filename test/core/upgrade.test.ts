@@ -18,13 +18,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runVmclone } from '../../src/cli/vmclone.js';
 import {
   CONFIG_FORMAT_VERSION,
+  GENERATED_MARK,
   effectiveConfig,
   readGuestCfg,
 } from '../../src/core/config/index.js';
 import { type ZynclonePaths, zynclonePaths } from '../../src/core/paths.js';
 import { SCHEMA_VERSION, openStateStore, readSchemaVersion } from '../../src/core/state/index.js';
 import {
-  GENERATED_MARK,
   LAYOUT_VERSION_PATH,
   UpgradeError,
   XENSTORE_LAYOUT_VERSION,
