@@ -18,6 +18,7 @@ import type { Finding } from '../core/health/index.js';
 import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import type { StateStore } from '../core/state/index.js';
 import type { CloneRecord } from '../core/state/types.js';
+import type { UpgradeReport } from '../core/upgrade/index.js';
 import type { SwitchResult, VolumeHolding, VolumeSwitcher } from '../core/volumes/index.js';
 import type { XsClient } from '../xenstore/index.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
@@ -701,6 +702,70 @@ export function buildProgram(
       }, true),
     );
 
+  program
+    .command('logs')
+    .description(
+      "a daemon's log (net-monitor, clone-monitor, ...; none: all): the systemd journal, or a log file",
+    )
+    .argument('[daemon]', 'the daemon, as in its unit name zynclone-<daemon>.service')
+    .option('-n, --lines <n>', 'how many recent lines', (v) => Number(v), 100)
+    .option('-f, --follow', 'keep printing new lines')
+    .option('--file <path>', 'read this log file instead of the journal')
+    .action((daemon: string | undefined, o: { lines: number; follow?: boolean; file?: string }) =>
+      run(async (s) => {
+        const { logsCommand, relay } = await import('./logs.js');
+        const argv = logsCommand(
+          daemon,
+          {
+            lines: o.lines,
+            follow: o.follow ?? false,
+            ...(o.file === undefined ? {} : { file: o.file }),
+          },
+          s.paths,
+        );
+        return (await relay(argv, io)) === 0 ? EXIT.OK : EXIT.FAILURE;
+      }, true),
+    );
+
+  program
+    .command('upgrade')
+    .description(
+      'migrate the state database, configuration files and XenStore tree to this release, after a backup',
+    )
+    .option('--dry-run', 'only show what would change')
+    .option('--json', 'print JSON')
+    .option('-q, --quiet', 'print nothing when there is nothing to do')
+    .action((o: { dryRun?: boolean; json?: boolean; quiet?: boolean }) =>
+      run(async (s) => {
+        const [{ upgrade }, { XsClient, defaultSocketPath }] = await Promise.all([
+          import('../core/upgrade/index.js'),
+          import('../xenstore/index.js'),
+        ]);
+        let xs: XsClient | undefined;
+        let xsProblem: string | undefined;
+        try {
+          xs = await XsClient.connect({
+            path: defaultSocketPath(io.env),
+            reconnect: false,
+            requestTimeoutMs: 5000,
+          });
+        } catch (err) {
+          xsProblem = `XenStore not reachable at ${defaultSocketPath(io.env)} (${(err as Error).message})`;
+        }
+        try {
+          const report = await upgrade(
+            { paths: s.paths, ...(xs ? { xs } : {}), ...(xsProblem ? { xsProblem } : {}) },
+            { dryRun: o.dryRun ?? false },
+          );
+          if (o.json) printJson(io, report);
+          else if (!o.quiet || report.backupDir) io.stdout.write(formatUpgrade(report));
+        } finally {
+          await xs?.close().catch(() => {});
+        }
+        return EXIT.OK;
+      }, true),
+    );
+
   return program;
 }
 
@@ -727,11 +792,29 @@ async function openBrowser(url: string, env: NodeJS.ProcessEnv): Promise<boolean
   return false;
 }
 
+function formatUpgrade(r: UpgradeReport): string {
+  const version = (v: number | null) => (v === null ? '-' : String(v));
+  const rows = r.parts.map((p) => [
+    p.part,
+    p.migrate ? `${version(p.from)} -> ${p.to}` : `${version(p.from)} (current: ${p.to})`,
+    p.found,
+  ]);
+  const pending = r.parts.filter((p) => p.migrate).length;
+  const verdict =
+    pending === 0
+      ? 'nothing to upgrade'
+      : r.dryRun
+        ? `${pending} part(s) would be migrated (dry run: nothing changed)`
+        : `${pending} part(s) migrated; backup in ${r.backupDir}`;
+  return `${table([['PART', 'VERSION', 'FOUND'], ...rows])}${verdict}\n`;
+}
+
 function formatFindings(findings: readonly Finding[], healthy: boolean): string {
   const lines = findings.map((f) => {
     const mark = f.ok ? 'ok  ' : f.severity === 'warning' ? 'WARN' : 'FAIL';
     const fix = !f.ok && f.fix ? `\n        fix: ${f.fix}` : '';
-    return `[${mark}] ${f.check}: ${f.message}${fix}`;
+    const docs = !f.ok && f.docs ? `\n        see: ${f.docs}` : '';
+    return `[${mark}] ${f.check}: ${f.message}${fix}${docs}`;
   });
   const verdict = healthy ? 'healthy' : `${findings.filter((f) => !f.ok).length} problem(s) found`;
   return `${lines.join('\n')}\n${verdict}\n`;

@@ -143,7 +143,11 @@ export const ERROR_CODES = {
   ),
 
   STATE_OPEN: fail('core', 'The state database cannot be opened or is not ours.'),
-  STATE_SCHEMA_TOO_NEW: fail('core', 'The state database was written by a newer ZynClone.'),
+  STATE_SCHEMA_TOO_NEW: as(
+    'core',
+    'REFUSED',
+    'The state database was written by a newer ZynClone.',
+  ),
   STATE_LOCKED: fail('core', 'Another process held the state database lock too long.'),
   STATE_INVALID: fail('core', 'A value handed to the state store is malformed.'),
   OPERATION_NOT_FOUND: fail('core', 'No operation with that id in the journal.'),
@@ -208,6 +212,19 @@ export const ERROR_CODES = {
     'The holding guest did not let go of the volume (it is mounted or open inside).',
   ),
   VOLUME_SWITCH_FAILED: fail('core', 'A step of the volume switch failed; it was rolled back.'),
+
+  UPGRADE_TOO_NEW: as(
+    'core',
+    'REFUSED',
+    'Something on the host was written by a newer ZynClone; nothing was changed.',
+  ),
+  UPGRADE_LEGACY_INVALID: as(
+    'core',
+    'CONFIG',
+    'Legacy guest files that cannot be imported as they are; nothing was changed.',
+  ),
+  UPGRADE_FAILED: fail('core', 'A part cannot be read or migrated.'),
+  LOGS_USAGE: as('core', 'USAGE', 'vmclone logs was given a daemon name or option it cannot use.'),
 
   CONSOLE_NOT_RUNNING: as('core', 'REFUSED', 'The VM has no clone, or its clone does not run.'),
   CONSOLE_DISABLED: as('core', 'REFUSED', 'console_enabled is false for the VM.'),

@@ -336,8 +336,36 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
 
 export const CONFIG_KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
 
-/** Keys a file may carry that are not configuration (editor hints). */
-export const META_KEYS: readonly string[] = ['$schema'];
+/**
+ * Version of the configuration file format, in a file's `$version` key
+ * (absent: 1, the format before the key existed). A file from a newer
+ * ZynClone is refused rather than half understood; `vmclone upgrade` writes it.
+ */
+export const CONFIG_FORMAT_VERSION = 1;
+
+/**
+ * Keys a file may carry that are not configuration: an editor hint, comments
+ * (JSON has none; the packaged base.json explains itself in `$comment`), and
+ * the format version.
+ */
+export const META_KEYS: readonly string[] = ['$schema', '$comment', '$version'];
+
+function metaKeyProblem(key: string, value: unknown): string | undefined {
+  if (key === '$schema' && typeof value !== 'string') return 'expected a string';
+  if (key === '$comment') {
+    const ok =
+      typeof value === 'string' ||
+      (Array.isArray(value) && value.every((line) => typeof line === 'string'));
+    return ok ? undefined : 'expected a string or a list of strings';
+  }
+  if (key === '$version') {
+    if (!Number.isSafeInteger(value) || (value as number) < 1) return 'expected an integer from 1';
+    if ((value as number) > CONFIG_FORMAT_VERSION) {
+      return `format ${value} is from a newer ZynClone; this one reads up to ${CONFIG_FORMAT_VERSION}`;
+    }
+  }
+  return undefined;
+}
 
 export function isConfigKey(key: string): key is ConfigKey {
   return Object.hasOwn(CONFIG_SCHEMA, key);
@@ -517,7 +545,12 @@ export function validateConfigObject(
     return { values: {}, issues };
   }
   for (const [key, value] of Object.entries(obj)) {
-    if (META_KEYS.includes(key)) continue;
+    if (META_KEYS.includes(key)) {
+      const problem = metaKeyProblem(key, value);
+      if (problem !== undefined)
+        issues.push({ file, key, value: showValue(value), message: problem });
+      continue;
+    }
     if (!isConfigKey(key)) {
       issues.push({ file, key: key.slice(0, 64), message: unknownKeyMessage(key) });
       continue;
@@ -572,6 +605,16 @@ export function parseValueText(key: ConfigKey, text: string): unknown {
 export function configJsonSchema(): Record<string, unknown> {
   const properties: Record<string, unknown> = {
     $schema: { type: 'string', description: 'Editor hint; ignored by ZynClone.' },
+    $comment: {
+      description: 'Comments for people; ignored by ZynClone.',
+      anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
+    },
+    $version: {
+      type: 'integer',
+      minimum: 1,
+      maximum: CONFIG_FORMAT_VERSION,
+      description: 'File format version (absent: 1); written by vmclone upgrade.',
+    },
   };
   for (const key of CONFIG_KEYS) {
     const spec = CONFIG_SCHEMA[key];

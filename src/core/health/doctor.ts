@@ -40,6 +40,34 @@ export interface Finding {
   readonly message: string;
   /** What to do about it (failing findings). */
   readonly fix?: string;
+  /** Where docs/debugging.md explains it (failing findings): `docs/debugging.md#anchor`. */
+  readonly docs?: string;
+}
+
+/**
+ * The section of docs/debugging.md for a check id: the most specific entry
+ * (`heartbeat:console-monitor`) before its family (`heartbeat`).
+ * test/core/health/debugging-links.test.ts keeps every anchor real.
+ */
+export const DEBUGGING_SECTIONS: Readonly<Record<string, string>> = {
+  xl: 'xl-does-not-work',
+  xenstore: 'xenstore-not-reachable',
+  config: 'configuration-refused',
+  'state-store': 'state-store-unreadable',
+  heartbeat: 'monitors-not-running',
+  'heartbeat:console-monitor': 'console-not-reachable',
+  'heartbeat:orchestrator': 'guest-request-unanswered',
+  'lockdown-ack': 'ack-timeout',
+  'nft-table': 'nftables-lockdown-missing',
+  'isolation-bridge': 'isolation-bridge-missing',
+};
+const GENERAL_SECTION = 'checks-first';
+
+export function debuggingLink(check: string): string {
+  const family = check.split(':')[0]!;
+  const daemon = check.split(':').slice(0, 2).join(':');
+  const anchor = DEBUGGING_SECTIONS[daemon] ?? DEBUGGING_SECTIONS[family] ?? GENERAL_SECTION;
+  return `docs/debugging.md#${anchor}`;
 }
 
 export interface CommandResult {
@@ -159,7 +187,7 @@ export async function runDoctor(ctx: DoctorContext): Promise<Finding[]> {
   } finally {
     await opened?.close().catch(() => {});
   }
-  return findings;
+  return findings.map((f) => (f.ok ? f : { ...f, docs: debuggingLink(f.check) }));
 }
 
 async function checkXl(ctx: DoctorContext): Promise<Finding> {

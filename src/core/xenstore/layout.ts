@@ -20,6 +20,9 @@ export const VM_ROOT = SUBTREES.vm;
 export const NET_ROOT = SUBTREES.net;
 export const DAEMONS_ROOT = SUBTREES.daemons;
 
+/** The version of this layout (absent: 1); `vmclone upgrade` migrates older ones. */
+export const LAYOUT_VERSION_NODE = `${ZC_ROOT}/layout-version`;
+
 /** Any write makes clone_monitor re-check everything at once. */
 export const KICK_NODE = `${SUBTREES.control}/kick`;
 /** Bumped on every nftables transaction the net monitor commits. */
@@ -109,6 +112,7 @@ export function contractNodes(): string[] {
   return [
     ...VM_LEAVES.map((leaf) => vmLeaf('$VM', leaf)),
     ...VIF_LISTS.flatMap((list) => VIF_LEAVES.map((leaf) => vifLeaf('$VM', list, '$DEVID', leaf))),
+    LAYOUT_VERSION_NODE,
     KICK_NODE,
     ackNode('$VM'),
     appliedNode('$VM'),
