@@ -12,12 +12,12 @@
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
-import type { CloneLifecycle, CloneStatus, CreateResult } from '../core/clones/lifecycle.js';
+import { cloneJson, statusJson } from '../core/clones/json.js';
+import type { CloneLifecycle, CreateResult } from '../core/clones/lifecycle.js';
 import type { ConfigKey } from '../core/config/index.js';
 import type { Finding } from '../core/health/index.js';
 import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import type { StateStore } from '../core/state/index.js';
-import type { CloneRecord } from '../core/state/types.js';
 import type { UpgradeReport } from '../core/upgrade/index.js';
 import type { SwitchResult, VolumeHolding, VolumeSwitcher } from '../core/volumes/index.js';
 import type { XsClient } from '../xenstore/index.js';
@@ -156,38 +156,6 @@ class Session {
 
 function printJson(io: CliIo, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
-function cloneJson(c: CloneRecord) {
-  return {
-    vm: c.vm,
-    cloneName: c.cloneName,
-    state: c.state,
-    kind: c.kind,
-    cloneDomid: c.cloneDomid,
-    cloneUuid: c.cloneUuid,
-    sourceUuid: c.sourceUuid,
-    requestedBy: c.requestedBy,
-    createdAt: new Date(c.createdAt).toISOString(),
-    updatedAt: new Date(c.updatedAt).toISOString(),
-    snapshots: c.snapshots,
-  };
-}
-
-function statusJson(s: CloneStatus, sharedVolumes: unknown) {
-  return {
-    vm: s.vm,
-    clone: s.clone ? cloneJson(s.clone) : null,
-    domain: s.domain ?? null,
-    original: s.originalDomain ?? null,
-    lockdown: { generation: s.generation ?? null, ack: s.ack ?? null },
-    operation: s.running
-      ? { id: s.running.id, kind: s.running.kind, ownerPid: s.running.owner.pid }
-      : null,
-    configFile: s.configFile ?? null,
-    note: s.note ?? null,
-    sharedVolumes,
-  };
 }
 
 /** A shared volume's holder and where it is attached, in one line. */

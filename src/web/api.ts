@@ -7,17 +7,19 @@
 import { OpenAPIHono, type RouteConfig, createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { CloneError } from '../core/clones/errors.js';
-import type { CloneStatus, ProgressEvent } from '../core/clones/lifecycle.js';
+import { cloneJson, statusJson } from '../core/clones/json.js';
+import type { ProgressEvent } from '../core/clones/lifecycle.js';
 import { effectiveConfig, setOverride, unsetOverride } from '../core/config/index.js';
 import { validateVmName } from '../core/paths.js';
-import type { CloneRecord, OperationKind } from '../core/state/types.js';
+import type { OperationKind } from '../core/state/types.js';
+import { holdingsJson } from '../core/volumes/index.js';
 import { WebError, errorResponse } from './errors.js';
 import type { CoreHost } from './host.js';
 import type { LiveEvent, LiveFeed } from './live.js';
 import {
   AuditQuery,
   AuditSchema,
-  CloneSchema,
+  CloneListItemSchema,
   ConfigPatch,
   ConfigSchema,
   CreateBody,
@@ -91,36 +93,6 @@ function route<R extends Omit<RouteConfig, 'responses'>>(
 
 function body<T extends z.ZodType>(schema: T) {
   return { body: { content: { 'application/json': { schema } }, required: false } };
-}
-
-function cloneJson(c: CloneRecord): z.infer<typeof CloneSchema> {
-  return {
-    vm: c.vm,
-    cloneName: c.cloneName,
-    state: c.state,
-    kind: c.kind,
-    cloneDomid: c.cloneDomid,
-    cloneUuid: c.cloneUuid,
-    sourceUuid: c.sourceUuid,
-    requestedBy: c.requestedBy,
-    createdAt: new Date(c.createdAt).toISOString(),
-    updatedAt: new Date(c.updatedAt).toISOString(),
-    snapshots: c.snapshots,
-  };
-}
-
-function statusJson(s: CloneStatus): z.infer<typeof StatusSchema> {
-  return {
-    vm: s.vm,
-    clone: s.clone ? cloneJson(s.clone) : null,
-    domain: s.domain ?? null,
-    original: s.originalDomain ?? null,
-    lockdown: { generation: s.generation ?? null, ack: s.ack ?? null },
-    operation: s.running
-      ? { id: s.running.id, kind: s.running.kind, ownerPid: s.running.owner.pid }
-      : null,
-    configFile: s.configFile ?? null,
-  };
 }
 
 function configJson(
@@ -198,9 +170,21 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
   api.openapi(
     route(
       { method: 'get', path: '/clones', summary: 'list the clones (vmclone list --json)' },
-      { status: 200, schema: z.array(CloneSchema), description: 'every clone' },
+      { status: 200, schema: z.array(CloneListItemSchema), description: 'every clone' },
     ),
-    (c) => c.json(host.store.listClones().map(cloneJson), 200),
+    async (c) => {
+      const volumes = await host.volumes(c.get('who'));
+      const clones = host.store.listClones().map((clone) => {
+        let sharedVolumes: unknown[] = [];
+        try {
+          sharedVolumes = volumes.holders(clone.vm);
+        } catch {
+          // The VM's xl config is gone: nothing to show, as vmclone list.
+        }
+        return { ...cloneJson(clone), sharedVolumes };
+      });
+      return c.json(clones, 200);
+    },
   );
 
   api.openapi(
@@ -218,7 +202,9 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
       const lc = await host.lifecycle(c.get('who'));
       const st = await lc.status(vm);
       if (!st.clone) throw new CloneError('CLONE_NOT_FOUND', `${vm} has no clone`);
-      return c.json(statusJson(st), 200);
+      const volumes = await host.volumes(c.get('who'));
+      const held = await volumes.holdings(vm).catch(() => []);
+      return c.json(statusJson(st, holdingsJson(held)) as z.infer<typeof StatusSchema>, 200);
     },
   );
 

@@ -10,6 +10,7 @@ import { type Finding, runDoctor } from '../core/health/index.js';
 import type { ZynclonePaths } from '../core/paths.js';
 import { type StateStore, openStateStore } from '../core/state/index.js';
 import type { Requester } from '../core/state/types.js';
+import { VolumeSwitcher } from '../core/volumes/index.js';
 import { XlDriver } from '../xen/index.js';
 import { XsClient } from '../xenstore/index.js';
 
@@ -49,11 +50,26 @@ export class CoreHost {
     return this.xsClient;
   }
 
-  /** A lifecycle for one request, after crash recovery. */
+  /** Shared volumes for one request, after recovering switches left by dead processes. */
+  async volumes(requestedBy: Requester): Promise<VolumeSwitcher> {
+    const volumes = new VolumeSwitcher({
+      paths: this.paths,
+      store: this.store,
+      xl: this.xl,
+      xs: () => this.xs(),
+      requestedBy,
+      crash: crashPointsFromEnv(this.o.env),
+    });
+    await volumes.recover();
+    return volumes;
+  }
+
+  /** A lifecycle for one request, after crash recovery (switches first, as vmclone). */
   async lifecycle(
     requestedBy: Requester,
     progress?: (e: ProgressEvent) => void,
   ): Promise<CloneLifecycle> {
+    await this.volumes(requestedBy);
     const lc = new CloneLifecycle({
       paths: this.paths,
       store: this.store,

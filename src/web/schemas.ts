@@ -48,6 +48,11 @@ export const CloneSchema = z
   })
   .openapi('Clone');
 
+/** As `vmclone list --json` prints each clone: with its VM's shared volumes. */
+export const CloneListItemSchema = CloneSchema.extend({
+  sharedVolumes: z.array(z.unknown()),
+}).openapi('CloneListItem');
+
 /** As `vmclone status --json` prints it. */
 export const StatusSchema = z
   .object({
@@ -62,6 +67,8 @@ export const StatusSchema = z
       .object({ id: z.number().int(), kind: z.string(), ownerPid: z.number().int() })
       .nullable(),
     configFile: z.string().nullable(),
+    note: z.string().nullable(),
+    sharedVolumes: z.array(z.unknown()),
   })
   .openapi('Status');
 

@@ -70,7 +70,12 @@ describe.skipIf(skipWithout(isRoot, 'root'))('zynclone sim up --monitors (root)'
   let env: NodeJS.ProcessEnv;
   beforeAll(async () => {
     fx = await SimFixture.create('zc-sim-mon-');
-    env = { ...fx.env, ZYNCLONE_ENTRY: await bundleProduct(fx.work) };
+    // The product is one bundle here: the console page is where `npm run build` put it.
+    env = {
+      ...fx.env,
+      ZYNCLONE_ENTRY: await bundleProduct(fx.work),
+      ZYNCLONE_CONSOLE_ASSETS: join(repo, 'dist/console-page'),
+    };
   }, 60_000);
   afterAll(async () => {
     await fx?.dispose();

@@ -33,7 +33,8 @@ const USAGE = `usage: zynclone console-monitor [options]
                          listen address, port and TLS files come from <root>/etc/xen/clone/base.json
   --heartbeat-ms N       heartbeat interval (default ${DEFAULT_HEARTBEAT_MS})
   --reject-delay-ms N    delay before answering a refused ticket (default ${DEFAULT_REJECT_DELAY_MS})
-  --assets DIR           the built console page (default ${DEFAULT_ASSETS})
+  --assets DIR           the built console page (default $ZYNCLONE_CONSOLE_ASSETS or
+                         ${DEFAULT_ASSETS})
 `;
 
 function intOption(name: string, text: string, min: number, max: number): number {
@@ -52,7 +53,7 @@ export async function runConsoleMonitor(argv: string[]): Promise<number> {
     root: { type: 'string' },
     'heartbeat-ms': { type: 'string', default: String(DEFAULT_HEARTBEAT_MS) },
     'reject-delay-ms': { type: 'string', default: String(DEFAULT_REJECT_DELAY_MS) },
-    assets: { type: 'string', default: DEFAULT_ASSETS },
+    assets: { type: 'string', default: process.env.ZYNCLONE_CONSOLE_ASSETS ?? DEFAULT_ASSETS },
   });
   if (typeof values === 'number') return values;
   let heartbeatMs: number;
