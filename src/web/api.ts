@@ -22,6 +22,7 @@ import {
   CloneListItemSchema,
   ConfigPatch,
   ConfigSchema,
+  ConsoleTicketSchema,
   CreateBody,
   CreateResultSchema,
   DoctorSchema,
@@ -67,7 +68,7 @@ const ERRORS = {
   404: json(ErrorSchema, 'no such VM or clone (VM_NOT_FOUND, CLONE_NOT_FOUND)'),
   409: json(
     ErrorSchema,
-    'busy or refused (VM_BUSY, CLONE_EXISTS, CLONE_STATE, CLONE_REFUSED, storage refusals)',
+    'busy or refused (VM_BUSY, CLONE_EXISTS, CLONE_STATE, CLONE_REFUSED, storage refusals, CONSOLE_*)',
   ),
   422: json(
     ErrorSchema,
@@ -135,6 +136,32 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
     description: 'the admin token',
   });
 
+  /** Runs `fn` and records a `web.<action>` audit entry with its outcome and the client. */
+  async function audited<T>(
+    c: { get(k: 'who' | 'remote'): string },
+    action: string,
+    vm: string,
+    detail: Record<string, unknown>,
+    fn: () => Promise<T> | T,
+  ): Promise<T> {
+    let outcome = 'ok';
+    try {
+      return await fn();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      outcome = typeof code === 'string' ? code : 'FAILED';
+      throw err;
+    } finally {
+      host.store.recordAudit({
+        who: c.get('who'),
+        action: `web.${action}`,
+        vm,
+        outcome,
+        detail: { remote: c.get('remote'), ...detail },
+      });
+    }
+  }
+
   /**
    * Runs one operation as vmclone runs it: recovery first, progress to every
    * page, an audit entry with its outcome, and the live view refreshed after.
@@ -148,21 +175,9 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
     validateVmName(vm);
     const who = c.get('who');
     const progress = (e: ProgressEvent) => feed.publishProgress(vm, kind, e);
-    let outcome = 'ok';
     try {
-      return await fn(await host.lifecycle(who, progress));
-    } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      outcome = typeof code === 'string' ? code : 'FAILED';
-      throw err;
+      return await audited(c, kind, vm, {}, async () => fn(await host.lifecycle(who, progress)));
     } finally {
-      host.store.recordAudit({
-        who,
-        action: `web.${kind}`,
-        vm,
-        outcome,
-        detail: { remote: c.get('remote') },
-      });
       await feed.refresh().catch(() => {});
     }
   }
@@ -346,28 +361,46 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
         description: 'the effective configuration after the change',
       },
     ),
-    (c) => {
+    async (c) => {
       const vm = validateVmName(c.req.valid('param').vm);
       const o = (c.req.valid('json') ?? {}) as z.infer<typeof ConfigPatch>;
-      let outcome = 'ok';
-      try {
+      const detail = { set: Object.keys(o.set ?? {}), unset: o.unset ?? [] };
+      const cfg = await audited(c, 'config', vm, detail, () => {
         for (const [key, value] of Object.entries(o.set ?? {}))
           setOverride(vm, key, value, host.paths);
         for (const key of o.unset ?? []) unsetOverride(vm, key, host.paths);
-        return c.json(configJson(vm, effectiveConfig(vm, host.paths)), 200);
-      } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        outcome = typeof code === 'string' ? code : 'FAILED';
-        throw err;
-      } finally {
-        host.store.recordAudit({
-          who: c.get('who'),
-          action: 'web.config',
-          vm,
-          outcome,
-          detail: { remote: c.get('remote'), set: Object.keys(o.set ?? {}), unset: o.unset ?? [] },
-        });
-      }
+        return configJson(vm, effectiveConfig(vm, host.paths));
+      });
+      return c.json(cfg, 200);
+    },
+  );
+
+  api.openapi(
+    route(
+      {
+        method: 'post',
+        path: '/clones/{vm}/console',
+        summary:
+          "a one-time URL (60 s) for the web console of the VM's running clone (vmclone console --json)",
+        request: { params: VmParam },
+      },
+      { status: 200, schema: ConsoleTicketSchema, description: 'a fresh ticket URL' },
+    ),
+    async (c) => {
+      const vm = validateVmName(c.req.valid('param').vm);
+      const t = await audited(c, 'console', vm, {}, () => host.consoleTicket(vm, c.get('who')));
+      return c.json(
+        {
+          url: t.url,
+          vm: t.vm,
+          cloneName: t.cloneName,
+          cloneUuid: t.cloneUuid,
+          domid: t.domid,
+          ticket: t.ticketId,
+          expiresAt: new Date(t.expiresAt).toISOString(),
+        },
+        200,
+      );
     },
   );
 

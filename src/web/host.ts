@@ -6,6 +6,7 @@
  */
 import { crashPointsFromEnv } from '../core/clones/journal.js';
 import { CloneLifecycle, type ProgressEvent } from '../core/clones/lifecycle.js';
+import { type IssuedTicket, issueConsoleTicket } from '../core/console/index.js';
 import { type Finding, runDoctor } from '../core/health/index.js';
 import type { ZynclonePaths } from '../core/paths.js';
 import { type StateStore, openStateStore } from '../core/state/index.js';
@@ -81,6 +82,16 @@ export class CoreHost {
     });
     await lc.recover();
     return lc;
+  }
+
+  /** A console ticket for `vm`'s running clone, as `vmclone console` issues it. */
+  async consoleTicket(vm: string, requestedBy: Requester): Promise<IssuedTicket> {
+    if (this.store.staleOperations().length > 0) await this.lifecycle(requestedBy);
+    return issueConsoleTicket(
+      { xs: await this.xs(), store: this.store, xl: this.xl, paths: this.paths },
+      vm,
+      requestedBy,
+    );
   }
 
   /** The same checks as `vmclone doctor`. */

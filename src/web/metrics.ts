@@ -1,11 +1,14 @@
 /**
  * Prometheus metrics (text format, via prom-client): clones by state and
  * kind, operation durations and the lockdown ack latency (from the state
- * store's journal, so operations run by vmclone count too), and how old each
- * monitor's last heartbeat is.
+ * store's journal, so operations run by vmclone count too), how old each
+ * monitor's last heartbeat is, and the open console sessions (the records
+ * clone_console_monitor keeps in XenStore).
  */
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SESSIONS_ROOT, parseSession } from '../core/console/index.js';
 import { CLONE_STATES, type OperationRecord } from '../core/state/types.js';
+import { type XsOps, isXsErrno } from '../xenstore/index.js';
 import type { LiveFeed } from './live.js';
 
 const SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
@@ -16,7 +19,7 @@ export class WebMetrics {
   private readonly operationSeconds: Histogram<'kind' | 'outcome'>;
   private readonly ackSeconds: Histogram;
 
-  constructor(feed: LiveFeed) {
+  constructor(feed: LiveFeed, xs: () => Promise<XsOps>) {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry, prefix: 'zynclone_web_' });
     new Gauge({
@@ -68,6 +71,19 @@ export class WebMetrics {
         this.set(feed.subscriberCount);
       },
     });
+    new Gauge({
+      name: 'zynclone_console_sessions',
+      help: 'Open web console sessions (clone_console_monitor)',
+      registers: [registry],
+      async collect() {
+        this.reset();
+        // XenStore away: no sample rather than a wrong zero, and the rest of /metrics still answers.
+        const open = await xs()
+          .then(openConsoleSessions)
+          .catch(() => undefined);
+        if (open !== undefined) this.set(open);
+      },
+    });
     this.operationSeconds = new Histogram({
       name: 'zynclone_operation_duration_seconds',
       help: 'Duration of finished clone operations (any client), by kind and outcome',
@@ -104,4 +120,22 @@ export class WebMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** Open session records; closed ones only wait for clone_monitor to audit them. */
+async function openConsoleSessions(xs: XsOps): Promise<number> {
+  let ids: string[];
+  try {
+    ids = await xs.directory(SESSIONS_ROOT);
+  } catch (err) {
+    if (isXsErrno(err, 'ENOENT')) return 0;
+    throw err;
+  }
+  let open = 0;
+  for (const id of ids) {
+    const raw = await xs.tryRead(`${SESSIONS_ROOT}/${id}`);
+    const s = raw === undefined ? undefined : parseSession(id, raw);
+    if (s && s.closedAt === undefined) open++;
+  }
+  return open;
 }

@@ -208,3 +208,19 @@ export const SessionSchema = z
     }),
   })
   .openapi('Session');
+
+/** As `vmclone console --json` prints it: opening `url` is all a browser does. */
+export const ConsoleTicketSchema = z
+  .object({
+    url: z.string().openapi({
+      description:
+        "the console page of clone_console_monitor; the one-time ticket is in the URL's fragment",
+    }),
+    vm: z.string(),
+    cloneName: z.string(),
+    cloneUuid: z.string(),
+    domid: z.number().int(),
+    ticket: z.string().openapi({ description: 'the short id the audit and the monitor log use' }),
+    expiresAt: z.string().openapi({ description: 'the ticket is refused after this' }),
+  })
+  .openapi('ConsoleTicket');

@@ -49,7 +49,7 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     onOperationFinished: (op) => metrics.observeOperation(op),
     onError: (what, err) => o.log.warn(what, { error: err }),
   });
-  const metrics = new WebMetrics(live);
+  const metrics = new WebMetrics(live, () => core.xs());
   try {
     await live.start();
   } catch (err) {

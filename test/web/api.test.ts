@@ -8,8 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openWs } from '../../bench/rfb-client.js';
+import { qemuBinary } from '../../src/sim/console/vnc.js';
 import type { WebServer } from '../../src/web/server.js';
-import { type AckStandIn, CloneHost, run } from '../e2e/clone-helpers.js';
+import { ConsoleHost, waitFor } from '../daemons/console-monitor/console-host.js';
+import { type AckStandIn, CloneHost, E2E_NEEDS, canRunE2e, run } from '../e2e/clone-helpers.js';
 import { skipWithout } from '../prerequisites.js';
 import { WebClient, adminToken, errorCode, requestId, startWeb } from './web-helpers.js';
 
@@ -130,6 +133,7 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
         'POST /clones/{vm}/stop',
         'POST /clones/{vm}/activate',
         'POST /clones/{vm}/deactivate',
+        'POST /clones/{vm}/console',
         'GET /doctor',
         'GET /events',
         'GET /session',
@@ -249,6 +253,12 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
         code: 'CLONE_REFUSED',
       },
       {
+        api: ['POST', '/api/v1/clones/db01/console'],
+        cli: ['console', 'db01'],
+        status: 409,
+        code: 'CONSOLE_NOT_RUNNING',
+      },
+      {
         api: ['PATCH', '/api/v1/vms/web01/config', { set: { clone_vif_mask: 'sometimes' } }],
         cli: ['config', 'web01', '--set', 'clone_vif_mask=sometimes'],
         status: 422,
@@ -273,6 +283,11 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
     const stop = await admin.post('/api/v1/clones/db01/stop', {});
     expect([stop.status, errorCode(stop)]).toEqual([409, 'CLONE_STATE']);
     expect((stop.body as { error: { message: string } }).error.message).toMatch(/active/);
+    const stopped = await admin.post('/api/v1/clones/db01/console');
+    expect([stopped.status, errorCode(stopped)]).toEqual([409, 'CONSOLE_NOT_RUNNING']);
+    expect((stopped.body as { error: { message: string } }).error.message).toMatch(
+      /is active, not running/,
+    );
     expect((await admin.request('DELETE', '/api/v1/clones/db01')).status).toBe(200);
     expect(await host.leftovers('db01')).toEqual([]);
   }, 120_000);
@@ -386,6 +401,17 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
       (await browser.request('PATCH', '/api/v1/vms/web01/config', { unset: ['mac_policy'] }))
         .status,
     ).toBe(200);
+
+    // The console route issues a ticket: state-changing, so it needs the CSRF token too.
+    const consoleUrl = new URL('/api/v1/clones/db01/console', server.url);
+    const noCsrf = await fetch(consoleUrl, {
+      method: 'POST',
+      headers: { Cookie: auth.cookie, Accept: 'application/json', 'X-Request-Id': requestId() },
+    });
+    expect([
+      noCsrf.status,
+      ((await noCsrf.json()) as { error: { code: string } }).error.code,
+    ]).toEqual([403, 'CSRF_FAILED']);
 
     // After logout the cookie is worth nothing.
     const other = await WebClient.login(server.url, token);
@@ -610,4 +636,101 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
     );
     expect(audit.map((a) => a.outcome)).toContain('LOGIN_RATE_LIMITED');
   });
+});
+
+describe.skipIf(
+  skipWithout(canRunE2e && qemuBinary() !== undefined, `${E2E_NEEDS}, qemu-system-x86`),
+)('zynclone web: the console route', () => {
+  // A running clone of win01 whose QEMU serves VNC, and clone_console_monitor as a process.
+  let h: ConsoleHost;
+  let server: WebServer;
+  let browser: WebClient;
+
+  const openSessions = async () => {
+    const text = await (await fetch(new URL('/metrics', server.url))).text();
+    const f = parsePrometheusTextFormat(text).find((m) => m.name === 'zynclone_console_sessions');
+    return Number((f?.metrics[0] as { value: string } | undefined)?.value);
+  };
+
+  beforeAll(async () => {
+    h = await ConsoleHost.create();
+    await h.startConsoleMonitor();
+    server = await startWeb(h.host);
+    browser = await WebClient.login(server.url, adminToken(h.host));
+  }, 180_000);
+
+  afterAll(async () => {
+    await server?.close();
+    await h?.dispose();
+  }, 60_000);
+
+  it('issues a one-time console URL for the web user that the console monitor honours', async () => {
+    expect(await openSessions()).toBe(0);
+    const r = await browser.post('/api/v1/clones/win01/console');
+    expect(r.status).toBe(200);
+    const t = r.body as {
+      url: string;
+      vm: string;
+      cloneName: string;
+      ticket: string;
+      expiresAt: string;
+    };
+    expect(t).toMatchObject({ vm: 'win01', cloneName: 'win01-clone' });
+    expect(t.url.startsWith(`${h.url.replace(/\/+$/, '')}/console/win01#ticket=`)).toBe(true);
+    const ttl = Date.parse(t.expiresAt) - Date.now();
+    expect(ttl).toBeGreaterThan(30_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    // The same JSON keys as vmclone console --json.
+    expect(Object.keys(t).sort()).toEqual(Object.keys(await h.ticketUrl()).sort());
+
+    // The ticket opens a session at the console monitor, once.
+    const token = new URL(t.url).hash.replace(/^#ticket=/, '');
+    const session = `${h.url.replace(/^http/, 'ws').replace(/\/+$/, '')}/session/win01?ticket=${token}`;
+    const s = await openWs(session);
+    if ('refused' in s) throw new Error(`refused: ${JSON.stringify(s.refused)}`);
+    const first = await waitFor('the session message', () => s.received[0]);
+    expect(JSON.parse(String(first))).toMatchObject({ type: 'session', status: { vm: 'win01' } });
+    expect(
+      await waitFor(
+        'an open console session in /metrics',
+        async () => (await openSessions()) === 1 || undefined,
+      ),
+    ).toBe(true);
+    const again = await openWs(session);
+    expect('refused' in again && again.refused.code).toBe('TICKET_USED');
+    s.ws.close();
+    expect(
+      await waitFor(
+        'the session closed in /metrics',
+        async () => (await openSessions()) === 0 || undefined,
+      ),
+    ).toBe(true);
+
+    const audit = (await browser.get('/api/v1/audit?vm=win01&limit=10')).body as {
+      who: string;
+      action: string;
+      outcome: string;
+      detail: { ticket?: string };
+    }[];
+    expect(
+      audit.find((a) => a.action === 'console.ticket' && a.detail.ticket === t.ticket),
+    ).toMatchObject({ who: 'user:web-admin', outcome: 'issued' });
+    expect(audit.find((a) => a.action === 'web.console')?.outcome).toBe('ok');
+  }, 60_000);
+
+  it('answers CONSOLE_MONITOR_DOWN as vmclone does when the monitor is gone', async () => {
+    await ConsoleHost.stop(h.consoleMonitor);
+    const cli = await h.vmclone(['console', 'win01']);
+    const r = await browser.post('/api/v1/clones/win01/console');
+    // The monitor clears its URL on the way out, or its heartbeat goes stale: the CLI says which.
+    expect(cli.stderr).toMatch(/\[CONSOLE_MONITOR_DOWN\]/);
+    expect(r.body).toEqual({
+      error: {
+        code: 'CONSOLE_MONITOR_DOWN',
+        message: cli.stderr.trim().replace(/^vmclone: (.*) \[CONSOLE_MONITOR_DOWN\]$/s, '$1'),
+        exitCode: cli.code,
+      },
+    });
+    expect(r.status).toBe(500);
+  }, 60_000);
 });

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { qemuBinary } from '../../src/sim/console/vnc.js';
 import type { WebServer } from '../../src/web/server.js';
+import { ConsoleHost } from '../daemons/console-monitor/console-host.js';
 import { CloneHost, canRunE2e } from '../e2e/clone-helpers.js';
 import { skipWithout } from '../prerequisites.js';
 import { adminToken, startWeb } from './web-helpers.js';
@@ -173,4 +175,63 @@ describe.skipIf(
     expect(new URL(operator.page.url()).pathname).toBe('/login');
     await operator.shot('09-logged-out');
   });
+});
+
+describe.skipIf(
+  skipWithout(
+    canRunE2e && existsSync(CHROMIUM) && qemuBinary() !== undefined,
+    'root, loop devices, xenstore-utils, chromium, qemu-system-x86',
+  ),
+)('the console button in chromium', () => {
+  // A running clone of win01 whose QEMU serves VNC, and clone_console_monitor.
+  let h: ConsoleHost;
+  let server: WebServer;
+  let operator: Browser;
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    h = await ConsoleHost.create();
+    await h.startConsoleMonitor();
+    server = await startWeb(h.host);
+    operator = await Browser.open();
+    await operator.login(server.url, adminToken(h.host));
+  }, 180_000);
+
+  afterAll(async () => {
+    await operator?.close();
+    await server?.close();
+    await h?.dispose();
+  }, 60_000);
+
+  const consoleButton = () => operator.row('win01').locator('button[data-action=console]');
+
+  it("opens the clone's console in a new tab through a fresh ticket", async () => {
+    await operator.stateOf('win01', 'running');
+    const [tab] = await Promise.all([
+      operator.context.waitForEvent('page'),
+      consoleButton().click(),
+    ]);
+    // The console page redeems the ticket and names the clone it shows.
+    await expect
+      .poll(() => tab.textContent('#clone-name'), { timeout: 15_000 })
+      .toBe('win01-clone');
+    const at = new URL(tab.url());
+    expect(at.origin).toBe(new URL(h.url).origin);
+    expect(at.pathname).toBe('/console/win01');
+    expect(await tab.textContent('#state')).toMatch(/^running \(domain \d+\)$/);
+    // The console tab has no handle on the dashboard.
+    expect(await tab.evaluate(() => window.opener)).toBeNull();
+    await tab.screenshot({ path: join(ARTIFACTS, '10-console-tab.png') });
+    await tab.close();
+  }, 60_000);
+
+  it('shows the refusal and opens nothing when the console monitor is down', async () => {
+    await ConsoleHost.stop(h.consoleMonitor);
+    await consoleButton().click();
+    await expect
+      .poll(() => operator.page.textContent('#error'), { timeout: 10_000 })
+      .toMatch(/^console win01: .*\[CONSOLE_MONITOR_DOWN\]$/);
+    await expect.poll(() => operator.context.pages().length).toBe(1);
+    await operator.shot('11-console-monitor-down');
+  }, 60_000);
 });

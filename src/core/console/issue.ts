@@ -1,5 +1,5 @@
 /**
- * Issuing console tickets, in dom0 (vmclone console, and later the dashboard).
+ * Issuing console tickets, in dom0 (vmclone console, and the dashboard's console route).
  * Checks that the clone runs and may be shown, writes the ticket's hash
  * record for the console domain, and audits who asked for which clone.
  */
