@@ -32,7 +32,7 @@ test-xen: build
 
 # The Debian package (dist/zynclone_<version>_amd64.deb) and its install test
 # in a clean Debian 12 root; see docs/packaging.md.
-deb: setup
+deb: build
 	@bash scripts/build-deb.sh
 
 test-deb: deb

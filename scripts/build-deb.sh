@@ -82,6 +82,13 @@ install -m 644 "$runtime/LICENSE" "$lib/node/LICENSE"
 sed -i '1{/^#!/d}' "$lib"/lib/*.mjs
 chmod 644 "$lib"/lib/*.mjs
 
+# The browser pages, as `npm run build` made them (make deb builds first).
+for page in dist/console-page/index.html dist/src/web/dashboard.js; do
+  [ -f "$page" ] || { say "$page is missing: run npm run build first"; exit 1; }
+done
+cp -r dist/console-page "$lib/console-page"
+install -m 644 dist/src/web/dashboard.js "$lib/dashboard.js"
+
 # --- commands -----------------------------------------------------------------
 mkdir -p "$stage/usr/bin"
 for cmd in vmclone zynclone; do
@@ -92,7 +99,10 @@ for cmd in vmclone zynclone; do
 # halves the start-up of a bundle this size.
 NODE_COMPILE_CACHE=\${NODE_COMPILE_CACHE:-/var/cache/zynclone}
 ZYNCLONE_SIM_ENTRY=\${ZYNCLONE_SIM_ENTRY:-/usr/lib/zynclone/lib/sim.mjs}
-export NODE_COMPILE_CACHE ZYNCLONE_SIM_ENTRY
+# The browser pages the console monitor and the web dashboard serve.
+ZYNCLONE_CONSOLE_ASSETS=\${ZYNCLONE_CONSOLE_ASSETS:-/usr/lib/zynclone/console-page}
+ZYNCLONE_DASHBOARD_BUNDLE=\${ZYNCLONE_DASHBOARD_BUNDLE:-/usr/lib/zynclone/dashboard.js}
+export NODE_COMPILE_CACHE ZYNCLONE_SIM_ENTRY ZYNCLONE_CONSOLE_ASSETS ZYNCLONE_DASHBOARD_BUNDLE
 exec /usr/lib/zynclone/node/bin/node /usr/lib/zynclone/lib/$cmd.mjs "\$@"
 EOF
   chmod 755 "$stage/usr/bin/$cmd"

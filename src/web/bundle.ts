@@ -1,5 +1,6 @@
 // The dashboard's browser bundle, built by esbuild: `npm run build` writes it
-// next to the compiled server (dashboard.js); without it (tests from the
+// next to the compiled server (dashboard.js), or ZYNCLONE_DASHBOARD_BUNDLE names
+// it (the Debian package); without it (tests from the
 // sources, a tsc-only build) it is built in memory on first use.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +9,9 @@ let cached: Promise<string> | undefined;
 
 export function dashboardBundle(): Promise<string> {
   cached ??= (async () => {
-    const prebuilt = fileURLToPath(new URL('./dashboard.js', import.meta.url));
+    const prebuilt =
+      process.env.ZYNCLONE_DASHBOARD_BUNDLE ??
+      fileURLToPath(new URL('./dashboard.js', import.meta.url));
     if (existsSync(prebuilt)) return readFileSync(prebuilt, 'utf8');
     // Not a literal: a bundle of the product (the simulator's tests make one)
     // must leave esbuild, a development tool, to be found at run time.
