@@ -1,9 +1,9 @@
 // Shared volumes in the simulator, as a user runs vmclone: one holder at a
 // time, data written on one side read on the other, a guest that keeps the
-// volume, a switch asked for from inside db01 (zynclone-guest through the real
-// orchestrator, with an unmount hook), failures and SIGKILL at every step of a switch. After each, the
-// single-writer invariant is checked from the simulator's own view (xl list
-// -l of every domain), not from vmclone's.
+// volume, a switch asked for from inside db01 (zynclone-guest through the
+// real orchestrator, with an unmount hook), failures and SIGKILL at every
+// step of a switch. After each, the single-writer invariant is checked from
+// the simulator's own view (xl list -l of every domain), not from vmclone's.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';

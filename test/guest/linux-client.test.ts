@@ -251,6 +251,19 @@ describe.skipIf(skipWithout(haveTools, 'xenstore-utils'))('zynclone-guest (bash)
       expect(failed.code).toBe(1);
       expect(failed.stderr).toMatch(/--before command false exited with status 1/);
       expect(failed.stderr).toMatch(/nothing was requested/);
+      // A hook is always a program: not the client's own shell (exit, eval, its functions).
+      for (const hook of ['exit 0', 'run_hook --before true']) {
+        const builtin = await client(socket, [
+          'switch-volume',
+          'xvdb',
+          '--to',
+          'clone',
+          '--before',
+          hook,
+        ]);
+        expect(builtin.code, hook).toBe(1);
+        expect(builtin.stderr).toMatch(/nothing was requested/);
+      }
       expect(await lab.dom0.tryRead('/local/domain/1/data/zynclone/request')).toBeUndefined();
 
       const after = join(dir, 'after');
