@@ -219,9 +219,10 @@ describe.skipIf(!canRun)('shared volumes: one writer at a time', () => {
         }
         await new Promise((r) => setTimeout(r, 100));
       }
-      const domid = (await host.domains()).get(VM)!.domid;
-      const inDb01 = (...args: string[]) =>
-        run(
+      /** zynclone-guest switch-volume xvdb ... inside domain `name`, on its own XenStore socket. */
+      const inGuest = async (name: string, ...args: string[]) => {
+        const domid = (await host.domains()).get(name)!.domid;
+        return run(
           'bash',
           [join(repo, 'guest/linux/zynclone-guest'), 'switch-volume', 'xvdb', ...args],
           {
@@ -230,6 +231,8 @@ describe.skipIf(!canRun)('shared volumes: one writer at a time', () => {
           },
           120_000,
         );
+      };
+      const inDb01 = (...args: string[]) => inGuest(VM, ...args);
       // The simulator's stand-in for umount inside the guest, as a hook.
       const umount = [
         process.execPath,
@@ -276,6 +279,22 @@ describe.skipIf(!canRun)('shared volumes: one writer at a time', () => {
       expect(back.code, back.stderr).toBe(0);
       expect(await expectOneWriterAtMost()).toEqual([VM]);
       expect((await guest(VM, 'read', 'xvdb', '16')).stdout).toBe('clone-wrote-back');
+      expect(await holder()).toBe('original');
+
+      // The clone, even when its requests are served, cannot take the volume away from db01.
+      expect((await host.vmclone(['config', VM, '--set', 'guest_clone_requests=true'])).code).toBe(
+        0,
+      );
+      const cloneDomid = (await host.domains()).get(CLONE)!.domid;
+      const cloneDeadline = Date.now() + 15_000;
+      while ((await host.xsRead(`/local/domain/${cloneDomid}/zynclone/protocol`)) !== '1') {
+        if (Date.now() > cloneDeadline) throw new Error('the orchestrator did not serve the clone');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const fromClone = await inGuest(CLONE, '--to', 'clone', '--wait', '--timeout', '60');
+      expect(fromClone.code, fromClone.stderr).toBe(5);
+      expect(fromClone.stderr).toMatch(/this domain is a clone of db01.*\[VOLUME_REFUSED\]/);
+      expect(await expectOneWriterAtMost()).toEqual([VM]);
       expect(await holder()).toBe('original');
       const log = readFileSync(logFile, 'utf8');
       expect(log).toMatch(/"msg":"request done".*"op":"switch-volume"/);
