@@ -1,13 +1,15 @@
 // Shared volumes in the simulator, as a user runs vmclone: one holder at a
 // time, data written on one side read on the other, a guest that keeps the
-// volume, failures and SIGKILL at every step of a switch. After each, the
-// single-writer invariant is checked from the simulator's own view (xl list
-// -l of every domain), not from vmclone's.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// volume, a switch asked for from inside db01 (zynclone-guest through the
+// real orchestrator, with an unmount hook), failures and SIGKILL at every
+// step of a switch. After each, the single-writer invariant is checked from
+// the simulator's own view (xl list -l of every domain), not from vmclone's.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SWITCH_STEPS } from '../../src/core/volumes/index.js';
-import { CloneHost } from './clone-helpers.js';
+import { CloneHost, bundleDaemon, run } from './clone-helpers.js';
 
 const canRun = existsSync('/usr/bin/xenstore-read');
 const VM = 'db01';
@@ -191,6 +193,120 @@ describe.skipIf(!canRun)('shared volumes: one writer at a time', () => {
     expect((await switchTo('original')).code).toBe(0);
     expect(await expectOneWriterAtMost()).toEqual([VM]);
   });
+
+  it('db01 moves it from inside (zynclone-guest through the orchestrator): refused while mounted, then with an unmount hook', async () => {
+    for (const set of [
+      'guest_orchestration=true',
+      'guest_allowed_operations=status,switch-volume',
+    ]) {
+      expect((await host.vmclone(['config', VM, '--set', set])).code).toBe(0);
+    }
+    const repo = resolve(__dirname, '../..');
+    const entry = join(host.fs.dir, 'orchestrator.mjs');
+    await bundleDaemon('runOrchestrator', 'orchestrator', entry);
+    const logFile = join(host.fs.dir, 'orchestrator.log');
+    const out = openSync(logFile, 'a');
+    const orchestrator = spawn(process.execPath, [entry, '--root', host.root, '--scan-ms', '300'], {
+      env: host.env,
+      stdio: ['ignore', out, out],
+    });
+    closeSync(out);
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!/"msg":"serving domain".*"vm":"db01"/.test(readFileSync(logFile, 'utf8'))) {
+        if (Date.now() > deadline || orchestrator.exitCode !== null) {
+          throw new Error(`the orchestrator did not serve db01:\n${readFileSync(logFile, 'utf8')}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      /** zynclone-guest switch-volume xvdb ... inside domain `name`, on its own XenStore socket. */
+      const inGuest = async (name: string, ...args: string[]) => {
+        const domid = (await host.domains()).get(name)!.domid;
+        return run(
+          'bash',
+          [join(repo, 'guest/linux/zynclone-guest'), 'switch-volume', 'xvdb', ...args],
+          {
+            ...host.env,
+            XENSTORED_PATH: join(host.root, `run/xenstored/domains/dom${domid}.sock`),
+          },
+          120_000,
+        );
+      };
+      const inDb01 = (...args: string[]) => inGuest(VM, ...args);
+      // The simulator's stand-in for umount inside the guest, as a hook.
+      const umount = [
+        process.execPath,
+        host.simEntry,
+        'sim',
+        'guest',
+        VM,
+        'umount',
+        'xvdb',
+        '--root',
+        host.root,
+      ].join(' ');
+
+      expect((await guest(VM, 'write', 'xvdb', 'db01-from-inside')).code).toBe(0);
+      expect((await guest(VM, 'mount', 'xvdb')).code).toBe(0);
+      const busy = await inDb01('--to', 'clone', '--wait', '--timeout', '60');
+      expect(busy.code, busy.stderr).toBe(5);
+      expect(busy.stderr).toMatch(/unmount it inside db01.*\[VOLUME_GUEST_REFUSED\]/);
+      expect(await expectOneWriterAtMost()).toEqual([VM]);
+      expect(await holder()).toBe('original');
+
+      const moved = await inDb01(
+        '--to',
+        'clone',
+        '--wait',
+        '--json',
+        '--timeout',
+        '60',
+        '--before',
+        umount,
+      );
+      expect(moved.code, moved.stderr).toBe(0);
+      expect(JSON.parse(moved.stdout)).toMatchObject({
+        op: 'switch-volume',
+        state: 'ok',
+        message: 'xvdb is now held by the clone (attached now)',
+        cloneName: CLONE,
+      });
+      expect(await expectOneWriterAtMost()).toEqual([CLONE]);
+      expect((await guest(CLONE, 'read', 'xvdb', '16')).stdout).toBe('db01-from-inside');
+
+      expect((await guest(CLONE, 'write', 'xvdb', 'clone-wrote-back')).code).toBe(0);
+      const back = await inDb01('--to', 'original', '--wait', '--timeout', '60');
+      expect(back.code, back.stderr).toBe(0);
+      expect(await expectOneWriterAtMost()).toEqual([VM]);
+      expect((await guest(VM, 'read', 'xvdb', '16')).stdout).toBe('clone-wrote-back');
+      expect(await holder()).toBe('original');
+
+      // The clone, even when its requests are served, cannot take the volume away from db01.
+      expect((await host.vmclone(['config', VM, '--set', 'guest_clone_requests=true'])).code).toBe(
+        0,
+      );
+      const cloneDomid = (await host.domains()).get(CLONE)!.domid;
+      const cloneDeadline = Date.now() + 15_000;
+      while ((await host.xsRead(`/local/domain/${cloneDomid}/zynclone/protocol`)) !== '1') {
+        if (Date.now() > cloneDeadline) throw new Error('the orchestrator did not serve the clone');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const fromClone = await inGuest(CLONE, '--to', 'clone', '--wait', '--timeout', '60');
+      expect(fromClone.code, fromClone.stderr).toBe(5);
+      expect(fromClone.stderr).toMatch(/this domain is a clone of db01.*\[VOLUME_REFUSED\]/);
+      expect(await expectOneWriterAtMost()).toEqual([VM]);
+      expect(await holder()).toBe('original');
+      const log = readFileSync(logFile, 'utf8');
+      expect(log).toMatch(/"msg":"request done".*"op":"switch-volume"/);
+    } finally {
+      if (orchestrator.exitCode === null) {
+        const exited = new Promise((r) => orchestrator.once('exit', r));
+        orchestrator.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(entry, { force: true });
+    }
+  }, 180_000);
 
   describe('a switch killed at any step is rolled back by the next vmclone command', () => {
     const cases = SWITCH_STEPS.flatMap((step) => [

@@ -2,8 +2,9 @@
 // -write and -watch on the guest's own XenStore socket (XENSTORED_PATH), so
 // it can touch only what that domain may.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Lab, uuidFor } from '../daemons/orchestrator/lab.js';
 import { skipWithout } from '../prerequisites.js';
@@ -187,6 +188,139 @@ describe.skipIf(skipWithout(haveTools, 'xenstore-utils'))('zynclone-guest (bash)
     ]) {
       expect((await client(lab.server.domainSocketPath(1), args)).code).toBe(2);
     }
+  });
+
+  it('switch-volume runs --before before the request and --after on ok, as argv without a shell', async () => {
+    await serveByHand(1);
+    const socket = lab.server.domainSocketPath(1);
+    const dir = mkdtempSync(join(tmpdir(), 'zc-hooks-'));
+    try {
+      const hook = join(dir, 'hook');
+      writeFileSync(
+        hook,
+        `#!/bin/sh\nprintf '%s %s %s\\n' "$ZYNCLONE_VDEV" "$ZYNCLONE_TO" "$1" >${dir}/after\n`,
+        { mode: 0o755 },
+      );
+      const running = client(socket, [
+        'switch-volume',
+        'xvdb',
+        '--to',
+        'clone',
+        '--id',
+        'h1',
+        '--json',
+        // Shell syntax and globs are passed on as literal words, never run.
+        '--before',
+        `touch ${dir}/before ${dir}/;reboot ${dir}/$(id) ${dir}/*`,
+        '--after',
+        `${hook} mounted`,
+      ]);
+      await awaitRequest(1, 'h1 switch-volume vdev=xvdb to=clone');
+      expect(readdirSync(dir).sort()).toEqual(['$(id)', '*', ';reboot', 'before', 'hook'].sort());
+      await answer(1, 'h1', { state: 'progress', op: 'switch-volume', message: 'detach xvdb' });
+      expect(existsSync(join(dir, 'after'))).toBe(false);
+      await answer(1, 'h1', {
+        state: 'ok',
+        op: 'switch-volume',
+        message: 'xvdb is now held by the clone (attached now)',
+        'clone-state': 'running',
+      });
+      const out = await running;
+      expect(out.code).toBe(0);
+      // --after implies --wait; the hook saw the volume and side, JSON stayed clean.
+      expect(JSON.parse(out.stdout)).toMatchObject({ id: 'h1', op: 'switch-volume', state: 'ok' });
+      expect(readFileSync(join(dir, 'after'), 'utf8')).toBe('xvdb clone mounted\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('switch-volume: a failing --before sends nothing; an error reply skips --after', async () => {
+    await serveByHand(1);
+    const socket = lab.server.domainSocketPath(1);
+    const dir = mkdtempSync(join(tmpdir(), 'zc-hooks-'));
+    try {
+      const failed = await client(socket, [
+        'switch-volume',
+        'xvdb',
+        '--to',
+        'clone',
+        '--before',
+        'false',
+      ]);
+      expect(failed.code).toBe(1);
+      expect(failed.stderr).toMatch(/--before command false exited with status 1/);
+      expect(failed.stderr).toMatch(/nothing was requested/);
+      // A hook is always a program: not the client's own shell (exit, eval, its functions).
+      for (const hook of ['exit 0', 'run_hook --before true']) {
+        const builtin = await client(socket, [
+          'switch-volume',
+          'xvdb',
+          '--to',
+          'clone',
+          '--before',
+          hook,
+        ]);
+        expect(builtin.code, hook).toBe(1);
+        expect(builtin.stderr).toMatch(/nothing was requested/);
+      }
+      expect(await lab.dom0.tryRead('/local/domain/1/data/zynclone/request')).toBeUndefined();
+
+      const after = join(dir, 'after');
+      const running = client(socket, [
+        'switch-volume',
+        'xvdb',
+        '--to',
+        'original',
+        '--id',
+        'h2',
+        '--after',
+        `touch ${after}`,
+      ]);
+      await awaitRequest(1, 'h2 switch-volume vdev=xvdb to=original');
+      const refused = vectors.replies.find((r) => r.nodes.code === 'VOLUME_GUEST_REFUSED')!;
+      await answer(1, 'h2', refused.nodes);
+      const out = await running;
+      expect(out.code).toBe(refused.exit);
+      expect(out.stderr).toBe(`zynclone-guest: ${refused.nodes.message} [VOLUME_GUEST_REFUSED]\n`);
+      expect(existsSync(after)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('switch-volume is refused by the orchestrator unless guest_allowed_operations has it', async () => {
+    await lab.startOrchestrator();
+    const socket = lab.server.domainSocketPath(1);
+    const refused = await client(socket, ['switch-volume', 'xvdb', '--to', 'clone', '--wait']);
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toMatch(/switch-volume is not allowed.*\[OP_NOT_ALLOWED\]/);
+    lab.configure('web01', { guest_allowed_operations: 'status,switch-volume' });
+    const ok = await client(socket, ['switch-volume', 'xvdb', '--to', 'clone', '--wait']);
+    expect(ok.code).toBe(0);
+    expect(lab.calls).toMatchObject([
+      { domid: 1, vm: 'web01', op: 'switch-volume', args: { vdev: 'xvdb', to: 'clone' } },
+    ]);
+  });
+
+  it('switch-volume refuses bad usage with exit status 2, sending nothing', async () => {
+    await serveByHand(1);
+    const socket = lab.server.domainSocketPath(1);
+    for (const args of [
+      ['switch-volume'],
+      ['switch-volume', 'xvdb'],
+      ['switch-volume', '/dev/xvdb', '--to', 'clone'],
+      ['switch-volume', 'xvdb;reboot', '--to', 'clone'],
+      ['switch-volume', 'xvdb', '--to', 'db01'],
+      ['switch-volume', 'xvdb', '--to', 'clone', '--before', ' '],
+      ['switch-volume', 'xvdb', '--to', 'clone', '--force'],
+      ['create', '--to', 'clone'],
+      ['create', '--before', 'true'],
+    ]) {
+      const out = await client(socket, args);
+      expect(out.code, args.join(' ')).toBe(2);
+    }
+    expect(await lab.dom0.tryRead('/local/domain/1/data/zynclone/request')).toBeUndefined();
   });
 
   it.skipIf(skipWithout(existsSync('/usr/bin/shellcheck'), 'shellcheck'))(

@@ -11,7 +11,8 @@ export interface Vectors {
   noAnswerExit: number;
   clientRequests: {
     argv: string[];
-    cmdlet: string;
+    /** Absent: no PowerShell cmdlet for it. */
+    cmdlet?: string;
     params: Record<string, string | boolean>;
     request: string;
   }[];

@@ -4,7 +4,8 @@
 import { CloneLifecycle } from '../../core/clones/lifecycle.js';
 import { effectiveConfig } from '../../core/config/index.js';
 import { type ZynclonePaths, vmNameProblem } from '../../core/paths.js';
-import { type StateStore, guestRequester } from '../../core/state/index.js';
+import { type StateStore, type VolumeSide, guestRequester } from '../../core/state/index.js';
+import { VolumeError, VolumeSwitcher } from '../../core/volumes/index.js';
 import type { XlDriver } from '../../xen/index.js';
 import type { XsClient } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
@@ -45,17 +46,28 @@ export interface LifecycleExecutorOptions {
 /** Each request runs as its own lifecycle, recorded as requested by `guest:<domid>`. */
 export function lifecycleExecutor(o: LifecycleExecutorOptions): Executor {
   return async (req, progress) => {
-    const lc = new CloneLifecycle({
+    const common = {
       paths: o.paths,
       store: o.store,
       xl: o.xl,
       xs: async () => o.xs,
       requestedBy: guestRequester(req.domid),
-      progress: (e) => {
+      progress: (e: { kind: string; message: string }) => {
         if (e.kind === 'step' || e.kind === 'warn') progress(e.message);
       },
-    });
-    // As vmclone does before each command: finish what dead processes left.
+    };
+    const lc = new CloneLifecycle(common);
+    const volumes = new VolumeSwitcher(common);
+    // As vmclone does before each command: finish what dead processes left,
+    // switches first (the lifecycle's recovery leaves them alone).
+    for (const r of await volumes.recover()) {
+      o.log.info('recovered operation', {
+        opId: r.opId,
+        vm: r.vm,
+        kind: 'switch-volume',
+        outcome: r.outcome,
+      });
+    }
     for (const r of await lc.recover()) {
       o.log.info('recovered operation', {
         opId: r.opId,
@@ -109,6 +121,29 @@ export function lifecycleExecutor(o: LifecycleExecutorOptions): Executor {
           message: `clone ${c.cloneName} is ${c.state}`,
           cloneState: c.state,
           cloneName: c.cloneName,
+        };
+      }
+      case 'switch-volume': {
+        // A shared volume is moved by its original only: a clone naming the
+        // volume would move it away from the VM it is a clone of.
+        if (req.cloneOf !== undefined) {
+          throw new VolumeError(
+            'VOLUME_REFUSED',
+            `this domain is a clone of ${req.cloneOf}; its shared volumes are switched from ${req.cloneOf}`,
+          );
+        }
+        // Never forced: the holder's guest must let go (VOLUME_GUEST_REFUSED otherwise).
+        const r = await volumes.switchVolume(vm, req.args.vdev!, req.args.to as VolumeSide, {
+          force: false,
+        });
+        const { clone } = await lc.status(vm);
+        const where = r.attached ? 'attached now' : 'attached when it starts';
+        return {
+          message: r.changed
+            ? `${r.vdev} is now held by the ${r.to} (${where})`
+            : `${r.vdev} is already held by the ${r.to}`,
+          cloneState: clone?.state ?? 'none',
+          ...(clone === undefined ? {} : { cloneName: clone.cloneName }),
         };
       }
     }

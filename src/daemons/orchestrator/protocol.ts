@@ -23,7 +23,7 @@ export const MAX_REQUEST_BYTES = 256;
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,40}$/;
 const TOKEN_PATTERN = /^[\x21-\x7e]+$/;
 
-/** Operations a guest can ask for (switch-volume is not offered yet). */
+/** Operations a guest can ask for. */
 export const GUEST_OPS = [
   'status',
   'create',
@@ -32,11 +32,21 @@ export const GUEST_OPS = [
   'activate',
   'deactivate',
   'remove',
+  'switch-volume',
 ] as const;
 export type GuestOp = (typeof GUEST_OPS)[number];
 
+/**
+ * A virtual block device as guests name it: xvdX, hdX or sdX with an optional
+ * partition number (never a path, never another VM's name).
+ */
+const VDEV_PATTERN = /^(xvd|hd|sd)[a-z]{1,2}[0-9]{0,2}$/;
+
+/** An argument's allowed values: a list, or a pattern for names. */
+export type ArgValues = readonly string[] | { readonly pattern: RegExp; readonly what: string };
+
 /** Arguments each op accepts, with their allowed values. */
-export const OP_ARGS: { readonly [O in GuestOp]: { readonly [key: string]: readonly string[] } } = {
+export const OP_ARGS: { readonly [O in GuestOp]: { readonly [key: string]: ArgValues } } = {
   status: {},
   create: { kind: ['offline', 'online', 'memory'], start: ['yes', 'no'] },
   start: {},
@@ -44,7 +54,24 @@ export const OP_ARGS: { readonly [O in GuestOp]: { readonly [key: string]: reado
   activate: {},
   deactivate: {},
   remove: {},
+  'switch-volume': {
+    vdev: { pattern: VDEV_PATTERN, what: 'a virtual device like xvdb, hdb or sdb' },
+    to: ['clone', 'original'],
+  },
 };
+
+/** Arguments an op cannot do without. */
+export const REQUIRED_ARGS: { readonly [O in GuestOp]?: readonly string[] } = {
+  'switch-volume': ['vdev', 'to'],
+};
+
+function allows(values: ArgValues, value: string): boolean {
+  return 'pattern' in values ? values.pattern.test(value) : values.includes(value);
+}
+
+function describeValues(values: ArgValues): string {
+  return 'pattern' in values ? values.what : values.join(' or ');
+}
 
 export interface GuestRequest {
   readonly id: string;
@@ -137,10 +164,10 @@ export function parseRequest(raw: Buffer): GuestRequest {
         id,
       );
     }
-    if (!values.includes(value)) {
+    if (!allows(values, value)) {
       throw new ProtocolError(
         'BAD_REQUEST',
-        `${key} must be ${values.join(' or ')}, not ${JSON.stringify(value)}`,
+        `${key} must be ${describeValues(values)}, not ${JSON.stringify(value)}`,
         id,
       );
     }
@@ -148,6 +175,10 @@ export function parseRequest(raw: Buffer): GuestRequest {
       throw new ProtocolError('BAD_REQUEST', `${key} given twice`, id);
     }
     args[key] = value;
+  }
+  const missing = (REQUIRED_ARGS[op as GuestOp] ?? []).filter((k) => !Object.hasOwn(args, k));
+  if (missing.length > 0) {
+    throw new ProtocolError('BAD_REQUEST', `${op} needs ${missing.join(' and ')}`, id);
   }
   return { id, op: op as GuestOp, args };
 }

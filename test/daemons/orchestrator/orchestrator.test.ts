@@ -106,7 +106,10 @@ describe('clone_guest_orchestrator', () => {
     const web = await lab.guest(1);
     const cases: [string, string, string][] = [
       ['b1 activate', 'OP_NOT_ALLOWED', 'guest_allowed_operations'],
-      ['b2 switch-volume', 'UNKNOWN_OP', 'unknown operation'],
+      ['b2 migrate', 'UNKNOWN_OP', 'unknown operation'],
+      ['b6 switch-volume vdev=xvdb to=clone', 'OP_NOT_ALLOWED', 'guest_allowed_operations'],
+      ['b7 switch-volume vdev=/dev/xvdb to=clone', 'BAD_REQUEST', 'vdev must be'],
+      ['b8 switch-volume vdev=xvdb', 'BAD_REQUEST', 'needs to'],
       ['b3 create vm=db01', 'BAD_REQUEST', 'not "vm"'],
       ['b4 create kind=sideways', 'BAD_REQUEST', 'kind must be'],
       ['b5 stop  force=yes', 'BAD_REQUEST', 'not key=value'],
@@ -120,6 +123,53 @@ describe('clone_guest_orchestrator', () => {
       expect(r.message).toContain(text);
     }
     expect(lab.calls).toEqual([]);
+  });
+
+  it('carries out switch-volume for the requesting VM once allowed, never forced, and passes its errors on', async () => {
+    lab.configure('web01', { guest_allowed_operations: 'status,switch-volume' });
+    lab.behave = async (req) => {
+      if (req.args.vdev === 'xvdc') {
+        throw Object.assign(new Error('xvdc is not a shared volume of web01'), {
+          code: 'VOLUME_NOT_SHARED',
+        });
+      }
+      return { message: 'xvdb is now held by the clone (attached now)', cloneState: 'running' };
+    };
+    await lab.startOrchestrator();
+    const web = await lab.guest(1);
+    await web.write(REQ, 's1 switch-volume vdev=xvdb to=clone');
+    expect(await lab.waitReply(1, 's1')).toEqual({
+      state: 'ok',
+      op: 'switch-volume',
+      message: 'xvdb is now held by the clone (attached now)',
+      'clone-state': 'running',
+    });
+    await web.write(REQ, 's2 switch-volume vdev=xvdc to=clone');
+    expect(await lab.waitReply(1, 's2')).toEqual({
+      state: 'error',
+      op: 'switch-volume',
+      code: 'VOLUME_NOT_SHARED',
+      message: 'xvdc is not a shared volume of web01',
+    });
+    // A forced switch cannot even be asked for.
+    await web.write(REQ, 's3 switch-volume vdev=xvdb to=original force=yes');
+    expect((await lab.waitReply(1, 's3')).code).toBe('BAD_REQUEST');
+    expect(lab.calls).toEqual([
+      {
+        domid: 1,
+        vm: 'web01',
+        requestId: 's1',
+        op: 'switch-volume',
+        args: { vdev: 'xvdb', to: 'clone' },
+      },
+      {
+        domid: 1,
+        vm: 'web01',
+        requestId: 's2',
+        op: 'switch-volume',
+        args: { vdev: 'xvdc', to: 'clone' },
+      },
+    ]);
   });
 
   it('answers requests without a readable id in zynclone/rejected, and binary ones too', async () => {
