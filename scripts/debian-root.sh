@@ -8,11 +8,12 @@
 #   debian-root.sh down DIR      unmounts and deletes DIR (safe to repeat)
 #
 # The mirror is the host's own Debian mirror (its apt sources), so the root
-# installs the same way the host does. Needs root.
+# installs the same way the host does. Needs root. ZC_DEBIAN_ROOT_CACHE moves
+# the cache (default .cache/debian-root in the repository).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 suite=bookworm
-base="$repo/.cache/debian-root/$suite-minbase"
+base="${ZC_DEBIAN_ROOT_CACHE:-$repo/.cache/debian-root}/$suite-minbase"
 
 host_mirror() {
   # deb822 sources first (Debian 12's default), then the one-line format.
