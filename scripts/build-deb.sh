@@ -150,6 +150,9 @@ install -D -m 644 packaging/deb/lintian-overrides "$stage/usr/share/lintian/over
 
 man="$stage/usr/share/man"
 "${generate[@]}" man "$man" "$lib/lib"
+# Running the bundles for their --help filled a compile cache beside them; the
+# installed wrappers keep theirs in /var/cache/zynclone.
+rm -rf "$lib/lib/.compile-cache"
 for page in "$man"/man*/*; do gzip -9n "$page"; done
 
 # --- control files ------------------------------------------------------------

@@ -106,7 +106,7 @@ timing=$(in_root bash -c '
   median() { sort -n | sed -n 10p; }
   run() { for _ in $(seq 20); do s=$(date +%s%N); "$@" >/dev/null; echo $((($(date +%s%N) - s) / 1000)); done | median; }
   node=/usr/lib/zynclone/node/bin/node
-  echo "$(run $node -e 0) $(run vmclone --version) $(run $node /usr/lib/zynclone/lib/vmclone.mjs --version)"')
+  echo "$(run $node -e 0) $(run vmclone --version) $(run env NODE_DISABLE_COMPILE_CACHE=1 $node /usr/lib/zynclone/lib/vmclone.mjs --version)"')
 read -r node_us vmclone_us nocache_us <<<"$timing"
 
 say "remove"
