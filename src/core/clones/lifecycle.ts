@@ -5,7 +5,7 @@
  * and every step is journaled with its undo before it acts. This class is
  * the one entry point; each operation lives in its own module.
  */
-import { validateVmName } from '../paths.js';
+import type { VmName } from '../paths.js';
 import type { CloneRecord } from '../state/types.js';
 import { LifecycleContext, type LifecycleOptions } from './context.js';
 import type { CreateOptions } from './create-plan.js';
@@ -42,40 +42,40 @@ export class CloneLifecycle {
   }
 
   /** The original's xl config file: explicit, or the usual places under the root. */
-  findOriginalConfig(vm: string, explicit?: string): string {
+  findOriginalConfig(vm: VmName, explicit?: string): string {
     return findOriginalConfig(this.ctx.paths, vm, explicit);
   }
 
-  create(vm: string, opts: CreateOptions = {}): Promise<CreateResult> {
-    return createClone(this.ctx, validateVmName(vm), opts);
+  create(vm: VmName, opts: CreateOptions = {}): Promise<CreateResult> {
+    return createClone(this.ctx, vm, opts);
   }
 
   /** active|inactive -> running: boots the clone paused, waits for the lockdown ack, unpauses. */
-  start(vm: string): Promise<CloneRecord> {
-    return startClone(this.ctx, validateVmName(vm));
+  start(vm: VmName): Promise<CloneRecord> {
+    return startClone(this.ctx, vm);
   }
 
   /** running -> active: shuts the clone down (destroys it after `timeoutMs`, at once with force). */
-  stop(vm: string, opts: StopOptions = {}): Promise<CloneRecord> {
-    return stopClone(this.ctx, validateVmName(vm), opts);
+  stop(vm: VmName, opts: StopOptions = {}): Promise<CloneRecord> {
+    return stopClone(this.ctx, vm, opts);
   }
 
   /** inactive -> active: the lockdowns on the original enforced and acknowledged. */
-  activate(vm: string): Promise<CloneRecord> {
-    return setLockdownState(this.ctx, validateVmName(vm), 'activate');
+  activate(vm: VmName): Promise<CloneRecord> {
+    return setLockdownState(this.ctx, vm, 'activate');
   }
 
   /** active -> inactive: the lockdowns on the original lifted. */
-  deactivate(vm: string): Promise<CloneRecord> {
-    return setLockdownState(this.ctx, validateVmName(vm), 'deactivate');
+  deactivate(vm: VmName): Promise<CloneRecord> {
+    return setLockdownState(this.ctx, vm, 'deactivate');
   }
 
   /**
    * Removes the clone from any state: its domain, volumes, files and record,
    * and lifts its lockdowns. Safe to repeat; also cleans up after a crash.
    */
-  remove(vm: string): Promise<{ removed: boolean }> {
-    return removeClone(this.ctx, validateVmName(vm));
+  remove(vm: VmName): Promise<{ removed: boolean }> {
+    return removeClone(this.ctx, vm);
   }
 
   /**
@@ -96,7 +96,7 @@ export class CloneLifecycle {
     return this.ctx.store.listClones();
   }
 
-  status(vm: string): Promise<CloneStatus> {
-    return cloneStatus(this.ctx, validateVmName(vm));
+  status(vm: VmName): Promise<CloneStatus> {
+    return cloneStatus(this.ctx, vm);
   }
 }

@@ -4,7 +4,6 @@
  * vmclone command and in clone_monitor (within one poll of the owner's
  * death, so an original paused by a killed create runs again unasked).
  */
-import { validateVmName } from '../paths.js';
 import type { OperationKind, OperationRecord } from '../state/types.js';
 import { type LifecycleContext, ROLL_BACK, errText } from './context.js';
 import { publishVm } from './publish.js';
@@ -78,7 +77,7 @@ async function redo(ctx: LifecycleContext, op: OperationRecord): Promise<void> {
       ctx.store.failStep(op.id, s.seq, 'interrupted: its process died; repeated by recovery');
     }
   }
-  const vm = validateVmName(op.vm);
+  const { vm } = op;
   switch (op.kind) {
     case 'remove':
       await removeClone(ctx, vm, op);

@@ -18,7 +18,7 @@ import {
   ticketHash,
   ticketNode,
 } from '../../../src/core/console/index.js';
-import { zynclonePaths } from '../../../src/core/paths.js';
+import { validateVmName, zynclonePaths } from '../../../src/core/paths.js';
 import { type StateStore, openStateStore } from '../../../src/core/state/index.js';
 import { qemuBinary } from '../../../src/sim/console/vnc.js';
 import { XlDriver } from '../../../src/xen/index.js';
@@ -67,7 +67,7 @@ describe.skipIf(
   async function issue(vm = 'win01') {
     return issueConsoleTicket(
       { xs, store, xl: new XlDriver({ env: h.host.env }), paths: zynclonePaths(h.root) },
-      vm,
+      validateVmName(vm),
       'user:tester',
     );
   }
