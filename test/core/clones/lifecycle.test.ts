@@ -18,7 +18,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloneLifecycle } from '../../../src/core/clones/lifecycle.js';
-import { CREATE_STEPS, START_STEPS } from '../../../src/core/clones/steps.js';
+import {
+  ACTIVATE_STEPS,
+  CREATE_STEPS,
+  DEACTIVATE_STEPS,
+  REMOVE_STEPS,
+  START_STEPS,
+  STOP_STEPS,
+} from '../../../src/core/clones/steps.js';
 import { type ZynclonePaths, validateVmName, zynclonePaths } from '../../../src/core/paths.js';
 import { type StateStore, openStateStore } from '../../../src/core/state/index.js';
 import { XenstoreServer } from '../../../src/sim/xenstored/server.js';
@@ -231,6 +238,24 @@ describe('CloneLifecycle with a fake xl', () => {
     expect(xl.domains.get('web')?.paused ?? false).toBe(false);
     expect(await xs.read('/tool/zynclone/vm/web/clone-vif/0/masked')).toBe('1');
     await lifecycle().remove(web);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('journals exactly the stop, deactivate, activate and remove steps', async () => {
+    xl = new FakeXl();
+    await lifecycle().create(web, { kind: 'offline' });
+    /** The steps of the last operation, `remove-snapshot:<vdev>` by its name alone. */
+    const journaled = () =>
+      store.listOperations({ vm: 'web', limit: 1 })[0]!.steps.map((s) => s.name.split(':')[0]);
+    await lifecycle().stop(web);
+    expect(journaled()).toEqual([...STOP_STEPS]);
+    await lifecycle().deactivate(web);
+    expect(journaled()).toEqual([...DEACTIVATE_STEPS]);
+    await lifecycle().activate(web);
+    expect(journaled()).toEqual([...ACTIVATE_STEPS]);
+    expect(store.getClone('web')?.state).toBe('active');
+    await lifecycle().remove(web);
+    expect(journaled()).toEqual([...REMOVE_STEPS]);
     expect(await leftovers()).toEqual([]);
   });
 
