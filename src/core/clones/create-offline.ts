@@ -1,9 +1,9 @@
-import { bootClone } from './boot.js';
 /**
  * An offline clone: the original is shut down, its disks are snapshotted,
  * the clone cold-boots. An online clone, once its disks are snapshotted
  * inside the original's pause, comes up the same way (`publishAndBoot`).
  */
+import { bootClone } from './boot.js';
 import type { LifecycleContext } from './context.js';
 import type { PlannedCreate } from './create-plan.js';
 import { type MadeClone, recordsJson, snapshotDisks, snapshotUndo } from './create-snapshots.js';

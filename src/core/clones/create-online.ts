@@ -2,8 +2,7 @@
  * An online, disk-only clone: the original is paused only while its disks
  * are snapshotted copy-on-write, then comes up as an offline clone does.
  */
-import type { LifecycleContext } from './context.js';
-import { now } from './context.js';
+import { type LifecycleContext, now } from './context.js';
 import { publishAndBoot } from './create-offline.js';
 import type { PlannedCreate } from './create-plan.js';
 import { type MadeClone, recordsJson, snapshotDisks, snapshotUndo } from './create-snapshots.js';

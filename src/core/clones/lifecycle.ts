@@ -10,8 +10,7 @@ import type { CloneRecord } from '../state/types.js';
 import { LifecycleContext, type LifecycleOptions } from './context.js';
 import type { CreateOptions } from './create-plan.js';
 import { type CreateResult, createClone } from './create.js';
-import { cloneConfigFile, clonesDir } from './meta.js';
-import { findOriginalConfig, remusProbe } from './original.js';
+import { cloneConfigFile } from './meta.js';
 import { type RecoveryReport, reconcile, recover } from './recovery.js';
 import { removeClone } from './remove.js';
 import { startClone } from './start.js';
@@ -24,7 +23,6 @@ export type { CreateOptions } from './create-plan.js';
 export type { RecoveryReport } from './recovery.js';
 export type { CloneStatus } from './status.js';
 export type { StopOptions } from './transitions.js';
-export { remusProbe };
 
 export class CloneLifecycle {
   private readonly ctx: LifecycleContext;
@@ -33,17 +31,8 @@ export class CloneLifecycle {
     this.ctx = new LifecycleContext(o);
   }
 
-  get clonesDir(): string {
-    return clonesDir(this.ctx.paths);
-  }
-
   cloneConfigFile(cloneName: string): string {
     return cloneConfigFile(this.ctx.paths, cloneName);
-  }
-
-  /** The original's xl config file: explicit, or the usual places under the root. */
-  findOriginalConfig(vm: VmName, explicit?: string): string {
-    return findOriginalConfig(this.ctx.paths, vm, explicit);
   }
 
   create(vm: VmName, opts: CreateOptions = {}): Promise<CreateResult> {

@@ -1,9 +1,9 @@
-import { packageVersion } from '../../cli/version.js';
 // The frame every ZynClone daemon runs in, around its own work: strict
 // options (--xenstore, --heartbeat-ms and --help beside its own), a logger,
 // SIGTERM or SIGINT stopping it without undoing what it published, xenstored
 // awaited as long as it takes, a heartbeat while it serves, and one exit
 // status: 0 stopped, 1 failed, 2 bad usage.
+import { packageVersion } from '../../cli/version.js';
 import type { XsClient } from '../../xenstore/index.js';
 import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from './heartbeat.js';
 import { type DaemonLogger, createLogger } from './log.js';

@@ -1,6 +1,7 @@
 // Daemon health in XenStore (docs/xenstore-contract.md, "Daemon health"):
-// /tool/zynclone/daemons/$DAEMON/{heartbeat,heartbeat-ms,version,pid}. A beat that cannot
-// be written (XenStore away) is logged and skipped; the next one tries again.
+// /tool/zynclone/daemons/$DAEMON/{heartbeat,heartbeat-ms,version,pid}. A beat
+// that cannot be written (XenStore away) is logged and skipped; the next one
+// tries again.
 import { daemonLeaf } from '../../core/xenstore/index.js';
 import type { XsOps } from '../../xenstore/index.js';
 import type { DaemonLogger } from './log.js';
