@@ -16,8 +16,7 @@ const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'))
 // one builds its ESM facade, which reads every export (for node:fs that
 // loads all of Node's streams), and esbuild's CommonJS interop copies every
 // export too. The shim exports the builtin's plain data properties by name,
-// read once; node:child_process, which commander imports for executable
-// subcommands (vmclone has none), is only loaded when first used.
+// read once.
 const require = createRequire(import.meta.url);
 const identifier = /^[A-Za-z_$][\w$]*$/;
 function builtinShim(name) {
@@ -29,24 +28,15 @@ const m = createRequire(import.meta.url)(${JSON.stringify(name)});
 export default m;
 export const { ${names.join(', ')} } = m;`;
 }
-const lazyChildProcess = `import { createRequire } from 'node:module';
-let loaded;
-export default new Proxy({}, { get: (_, key) => (loaded ??= createRequire(import.meta.url)('node:child_process'))[key] });`;
 const builtinsRequired = {
   name: 'builtins-required',
   setup(b) {
     b.onResolve({ filter: /^node:/ }, (args) => {
       if (args.namespace !== 'file' || args.path === 'node:module') return undefined;
-      const lazy =
-        args.path === 'node:child_process' && args.importer.includes('/node_modules/commander/');
-      return { path: args.path, namespace: lazy ? 'builtin-lazy' : 'builtin' };
+      return { path: args.path, namespace: 'builtin' };
     });
     b.onLoad({ filter: /.*/, namespace: 'builtin' }, ({ path }) => ({
       contents: builtinShim(path),
-      loader: 'js',
-    }));
-    b.onLoad({ filter: /.*/, namespace: 'builtin-lazy' }, () => ({
-      contents: lazyChildProcess,
       loader: 'js',
     }));
   },

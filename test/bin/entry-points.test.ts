@@ -39,7 +39,7 @@ describe('vmclone', () => {
   it('rejects an unknown command with a non-zero exit', async () => {
     const r = await cli('vmclone', ['frobnicate']);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/^error: /m);
+    expect(r.stderr).toMatch(/^vmclone: unknown command 'frobnicate' \[CLI_USAGE\]$/m);
     expect(r.stderr).toContain('Usage: vmclone');
   });
 });
