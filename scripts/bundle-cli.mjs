@@ -15,18 +15,20 @@ const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'))
 // Node's built-in modules, required rather than imported: an ESM import of
 // one builds its ESM facade, which reads every export (for node:fs that
 // loads all of Node's streams), and esbuild's CommonJS interop copies every
-// export too. The shim exports the builtin's plain data properties by name,
-// read once.
+// export too. The shim reads each export on its own, marked pure, so that
+// esbuild drops those no chunk imports: some (node:util's diff and
+// setTraceSigInt, ...) load a dozen more of Node's modules when first read.
 const require = createRequire(import.meta.url);
 const identifier = /^[A-Za-z_$][\w$]*$/;
 function builtinShim(name) {
-  const names = Object.entries(Object.getOwnPropertyDescriptors(require(name)))
-    .filter(([key, d]) => 'value' in d && identifier.test(key) && key !== 'default')
-    .map(([key]) => key);
+  const names = Object.keys(require(name)).filter(
+    (key) => identifier.test(key) && key !== 'default',
+  );
   return `import { createRequire } from 'node:module';
-const m = createRequire(import.meta.url)(${JSON.stringify(name)});
-export default m;
-export const { ${names.join(', ')} } = m;`;
+const __builtin = createRequire(import.meta.url)(${JSON.stringify(name)});
+const __read = (key) => __builtin[key];
+export default __builtin;
+${names.map((key) => `export const ${key} = /* @__PURE__ */ __read(${JSON.stringify(key)});`).join('\n')}`;
 }
 const builtinsRequired = {
   name: 'builtins-required',

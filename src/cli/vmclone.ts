@@ -23,12 +23,13 @@ import type { XsClient } from '../xenstore/index.js';
 import { type ParsedOptions, UsageError, commandHelp, parseCommandLine } from './args.js';
 import { COMMANDS } from './commands.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
+import { type CliOutput, fdOutput } from './process-io.js';
 import { createProgress, formatMs } from './progress.js';
 import { packageVersion } from './version.js';
 
 export interface CliIo {
-  readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly stdout: CliOutput;
+  readonly stderr: CliOutput;
   readonly env: NodeJS.ProcessEnv;
   /** For confirmations (switch-volume --force); none: they need --yes. */
   readonly stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
@@ -328,12 +329,13 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
 
   async list(s, _, o) {
     const io = s.io;
-    const clones = (await s.lifecycle()).list();
-    const volumes = await s.volumes();
+    const clones = (await s.recoveredStore()).listClones();
+    // Shared volumes are read from the VMs' configuration: only for clones there are.
+    const volumes = clones.length > 0 ? await s.volumes() : undefined;
     const holders = new Map(
       clones.map((c) => {
         try {
-          return [c.vm, volumes.holders(c.vm)];
+          return [c.vm, volumes!.holders(c.vm)];
         } catch {
           return [c.vm, []]; // The VM's xl config is gone: nothing to show.
         }
@@ -367,7 +369,13 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
 
   async status(s, { vm }, o) {
     const io = s.io;
-    const st = await (await s.lifecycle()).status(vmArg(vm!));
+    vmArg(vm!);
+    // Without a clone the text names none of Xen's facts: neither xl nor XenStore is asked.
+    if (!o.flag('json') && (await s.recoveredStore()).getClone(vm!) === undefined) {
+      io.stdout.write(`${vm} has no clone\n`);
+      return EXIT.NOT_FOUND;
+    }
+    const st = await (await s.lifecycle()).status(vm!);
     const volumes = st.clone ? await (await s.volumes()).holdings(vm!).catch(() => []) : [];
     if (o.flag('json')) {
       const { holdingsJson } = await import('../core/volumes/index.js');
@@ -601,10 +609,12 @@ function formatFindings(findings: readonly Finding[], healthy: boolean): string 
 export async function runVmclone(
   argv: readonly string[],
   io: CliIo = {
-    stdout: process.stdout,
-    stderr: process.stderr,
+    stdout: fdOutput(1),
+    stderr: fdOutput(2),
     env: process.env,
-    stdin: process.stdin,
+    get stdin() {
+      return process.stdin;
+    },
   },
 ): Promise<number> {
   // Scripts using --json get a failure as JSON too.

@@ -44,6 +44,20 @@ describe('vmclone', () => {
   });
 });
 
+describe('vmclone output', () => {
+  it('ends quietly with its status when the reader has gone (vmclone --help | true)', async () => {
+    // The script is fixed; node and the entry point come in as arguments.
+    const { stdout, stderr } = await run('bash', [
+      '-c',
+      '"$0" "$1" --help | true; echo "exit ${PIPESTATUS[0]}"',
+      process.execPath,
+      resolve(repo, pkg.bin.vmclone!),
+    ]);
+    expect(stdout).toBe('exit 0\n');
+    expect(stderr).toBe('');
+  });
+});
+
 describe('zynclone', () => {
   it('lists its subcommands', async () => {
     const r = await cli('zynclone', ['--help']);

@@ -114,6 +114,24 @@ describe('vmclone command line', () => {
     expect(existsSync(join(root, 'etc/xen/clone/override/other.json'))).toBe(false);
   });
 
+  it('reads an empty host without a word from Xen: no clones, status of none', async () => {
+    // No xl on PATH and no xenstored: a command that asked either would say so.
+    const env = { PATH: '/nonexistent', XENSTORED_PATH: join(root, 'no-xenstored') };
+    const stdout = sink();
+    const stderr = sink();
+    const run = (...argv: string[]) =>
+      runVmclone(argv, { stdout, stderr, env: { ...env, ZYNCLONE_ROOT: root } });
+    expect(await run('list')).toBe(EXIT.OK);
+    expect(await run('list', '--json')).toBe(EXIT.OK);
+    expect(await run('status', 'web01')).toBe(EXIT.NOT_FOUND);
+    expect(stdout.text()).toBe('no clones\n[]\nweb01 has no clone\n');
+    expect(stderr.text()).toBe('');
+    // With --json, status still reports what Xen says of the original (here: nothing).
+    const json = await vmclone('status', 'web01', '--json');
+    expect(json.code).toBe(EXIT.NOT_FOUND);
+    expect(JSON.parse(json.stdout)).toMatchObject({ vm: 'web01', clone: null, original: null });
+  });
+
   it('maps error codes to exit statuses', () => {
     expect(exitCodeFor(Object.assign(new Error('x'), { code: 'VM_BUSY' }))).toBe(EXIT.BUSY);
     expect(exitCodeFor(new CloneError('CLONE_NOT_FOUND', 'x'))).toBe(EXIT.NOT_FOUND);
