@@ -330,12 +330,21 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   async list(s, _, o) {
     const io = s.io;
     const clones = (await s.recoveredStore()).listClones();
-    // Shared volumes are read from the VMs' configuration: only for clones there are.
-    const volumes = clones.length > 0 ? await s.volumes() : undefined;
+    // The shared volumes' holders need the volume switcher (and with it the
+    // lifecycle, xl and XenStore clients): only for VMs configured to share any.
+    const { effectiveConfig } = await import('../core/config/index.js');
+    const sharing = clones.some((c) => {
+      try {
+        return effectiveConfig(c.vm, s.paths).values.shared_volumes.length > 0;
+      } catch {
+        return true; // holders() decides, as without this check.
+      }
+    });
+    const volumes = sharing ? await s.volumes() : undefined;
     const holders = new Map(
       clones.map((c) => {
         try {
-          return [c.vm, volumes!.holders(c.vm)];
+          return [c.vm, volumes?.holders(c.vm) ?? []];
         } catch {
           return [c.vm, []]; // The VM's xl config is gone: nothing to show.
         }
