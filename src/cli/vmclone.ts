@@ -1,13 +1,15 @@
 /**
  * `vmclone`: create and manage clones of Xen VMs. A thin shell over
- * src/core/clones: parses the command line, runs crash recovery, calls the
- * lifecycle, prints results (text or --json) and maps errors to exit codes.
+ * src/core/clones: parses the command line (args.ts, by the table in
+ * commands.ts), runs crash recovery, calls the lifecycle, prints results
+ * (text or --json) and maps errors to exit codes.
  *
  * Start-up time is part of the interface (`npm run bench -- cli`): only what
  * parsing the command line needs is imported up front; each command imports
  * the core modules it uses (and with them node:child_process, node:net,
- * node:crypto) when it runs, and `list` reads the state store without the
- * lifecycle unless a dead process left an operation to recover.
+ * node:crypto) when it runs. `list` and `status` read the state store
+ * without the lifecycle unless a dead process left an operation to recover,
+ * or there is a clone (status) or a shared volume (list) to show.
  */
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
