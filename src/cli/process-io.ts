@@ -15,13 +15,19 @@ export interface CliOutput {
 }
 
 /**
- * Writes to `fd`. EPIPE (`vmclone list | head`): the reader is gone, so the
- * process ends with the status it has, as it did with a stream's error
- * event. EAGAIN (a descriptor another process made non-blocking): this and
- * every later write go through Node's stream, which waits for room.
+ * Writes to `fd` (1 or 2: the process's stdout or stderr). EPIPE (`vmclone
+ * list | head`): the reader is gone, so the process ends with the status it
+ * has, as it did with a stream's error event. EAGAIN (a descriptor another
+ * process made non-blocking, and full): what is left, and every later write,
+ * goes through `stream` (by default Node's process.stdout or process.stderr,
+ * which waits for room), so nothing is lost or reordered.
  */
-export function fdOutput(fd: 1 | 2): CliOutput {
-  let stream: NodeJS.WriteStream | undefined;
+export function fdOutput(
+  fd: number,
+  stream: () => { write(chunk: Uint8Array): unknown } = () =>
+    fd === 2 ? process.stderr : process.stdout,
+): CliOutput {
+  let fallback: { write(chunk: Uint8Array): unknown } | undefined;
   let tty: boolean | undefined;
   return {
     get isTTY() {
@@ -29,19 +35,18 @@ export function fdOutput(fd: 1 | 2): CliOutput {
       return tty;
     },
     write(text) {
-      if (stream !== undefined) return stream.write(text);
       let rest = typeof text === 'string' ? Buffer.from(text) : text;
-      while (rest.length > 0) {
+      while (fallback === undefined && rest.length > 0) {
         try {
           rest = rest.subarray(writeSync(fd, rest));
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === 'EPIPE') process.exit(process.exitCode ?? 0);
           if (code !== 'EAGAIN') throw err;
-          stream = fd === 1 ? process.stdout : process.stderr;
-          return stream.write(rest);
+          fallback = stream();
         }
       }
+      if (fallback !== undefined && rest.length > 0) fallback.write(rest);
       return true;
     },
   };
