@@ -5,7 +5,6 @@
  * names the option or argument that is wrong. Built into Node, it costs no
  * start-up time, where a parser library cost as much as all of `--version`.
  */
-import { parseArgs } from 'node:util';
 import { ZynCloneError } from '../errors/index.js';
 import { COMMANDS, type CommandSpec, HELP_EPILOGUE, type OptionSpec } from './commands.js';
 
@@ -87,7 +86,8 @@ function findCommand(name: string): CommandSpec {
 
 function parseCommand(command: CommandSpec, argv: string[]): CommandLine {
   const help = () => commandHelp(command);
-  const { tokens } = parseArgs({
+  // Looked up here, not imported: --help and --version never load Node's parser.
+  const { tokens } = process.getBuiltinModule('node:util').parseArgs({
     args: argv,
     options: Object.fromEntries([
       ...command.options.map((o) => [

@@ -12,7 +12,6 @@
  * or there is a clone (status) or a shared volume (list) to show.
  */
 import { existsSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { cloneJson, statusJson } from '../core/clones/json.js';
 import type { CloneLifecycle, CreateResult } from '../core/clones/lifecycle.js';
 import type { ConfigKey } from '../core/config/index.js';
@@ -42,7 +41,8 @@ function requester(env: NodeJS.ProcessEnv): string {
     env.SUDO_USER ||
     (() => {
       try {
-        return userInfo().username;
+        // Looked up here, not imported: only commands that change clones name a requester.
+        return process.getBuiltinModule('node:os').userInfo().username;
       } catch {
         return `uid${process.getuid?.() ?? 'unknown'}`;
       }
