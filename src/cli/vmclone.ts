@@ -16,7 +16,7 @@ import { cloneJson, statusJson } from '../core/clones/json.js';
 import type { CloneLifecycle, CreateResult } from '../core/clones/lifecycle.js';
 import type { ConfigKey } from '../core/config/index.js';
 import type { Finding } from '../core/health/index.js';
-import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
+import { type ZynclonePaths, validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import type { StateStore } from '../core/state/index.js';
 import type { UpgradeReport } from '../core/upgrade/index.js';
 import type { SwitchResult, VolumeHolding, VolumeSwitcher } from '../core/volumes/index.js';
@@ -223,6 +223,19 @@ async function refuseUnknownVm(vm: string, s: Session): Promise<void> {
   );
 }
 
+/** Whether a VM is configured to share volumes; an unreadable configuration counts (holders() decides). */
+async function sharesVolumes(vms: readonly string[], paths: ZynclonePaths): Promise<boolean> {
+  if (vms.length === 0) return false;
+  const { effectiveConfig } = await import('../core/config/index.js');
+  return vms.some((vm) => {
+    try {
+      return effectiveConfig(vm, paths).values.shared_volumes.length > 0;
+    } catch {
+      return true;
+    }
+  });
+}
+
 type Handler = (
   s: Session,
   args: Readonly<Record<string, string>>,
@@ -334,14 +347,10 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
     const clones = (await s.recoveredStore()).listClones();
     // The shared volumes' holders need the volume switcher (and with it the
     // lifecycle, xl and XenStore clients): only for VMs configured to share any.
-    const { effectiveConfig } = await import('../core/config/index.js');
-    const sharing = clones.some((c) => {
-      try {
-        return effectiveConfig(c.vm, s.paths).values.shared_volumes.length > 0;
-      } catch {
-        return true; // holders() decides, as without this check.
-      }
-    });
+    const sharing = await sharesVolumes(
+      clones.map((c) => c.vm),
+      s.paths,
+    );
     const volumes = sharing ? await s.volumes() : undefined;
     const holders = new Map(
       clones.map((c) => {
