@@ -13,7 +13,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
-import { CLONE_KINDS } from '../config/schema.js';
+import { CLONE_KINDS } from '../config/clone-kinds.js';
 import { type VmName, type ZynclonePaths, vmNameProblem, zynclonePaths } from '../paths.js';
 import { BusyError, StateError } from './errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
