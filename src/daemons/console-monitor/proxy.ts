@@ -4,6 +4,13 @@
 // unsent, and the WebSocket stops being read while the VNC socket's write
 // buffer is full, so a slow browser or a slow server bounds memory.
 //
+// QEMU listens for VNC with a backlog of one. A burst of connections (a
+// dashboard opening many consoles, a page reconnecting) overflows its accept
+// queue, and an overflowed connection is established on our side yet never
+// accepted: it would hang without a byte. So connections to one VNC server
+// open one at a time, each holding its turn until the server's greeting (RFB
+// servers speak first) or a deadline.
+//
 // Throughput: a framebuffer update is megabytes. Node's default reads are
 // 64 KiB into a fresh buffer each, and every piece then costs a frame, a
 // write and its stream bookkeeping. Here the VNC socket reads straight into
@@ -20,6 +27,24 @@ export const READ_SLAB = 256 * 1024;
 const SMALL_READ = 16 * 1024;
 const POOLED_SLABS = 8;
 const CONNECT_TIMEOUT_MS = 5000;
+const GREETING_TIMEOUT_MS = 5000;
+
+/** Turns per VNC server: the next connection starts when the previous one is greeted or failed. */
+const turns = new Map<string, Promise<void>>();
+
+function takeTurn(key: string): Promise<() => void> {
+  const previous = turns.get(key) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => {
+    release = r;
+  });
+  const tail = previous.then(() => mine);
+  turns.set(key, tail);
+  void tail.then(() => {
+    if (turns.get(key) === tail) turns.delete(key);
+  });
+  return previous.then(() => release);
+}
 
 /** Free slabs, shared by every connection of the process (single-threaded, so no locking). */
 const slabs: Buffer[] = [];
@@ -50,9 +75,11 @@ export const CLOSE = {
 export class VncProxy {
   readonly stats: ProxyStats = { bytesToBrowser: 0, bytesToVnc: 0 };
   readonly ended: Promise<ProxyEnd>;
-  private readonly tcp: Socket;
+  private tcp: Socket | undefined;
   private finish!: (end: ProxyEnd) => void;
   private done = false;
+  private releaseTurn: (() => void) | undefined;
+  private greeted = false;
   private readonly small: Buffer = Buffer.allocUnsafeSlow(SMALL_READ);
   /** The buffer the next read goes into. */
   private reading: Buffer = this.small;
@@ -64,7 +91,24 @@ export class VncProxy {
     this.ended = new Promise((r) => {
       this.finish = r;
     });
-    this.tcp = connect({
+    // The browser speaks only after the server's greeting; until then it is not read.
+    ws.pause();
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary || this.done || !this.tcp) return;
+      this.stats.bytesToVnc += data.length;
+      if (!this.tcp.write(data)) ws.pause();
+    });
+    ws.on('close', () => this.close(1000, 'browser closed the connection'));
+    ws.on('error', () => this.close(1011, 'browser connection failed'));
+    void takeTurn(`${target.host}:${target.port}`).then((release) => {
+      this.releaseTurn = release;
+      if (this.done) this.endTurn();
+      else this.connect(target);
+    });
+  }
+
+  private connect(target: { host: string; port: number }): void {
+    const tcp = connect({
       host: target.host,
       port: target.port,
       onread: {
@@ -72,36 +116,44 @@ export class VncProxy {
         callback: (n: number, buf: Buffer) => this.toBrowser(n, buf),
       },
     });
-    this.tcp.setNoDelay(true);
-    this.tcp.setTimeout(CONNECT_TIMEOUT_MS, () =>
-      this.close(CLOSE.VNC_UNREACHABLE, 'VNC server did not answer'),
-    );
+    this.tcp = tcp;
+    tcp.setNoDelay(true);
     let connected = false;
-    this.tcp.once('connect', () => {
+    tcp.setTimeout(CONNECT_TIMEOUT_MS);
+    tcp.on('timeout', () =>
+      this.close(
+        CLOSE.VNC_UNREACHABLE,
+        connected ? 'VNC server did not greet' : 'VNC server did not answer',
+      ),
+    );
+    tcp.once('connect', () => {
       connected = true;
-      this.tcp.setTimeout(0);
+      tcp.setTimeout(GREETING_TIMEOUT_MS);
     });
-    this.tcp.on('drain', () => ws.resume());
-    this.tcp.on('error', (err: NodeJS.ErrnoException) =>
+    tcp.on('drain', () => this.ws.resume());
+    tcp.on('error', (err: NodeJS.ErrnoException) =>
       this.close(
         connected ? CLOSE.VNC_CLOSED : CLOSE.VNC_UNREACHABLE,
         `VNC server: ${err.code ?? err.message}`,
       ),
     );
-    this.tcp.on('close', () => this.close(CLOSE.VNC_CLOSED, 'VNC server closed the connection'));
+    tcp.on('close', () => this.close(CLOSE.VNC_CLOSED, 'VNC server closed the connection'));
+  }
 
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (!isBinary || this.done) return;
-      this.stats.bytesToVnc += data.length;
-      if (!this.tcp.write(data)) ws.pause();
-    });
-    ws.on('close', () => this.close(1000, 'browser closed the connection'));
-    ws.on('error', () => this.close(1011, 'browser connection failed'));
+  private endTurn(): void {
+    this.releaseTurn?.();
+    this.releaseTurn = undefined;
   }
 
   /** `n` bytes arrived from the VNC server in `buf`; false stops reading. */
   private toBrowser(n: number, buf: Buffer): boolean {
     if (this.done) return false;
+    if (!this.greeted) {
+      this.greeted = true;
+      this.tcp!.setTimeout(0);
+      this.endTurn();
+      this.ws.resume();
+    }
     this.stats.bytesToBrowser += n;
     let chunk: Buffer;
     let handedOver: Buffer | undefined;
@@ -129,7 +181,7 @@ export class VncProxy {
         : (err) => {
             if (err) return;
             if (handedOver) returnSlab(handedOver);
-            if (full && !this.done) this.tcp.resume();
+            if (full && !this.done) this.tcp?.resume();
           },
     );
     return !full;
@@ -139,7 +191,8 @@ export class VncProxy {
   close(code: number, reason: string): void {
     if (this.done) return;
     this.done = true;
-    this.tcp.destroy();
+    this.tcp?.destroy();
+    this.endTurn();
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
       // A close reason is at most 123 bytes (RFC 6455).
       this.ws.close(code, Buffer.from(reason).subarray(0, 120).toString());
