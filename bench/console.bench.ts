@@ -25,7 +25,7 @@ const assets = resolve(here, '../console-page');
 const CHROMIUM = '/usr/bin/chromium';
 const STREAM_BYTES = 256 * 2 ** 20;
 const ROUND_TRIPS = 1000;
-const ROUNDS = 3;
+const ROUNDS = 5;
 const PAINTS = 8;
 const CONSOLES = 30;
 
@@ -60,7 +60,7 @@ async function until<T>(
   }
 }
 
-/** A VNC server stand-in: `stream` sends N bytes to each client as fast as TCP allows; `echo` echoes. */
+/** A VNC server stand-in: `stream` sends N bytes to each client as fast as TCP allows; `echo` greets, then echoes. */
 const STAND_IN = `
 const net = require('node:net');
 const [kind, total] = [process.argv[1], Number(process.argv[2])];
@@ -68,7 +68,8 @@ const chunk = Buffer.alloc(256 * 1024, 0x5a);
 const server = net.createServer((sock) => {
   sock.setNoDelay(true);
   sock.on('error', () => {});
-  if (kind === 'echo') return void sock.pipe(sock);
+  // RFB servers speak first, and the monitor waits for that greeting.
+  if (kind === 'echo') return void (sock.write('RFB 003.008\\n'), sock.pipe(sock));
   let sent = 0;
   const pump = () => {
     while (sent < total) {
@@ -112,8 +113,9 @@ interface Stream {
   close(): void;
 }
 
-/** Round trips of one byte through an echo server (ms), after 50 to warm up. */
+/** Round trips of one byte through an echo server (ms), after its greeting and 50 to warm up. */
 async function roundTrips(s: Stream): Promise<number[]> {
+  await s.reader.read(12);
   const out: number[] = [];
   const one = Buffer.from([0x2a]);
   for (let i = 0; i < ROUND_TRIPS + 50; i++) {
