@@ -1,9 +1,10 @@
 // The web console on the simulator: time from running `vmclone console` to the
-// first framebuffer update painted in Debian's chromium; RFB throughput and
-// round-trip latency through clone_console_monitor's proxy, against a direct
-// TCP connection to QEMU and against Debian's websockify on the same stream
-// (full frames of the clone's QEMU screen); the monitor's memory per open
-// console. The net monitor's ack is written by a stand-in here (the bench
+// first framebuffer update painted in Debian's chromium, with its milestones;
+// throughput and round-trip latency through clone_console_monitor's proxy,
+// against a direct TCP connection and against Debian's websockify on the same
+// stream, read by the same client, and what each proxy spends in CPU per GiB;
+// the monitor's memory per open console after a full frame of the clone's
+// QEMU screen. The net monitor's ack is written by a stand-in here (the bench
 // does not measure lockdown). Needs qemu-system-x86, chromium, websockify.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

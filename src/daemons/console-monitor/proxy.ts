@@ -23,7 +23,7 @@ import { type Socket, connect } from 'node:net';
 import type { WebSocket } from 'ws';
 
 export const HIGH_WATER = 1024 * 1024;
-export const READ_SLAB = 256 * 1024;
+const READ_SLAB = 256 * 1024;
 const SMALL_READ = 16 * 1024;
 const POOLED_SLABS = 8;
 const CONNECT_TIMEOUT_MS = 5000;
