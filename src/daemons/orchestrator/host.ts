@@ -3,7 +3,7 @@
 // what it asked (Executor, through the same clone lifecycle as vmclone).
 import { CloneLifecycle } from '../../core/clones/lifecycle.js';
 import { effectiveConfig } from '../../core/config/index.js';
-import { type ZynclonePaths, vmNameProblem } from '../../core/paths.js';
+import { type ZynclonePaths, asVmName, vmNameProblem } from '../../core/paths.js';
 import { type StateStore, type VolumeSide, guestRequester } from '../../core/state/index.js';
 import { VolumeError, VolumeSwitcher } from '../../core/volumes/index.js';
 import type { XlDriver } from '../../xen/index.js';
@@ -14,19 +14,22 @@ import type { Admission, DomainIdentity, Executor, Policy } from './orchestrator
 export function configPolicy(paths: ZynclonePaths, store: StateStore): Policy {
   return {
     admit(domain: DomainIdentity): Admission {
-      const problem = vmNameProblem(domain.name);
-      if (problem !== undefined) return { serve: false, reason: `domain name: ${problem}` };
+      // The domain's name is where the VM name enters: parsed here, once.
+      const vm = asVmName(domain.name);
+      if (vm === undefined) {
+        return { serve: false, reason: `domain name: ${vmNameProblem(domain.name)}` };
+      }
       // A clone is recognised by the state store, by name or by UUID.
       const clone = store
         .listClones()
         .find((c) => c.cloneName === domain.name || c.cloneUuid === domain.uuid);
-      const configured = effectiveConfig(clone?.vm ?? domain.name, paths).values;
+      const configured = effectiveConfig(clone?.vm ?? vm, paths).values;
       if (!configured.guest_orchestration) {
         return { serve: false, reason: 'guest_orchestration is off' };
       }
       return {
         serve: true,
-        vm: domain.name,
+        vm,
         ...(clone === undefined ? {} : { cloneOf: clone.vm }),
         allowedOps: configured.guest_allowed_operations,
         allowCloneRequests: configured.guest_clone_requests,

@@ -3,7 +3,6 @@
 // refusal, delayed), the RFB proxy, the guest's view of the ticket node,
 // session audit, and proxy robustness (client gone, 50 consoles, a slow
 // client, the VNC server killed, the clone removed).
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
@@ -18,13 +17,14 @@ import {
   ticketHash,
   ticketNode,
 } from '../../../src/core/console/index.js';
-import { zynclonePaths } from '../../../src/core/paths.js';
+import { validateVmName, zynclonePaths } from '../../../src/core/paths.js';
 import { type StateStore, openStateStore } from '../../../src/core/state/index.js';
 import { qemuBinary } from '../../../src/sim/console/vnc.js';
 import { XlDriver } from '../../../src/xen/index.js';
 import { XsClient, isXsErrno } from '../../../src/xenstore/index.js';
 import { E2E_NEEDS, canRunE2e, run } from '../../e2e/clone-helpers.js';
 import { skipWithout } from '../../prerequisites.js';
+import { writeLoopbackCert } from '../../tls.js';
 import { ConsoleHost, waitFor } from './console-host.js';
 
 const REJECT_DELAY_MS = 300;
@@ -67,7 +67,7 @@ describe.skipIf(
   async function issue(vm = 'win01') {
     return issueConsoleTicket(
       { xs, store, xl: new XlDriver({ env: h.host.env }), paths: zynclonePaths(h.root) },
-      vm,
+      validateVmName(vm),
       'user:tester',
     );
   }
@@ -360,29 +360,7 @@ describe.skipIf(
     const dir = join(h.root, 'etc/xen/clone');
     const cert = join(dir, 'console.crt');
     const key = join(dir, 'console.key');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    writeLoopbackCert(cert, key);
     h.setBase({ console_tls_cert: '/etc/xen/clone/console.crt' });
     const half = await run(
       process.execPath,
