@@ -3,7 +3,9 @@
 #   xen            the hypervisor (multiboot ELF, gunzipped)
 #   vmlinuz        the dom0 kernel
 #   base-KEY.cpio  dom0 userspace: busybox, bash, xl, xenstored, oxenstored,
-#                  hotplug scripts, lvm2, xfsprogs, nftables, Node, modules
+#                  hotplug scripts, lvm2, xfsprogs, nftables, Node, modules,
+#                  qemu-system-xen (the device model that serves a PV
+#                  guest's vfb as a VNC server) with its keymaps
 #   guest-KEY.cpio the test guests' kernel (uncompressed vmlinux: libxenguest's
 #                  userspace xz is slow under emulation) and initramfs
 # Nothing is installed on the host: packages are fetched with `apt-get
@@ -35,6 +37,7 @@ pkgs=(
   lvm2 dmsetup libdevmapper1.02.1 libdevmapper-event1.02.1 libaio1
   thin-provisioning-tools libedit2 xfsprogs libinih1 liburcu8
   nftables libnftables1 libnftnl11 libmnl0 libjansson4 libxtables12 libgmp10
+  qemu-system-xen qemu-system-data
 )
 
 # One apt-cache call for all packages: each call costs about half a second.
@@ -187,6 +190,10 @@ if [ ! -f "$base" ]; then
   (cd "$ext" && tar -cf - --exclude=./lib/modules --exclude=./boot \
     --exclude=./usr/share --exclude='*python*' --exclude=pygrub --exclude=./.complete .) |
     (cd "$root" && tar -xf -)
+  # QEMU's VNC server loads a keymap (en-us unless xl's keymap= says
+  # otherwise); its firmware images are for HVM guests, which the lane has none of.
+  mkdir -p "$root/usr/share/qemu"
+  cp -a "$ext/usr/share/qemu/keymaps" "$root/usr/share/qemu/keymaps"
   mkdir -p "$root"/{bb,proc,sys,dev,run,tmp,var/log/xen/console,var/lib/xen,root,lib64,usr/bin,usr/local/bin}
   # xenstored and xl use /var/run; keep one tree.
   ln -sfn /run "$root/var/run"

@@ -139,6 +139,8 @@ export interface GuestSpec {
   disks?: string[];
   memoryMb?: number;
   uuid?: string;
+  /** xl vfb specs, e.g. 'vnc=1': a PV framebuffer that QEMU in dom0 serves over VNC. */
+  vfbs?: string[];
 }
 
 export function guestConfig(spec: GuestSpec): string {
@@ -158,6 +160,7 @@ export function guestConfig(spec: GuestSpec): string {
   if (spec.uuid) lines.push(`uuid = "${spec.uuid}"`);
   if (spec.ip) lines.push(`vif = [ 'bridge=${BRIDGE}' ]`);
   if (spec.disks?.length) lines.push(`disk = [ ${spec.disks.map((d) => `'${d}'`).join(', ')} ]`);
+  if (spec.vfbs?.length) lines.push(`vfb = [ ${spec.vfbs.map((v) => `'${v}'`).join(', ')} ]`);
   return `${lines.join('\n')}\n`;
 }
 
