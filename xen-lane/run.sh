@@ -111,6 +111,16 @@ runNetMonitor(process.argv.slice(2)).then(
   },
 );
 EOF
+cat >"$gen/orchestrator-entry.ts" <<EOF
+import { runOrchestrator } from '$repo/src/daemons/orchestrator/main.ts';
+runOrchestrator(process.argv.slice(2)).then(
+  (rc) => process.exit(rc),
+  (e) => {
+    console.error(e);
+    process.exit(2);
+  },
+);
+EOF
 # Self-contained bundles: the state store uses Node's built-in node:sqlite,
 # so no native addon has to travel into dom0.
 version=$(node -p 'require("./package.json").version')
@@ -118,13 +128,14 @@ esb=(node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=no
   "--banner:js=$banner" "--define:ZYNCLONE_VERSION=\"$version\"")
 "${esb[@]}" "$gen/dom0-entry.ts" --outfile="$gen/dom0-runner.mjs"
 "${esb[@]}" "$gen/net-monitor-entry.ts" --outfile="$gen/net-monitor.mjs"
+"${esb[@]}" "$gen/orchestrator-entry.ts" --outfile="$gen/orchestrator.mjs"
 "${esb[@]}" "$gen/host-entry.ts" --outfile="$gen/host-harness.mjs"
 
 layer="$gen/layer"
 mkdir -p "$layer/lane"
 cp "$repo/xen-lane/images/dom0-init" "$layer/init"
 chmod 755 "$layer/init"
-cp "$gen/dom0-runner.mjs" "$gen/net-monitor.mjs" "$layer/lane/"
+cp "$gen/dom0-runner.mjs" "$gen/net-monitor.mjs" "$gen/orchestrator.mjs" "$layer/lane/"
 (cd "$layer" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$gen/lane.cpio"
 # Linux unpacks concatenated cpio archives in order, so the cached layers are
 # reused byte for byte and only the small lane layer changes between runs.
