@@ -1,6 +1,7 @@
 // clone_guest_orchestrator's figures, all processes real: the simulator's
 // xenstored and `zynclone orchestrator` as child processes, 100 well-behaved
-// guests and one hostile guest as clients on their own domain sockets.
+// guests on their own domain sockets in this process, and one hostile guest
+// on its own socket in a process of its own (hostile-guest-process.ts).
 // - request -> accepted (the reply's watch event at the guest), p50/p99, with
 //   100 guests asking, quiet and while the hostile guest floods 100k writes
 //   and a watch flood; the ratio of the p99s;
@@ -14,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { zynclonePaths } from '../src/core/paths.js';
 import { REQUEST_NODE } from '../src/daemons/orchestrator/protocol.js';
-import { flood, hostileOps, watchFlood } from '../src/sim/host/hostile-guest.js';
+import type { FloodResult } from '../src/sim/host/hostile-guest.js';
 import { writeDomain } from '../src/sim/host/layout.js';
 import { XsClient } from '../src/xenstore/client.js';
 import type { BenchResult } from './types.js';
@@ -23,7 +24,9 @@ const GUESTS = Number(process.env.ZYNCLONE_BENCH_GUESTS ?? 100);
 const HOSTILE_WRITES = Number(process.env.ZYNCLONE_BENCH_FLOOD ?? 100_000);
 const QUIET_REQUESTS = 4;
 const HOSTILE = GUESTS + 1;
-const ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../src/bin/zynclone.js');
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ENTRY = join(HERE, '../src/bin/zynclone.js');
+const HOSTILE_ENTRY = join(HERE, 'hostile-guest-process.js');
 const CLK_TCK = 100;
 
 function percentile(sorted: number[], p: number): number {
@@ -44,9 +47,9 @@ function usage(pid: number): { cpuS: number; rssMiB: number } {
   return { cpuS, rssMiB: Number(rss) / 1024 };
 }
 
-function start(args: string[], log: string, ready: RegExp): Promise<ChildProcess> {
+function start(args: string[], log: string, ready: RegExp, entry = ENTRY): Promise<ChildProcess> {
   const out = openSync(log, 'a');
-  const child = spawn(process.execPath, [ENTRY, ...args], { stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', out, out] });
   return new Promise((resolve, reject) => {
     const deadline = Date.now() + 30_000;
     const poll = () => {
@@ -120,16 +123,16 @@ export async function run(): Promise<BenchResult[]> {
   writeFileSync(paths.baseConfigFile, JSON.stringify({ guest_orchestration: true }));
   let xenstored: ChildProcess | undefined;
   let orchestrator: ChildProcess | undefined;
+  let hostile: ChildProcess | undefined;
   const guests: Guest[] = [];
-  const clients: XsClient[] = [];
+  let dom0: XsClient | undefined;
   try {
     xenstored = await start(
       ['xenstored', '--socket', socket, '--domain-socket-dir', join(dir, 'domains')],
       join(dir, 'xenstored.log'),
       /"ready"/,
     );
-    const dom0 = await XsClient.connect({ path: socket, transport: 'socket' });
-    clients.push(dom0);
+    dom0 = await XsClient.connect({ path: socket, transport: 'socket' });
     const names = new Map<number, string>();
     for (let domid = 1; domid <= HOSTILE; domid++) {
       const name = domid === HOSTILE ? 'hostile' : `guest${String(domid).padStart(3, '0')}`;
@@ -187,13 +190,20 @@ export async function run(): Promise<BenchResult[]> {
     const quietRss = u1.rssMiB;
 
     // Flood: the hostile guest writes HOSTILE_WRITES times with a watch flood on.
-    const hostile = await XsClient.connect({
-      path: join(dir, 'domains', `dom${HOSTILE}.sock`),
-      transport: 'socket',
-      reconnect: false,
+    const hostileLog = join(dir, 'hostile.log');
+    hostile = await start(
+      [join(dir, 'domains', `dom${HOSTILE}.sock`), String(HOSTILE_WRITES)],
+      hostileLog,
+      /^ready$/m,
+      HOSTILE_ENTRY,
+    );
+    const flooded = new Promise<FloodResult>((resolve, reject) => {
+      hostile!.once('exit', (code) => {
+        const last = readFileSync(hostileLog, 'utf8').trim().split('\n').at(-1) ?? '';
+        if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as FloodResult);
+        else reject(new Error(`the hostile guest exited with ${code}: ${last}`));
+      });
     });
-    clients.push(hostile);
-    await watchFlood(hostile, [REQUEST_NODE, 'zynclone/reply', 'data'], 128);
     let flooding = true;
     let peakRss = 0;
     const sampler = setInterval(() => {
@@ -203,7 +213,7 @@ export async function run(): Promise<BenchResult[]> {
     x0 = usage(xenstored.pid!);
     t0 = performance.now();
     const [floodResult, floodSamples] = await Promise.all([
-      flood(hostile, hostileOps(REQUEST_NODE, HOSTILE_WRITES, 42), 64).finally(() => {
+      flooded.finally(() => {
         flooding = false;
       }),
       askAll(() => flooding, 2),
@@ -228,9 +238,9 @@ export async function run(): Promise<BenchResult[]> {
     const alive = orchestrator.exitCode === null;
 
     return [
-      { name: 'request -> accepted p50, 100 guests, quiet', value: quiet.p50, unit: 'ms' },
+      { name: `request -> accepted p50, ${GUESTS} guests, quiet`, value: quiet.p50, unit: 'ms' },
       {
-        name: 'request -> accepted p99, 100 guests, quiet',
+        name: `request -> accepted p99, ${GUESTS} guests, quiet`,
         value: quiet.p99,
         unit: 'ms',
         note: 'goal < 100 ms',
@@ -249,7 +259,11 @@ export async function run(): Promise<BenchResult[]> {
         unit: 'writes',
         note: `${Math.round(floodResult.ops / floodSeconds)}/s, ${floodResult.refused} refused by xenstored, 128 watches`,
       },
-      { name: 'orchestrator CPU, quiet (100 guests asking)', value: quietCpu, unit: '% of a core' },
+      {
+        name: `orchestrator CPU, quiet (${GUESTS} guests asking)`,
+        value: quietCpu,
+        unit: '% of a core',
+      },
       { name: 'orchestrator CPU, during the flood', value: floodCpu, unit: '% of a core' },
       {
         name: "simulator's xenstored CPU, quiet",
@@ -257,7 +271,7 @@ export async function run(): Promise<BenchResult[]> {
         unit: '% of a core',
       },
       {
-        name: 'the 100 guest clients (this process) CPU, quiet',
+        name: `the ${GUESTS} guest clients (this process) CPU, quiet`,
         value: quietGuestsCpu,
         unit: '% of a core',
       },
@@ -278,7 +292,8 @@ export async function run(): Promise<BenchResult[]> {
     ];
   } finally {
     for (const g of guests) await g.close().catch(() => {});
-    for (const c of clients) await c.close().catch(() => {});
+    await dom0?.close().catch(() => {});
+    await stopChild(hostile);
     await stopChild(orchestrator);
     await stopChild(xenstored);
     rmSync(dir, { recursive: true, force: true });
