@@ -10,7 +10,7 @@
  * (CLONE_REQUEST_REFUSED, exit 5). The reply nodes are dom0's: the guest's
  * attempt to write one fails.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureIsolationBridge } from '../../src/core/clones/bridge.js';
 import {
@@ -19,6 +19,7 @@ import {
   domainByName,
   ensureBridge,
   guestConfig,
+  run,
   waitConsole,
   xl,
 } from '../runner/dom0-tools.js';
@@ -45,8 +46,29 @@ interface Answer {
   error?: { code?: string };
 }
 
-async function answerOf(name: string, signal: AbortSignal): Promise<{ rc: number; json: Answer }> {
-  const m = await waitConsole(name, ANSWER, { timeoutMs: 600_000, signal });
+/** What dom0 is doing while an answer is slow: processes, domains, xl's logs of the clone. */
+async function showDom0(log: (l: string) => void): Promise<void> {
+  const q = { allowFail: true, timeoutMs: 30_000 };
+  for (const l of (await run('ps', ['-o', 'pid,etime,args'], q)).stdout.split('\n')) {
+    if (/xl|hotplug|vif|block|node|qemu/.test(l)) log(`  ps: ${l.trim().slice(0, 200)}`);
+  }
+  log(`  xl list: ${(await xl(['list'], q)).stdout.trim().replace(/\n/g, ' | ')}`);
+  for (const f of await readdir('/var/log/xen').catch(() => [] as string[])) {
+    if (!f.includes(CLONE)) continue;
+    const text = await readFile(`/var/log/xen/${f}`, 'utf8').catch(() => '');
+    for (const l of text.trim().split('\n').slice(-15)) log(`  ${f}: ${l}`);
+  }
+}
+
+async function answerOf(
+  name: string,
+  signal: AbortSignal,
+  log: (l: string) => void,
+): Promise<{ rc: number; json: Answer }> {
+  const slow = setInterval(() => void showDom0(log).catch(() => {}), 60_000);
+  const m = await waitConsole(name, ANSWER, { timeoutMs: 600_000, signal }).finally(() =>
+    clearInterval(slow),
+  );
   let json: Answer = {};
   try {
     json = JSON.parse(m[2]!) as Answer;
@@ -91,7 +113,7 @@ const scenario: Scenario = {
         signal: ctx.signal,
       });
       ctx.note('served_after_s', Number(served[1]));
-      const asked = await answerOf(VM, ctx.signal);
+      const asked = await answerOf(VM, ctx.signal, log);
       ctx.note('ask_to_ok_ms', Date.now() - t0);
       log(`${VM} got exit ${asked.rc}: ${JSON.stringify(asked.json)}`);
       assertTrue(
@@ -159,7 +181,7 @@ const scenario: Scenario = {
       );
 
       // The clone runs the same /init and asks too: refused.
-      const again = await answerOf(CLONE, ctx.signal);
+      const again = await answerOf(CLONE, ctx.signal, log);
       log(`${CLONE} got exit ${again.rc}: ${JSON.stringify(again.json)}`);
       assertTrue(
         again.rc === 5 && again.json.error?.code === 'CLONE_REQUEST_REFUSED',

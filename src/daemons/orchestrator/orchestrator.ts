@@ -520,6 +520,8 @@ export class GuestOrchestrator {
           ...(job.cloneOf === undefined ? {} : { cloneOf: job.cloneOf }),
         },
         (message) => {
+          // The lifecycle's steps, not guest input: a handful per operation.
+          this.o.log.info('request progress', { domid, vm: job.vm, id, op, message });
           lastProgress = this.record(d, id, { state: 'progress', op, message });
         },
       );
