@@ -2,6 +2,10 @@
 // xenstored and `zynclone orchestrator` as child processes, 100 well-behaved
 // guests on their own domain sockets in this process, and one hostile guest
 // on its own socket in a process of its own (hostile-guest-process.ts).
+// - the baseline first: the same guests against reply-floor-process.ts, which
+//   answers `accepted` as the orchestrator writes it and does nothing else
+//   (the protocol's floor on this machine now); the orchestrator's p99 as a
+//   ratio of it;
 // - request -> accepted (the reply's watch event at the guest), p50/p99, with
 //   100 guests asking, quiet and while the hostile guest floods 100k writes
 //   and a watch flood; the ratio of the p99s;
@@ -27,6 +31,7 @@ const HOSTILE = GUESTS + 1;
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ENTRY = join(HERE, '../src/bin/zynclone.js');
 const HOSTILE_ENTRY = join(HERE, 'hostile-guest-process.js');
+const FLOOR_ENTRY = join(HERE, 'reply-floor-process.js');
 const CLK_TCK = 100;
 
 function percentile(sorted: number[], p: number): number {
@@ -65,7 +70,7 @@ function start(args: string[], log: string, ready: RegExp, entry = ENTRY): Promi
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null) return;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
   const t = setTimeout(() => child.kill('SIGKILL'), 5000);
@@ -124,6 +129,7 @@ export async function run(): Promise<BenchResult[]> {
   let xenstored: ChildProcess | undefined;
   let orchestrator: ChildProcess | undefined;
   let hostile: ChildProcess | undefined;
+  let floor: ChildProcess | undefined;
   const guests: Guest[] = [];
   let dom0: XsClient | undefined;
   try {
@@ -151,18 +157,11 @@ export async function run(): Promise<BenchResult[]> {
       );
       await dom0.introduce(domid, 0x10000 + domid, 1);
     }
-    const log = join(dir, 'orchestrator.log');
-    orchestrator = await start(
-      ['orchestrator', '--xenstore', socket, '--root', paths.root, '--scan-ms', '60000'],
-      log,
-      /"msg":"watching"/,
-    );
-    const pid = orchestrator.pid!;
     for (let domid = 1; domid <= GUESTS; domid++) {
       guests.push(await Guest.connect(join(dir, 'domains', `dom${domid}.sock`), domid));
     }
 
-    // Quiet: every guest asks QUIET_REQUESTS times, one after another.
+    // Every guest asks `min` times (more while keepGoing()), one after another.
     const askAll = async (keepGoing: () => boolean, min: number) => {
       const samples: number[] = [];
       await Promise.all(
@@ -176,6 +175,20 @@ export async function run(): Promise<BenchResult[]> {
       );
       return samples;
     };
+
+    // Baseline: the protocol's floor, then its replies are cleared away.
+    floor = await start([socket, String(GUESTS)], join(dir, 'floor.log'), /^ready$/m, FLOOR_ENTRY);
+    const base = summary(await askAll(() => false, QUIET_REQUESTS));
+    await stopChild(floor);
+    for (let domid = 1; domid <= GUESTS; domid++) await dom0.rm(`/local/domain/${domid}/zynclone`);
+
+    const log = join(dir, 'orchestrator.log');
+    orchestrator = await start(
+      ['orchestrator', '--xenstore', socket, '--root', paths.root, '--scan-ms', '60000'],
+      log,
+      /"msg":"watching"/,
+    );
+    const pid = orchestrator.pid!;
     let u0 = usage(pid);
     let x0 = usage(xenstored.pid!);
     const b0 = process.cpuUsage();
@@ -238,12 +251,25 @@ export async function run(): Promise<BenchResult[]> {
     const alive = orchestrator.exitCode === null;
 
     return [
+      {
+        name: `baseline: reply floor p50, ${GUESTS} guests`,
+        value: base.p50,
+        unit: 'ms',
+        note: 'accepted written by a bare responder',
+      },
+      { name: `baseline: reply floor p99, ${GUESTS} guests`, value: base.p99, unit: 'ms' },
       { name: `request -> accepted p50, ${GUESTS} guests, quiet`, value: quiet.p50, unit: 'ms' },
       {
         name: `request -> accepted p99, ${GUESTS} guests, quiet`,
         value: quiet.p99,
         unit: 'ms',
         note: 'goal < 100 ms',
+      },
+      {
+        name: 'p99 quiet / p99 of the floor',
+        value: quiet.p99 / base.p99,
+        unit: 'x',
+        note: "the orchestrator's own share",
       },
       {
         name: 'request -> accepted p50, during the flood',
@@ -293,6 +319,7 @@ export async function run(): Promise<BenchResult[]> {
   } finally {
     for (const g of guests) await g.close().catch(() => {});
     await dom0?.close().catch(() => {});
+    await stopChild(floor);
     await stopChild(hostile);
     await stopChild(orchestrator);
     await stopChild(xenstored);
