@@ -19,7 +19,6 @@ import {
   domainByName,
   ensureBridge,
   guestConfig,
-  run,
   waitConsole,
   xl,
 } from '../runner/dom0-tools.js';
@@ -46,17 +45,27 @@ interface Answer {
   error?: { code?: string };
 }
 
-/** What dom0 is doing while an answer is slow: processes, domains, xl's logs of the clone. */
+/** What dom0 is doing while an answer is slow: xl and hotplug processes, domains, xl's logs. */
 async function showDom0(log: (l: string) => void): Promise<void> {
-  const q = { allowFail: true, timeoutMs: 30_000 };
-  for (const l of (await run('ps', ['-o', 'pid,etime,args'], q)).stdout.split('\n')) {
-    if (/xl|hotplug|vif|block|node|qemu/.test(l)) log(`  ps: ${l.trim().slice(0, 200)}`);
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''))
+      .split('\0')
+      .join(' ')
+      .trim();
+    if (!/(^|\/)xl |scripts\/|hotplug|qemu/.test(argv)) continue;
+    const wchan = await readFile(`/proc/${pid}/wchan`, 'utf8').catch(() => '?');
+    const state = (await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')).match(
+      /^State:\s+(.*)$/m,
+    )?.[1];
+    log(`  pid ${pid} [${state} ${wchan}]: ${argv.slice(0, 200)}`);
   }
-  log(`  xl list: ${(await xl(['list'], q)).stdout.trim().replace(/\n/g, ' | ')}`);
+  const q = { allowFail: true, timeoutMs: 30_000 };
+  log(`  xl list: ${(await xl(['list'], q)).stdout.trim().replace(/\s+/g, ' ')}`);
   for (const f of await readdir('/var/log/xen').catch(() => [] as string[])) {
-    if (!f.includes(CLONE)) continue;
+    if (!f.includes(CLONE) && !f.startsWith('xl')) continue;
     const text = await readFile(`/var/log/xen/${f}`, 'utf8').catch(() => '');
-    for (const l of text.trim().split('\n').slice(-15)) log(`  ${f}: ${l}`);
+    for (const l of text.trim().split('\n').slice(-10)) log(`  ${f}: ${l}`);
   }
 }
 
@@ -65,7 +74,7 @@ async function answerOf(
   signal: AbortSignal,
   log: (l: string) => void,
 ): Promise<{ rc: number; json: Answer }> {
-  const slow = setInterval(() => void showDom0(log).catch(() => {}), 60_000);
+  const slow = setInterval(() => void showDom0(log).catch(() => {}), 45_000);
   const m = await waitConsole(name, ANSWER, { timeoutMs: 600_000, signal }).finally(() =>
     clearInterval(slow),
   );
