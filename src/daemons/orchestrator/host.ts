@@ -103,8 +103,6 @@ export function lifecycleExecutor(o: LifecycleExecutorOptions): Executor {
         if (e.kind === 'step' || e.kind === 'warn') progress(e.message);
       },
     };
-    const lc = new CloneLifecycle(common);
-    const volumes = new VolumeSwitcher(common);
     const vm = req.vm;
     if (req.op === 'status') {
       // From the state store alone: the reply says only the clone's state and
@@ -120,6 +118,8 @@ export function lifecycleExecutor(o: LifecycleExecutorOptions): Executor {
           }
         : { message: `${vm} has no clone`, cloneState: 'none' };
     }
+    const lc = new CloneLifecycle(common);
+    const volumes = new VolumeSwitcher(common);
     // As vmclone does before each command: finish what dead processes left,
     // switches first (the lifecycle's recovery leaves them alone).
     for (const r of await volumes.recover()) {
