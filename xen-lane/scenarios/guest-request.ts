@@ -45,21 +45,31 @@ interface Answer {
   error?: { code?: string };
 }
 
-/** What dom0 is doing while an answer is slow: xl and hotplug processes, domains, xl's logs. */
+/** What dom0 is doing while an answer is slow: xl, hotplug and qemu processes with all their descendants, domains, xl's logs. */
 async function showDom0(log: (l: string) => void): Promise<void> {
+  const procs = new Map<string, { ppid: string; argv: string; state: string; wchan: string }>();
   for (const pid of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(pid)) continue;
-    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''))
-      .split('\0')
-      .join(' ')
-      .trim();
-    if (!/(^|\/)xl |scripts\/|hotplug|qemu/.test(argv)) continue;
-    const wchan = await readFile(`/proc/${pid}/wchan`, 'utf8').catch(() => '?');
-    const state = (await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')).match(
-      /^State:\s+(.*)$/m,
-    )?.[1];
-    log(`  pid ${pid} [${state} ${wchan}]: ${argv.slice(0, 200)}`);
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    procs.set(pid, {
+      ppid: status.match(/^PPid:\s+(\d+)$/m)?.[1] ?? '',
+      state: status.match(/^State:\s+(.*)$/m)?.[1] ?? '?',
+      wchan: await readFile(`/proc/${pid}/wchan`, 'utf8').catch(() => '?'),
+      argv: (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''))
+        .split('\0')
+        .join(' ')
+        .trim(),
+    });
   }
+  const shown = new Set<string>();
+  const show = (pid: string, depth: number): void => {
+    const p = procs.get(pid);
+    if (!p || shown.has(pid)) return;
+    shown.add(pid);
+    log(`  ${'  '.repeat(depth)}pid ${pid} [${p.state} ${p.wchan}]: ${p.argv.slice(0, 200)}`);
+    for (const [child, c] of procs) if (c.ppid === pid) show(child, depth + 1);
+  };
+  for (const [pid, p] of procs) if (/(^|\/)xl |scripts\/|qemu/.test(p.argv)) show(pid, 0);
   const q = { allowFail: true, timeoutMs: 30_000 };
   log(`  xl list: ${(await xl(['list'], q)).stdout.trim().replace(/\s+/g, ' ')}`);
   for (const f of await readdir('/var/log/xen').catch(() => [] as string[])) {
