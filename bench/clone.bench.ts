@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloneLifecycle } from '../src/core/clones/lifecycle.js';
-import { zynclonePaths } from '../src/core/paths.js';
+import { validateVmName, zynclonePaths } from '../src/core/paths.js';
 import { openStateStore } from '../src/core/state/index.js';
 import { execute, planSnapshot, remove } from '../src/core/storage/index.js';
 import { VM_ROOT, ackNode, vmLeaf } from '../src/core/xenstore/index.js';
@@ -131,7 +131,7 @@ export async function run(): Promise<BenchResult[]> {
     });
 
     for (const gb of sizes) {
-      const vm = `bench${gb}g`;
+      const vm = validateVmName(`bench${gb}g`);
       const disk = join(root, `${vm}.img`);
       const data = makeDisk(disk, gb * GiB, divisor);
       const cfg = join(root, 'etc/xen', `${vm}.cfg`);

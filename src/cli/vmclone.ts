@@ -16,7 +16,7 @@ import { cloneJson, statusJson } from '../core/clones/json.js';
 import type { CloneLifecycle, CreateResult } from '../core/clones/lifecycle.js';
 import type { ConfigKey } from '../core/config/index.js';
 import type { Finding } from '../core/health/index.js';
-import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
+import { type VmName, validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import type { StateStore } from '../core/state/index.js';
 import type { UpgradeReport } from '../core/upgrade/index.js';
 import type { SwitchResult, VolumeHolding, VolumeSwitcher } from '../core/volumes/index.js';
@@ -218,7 +218,7 @@ function parseAssignment(text: string): { key: string; value: string } {
  * a generated cfg for a VM that never existed. A VM is known by its domain,
  * its xl config file, or an override it already has.
  */
-async function refuseUnknownVm(vm: string, s: Session): Promise<void> {
+async function refuseUnknownVm(vm: VmName, s: Session): Promise<void> {
   const paths = s.paths;
   const files = [...paths.xlConfigCandidates(vm), paths.overrideFile(vm)];
   if (files.some((f) => existsSync(f))) return;
@@ -260,10 +260,7 @@ export function buildProgram(
     .showHelpAfterError()
     .addHelpText('after', EXAMPLES);
 
-  const vmArg = (vm: string) => {
-    validateVmName(vm);
-    return vm;
-  };
+  const vmArg = (vm: string) => validateVmName(vm);
 
   program
     .command('create')
@@ -293,7 +290,7 @@ export function buildProgram(
     .option('-q, --quiet', 'no progress output')
     .action(
       (
-        vm: string,
+        arg: string,
         o: {
           offline?: boolean;
           online?: boolean;
@@ -306,7 +303,7 @@ export function buildProgram(
         cmd: Command,
       ) =>
         run(async (s) => {
-          vmArg(vm);
+          const vm = vmArg(arg);
           const kind = o.offline
             ? 'offline'
             : o.memory
@@ -420,7 +417,7 @@ export function buildProgram(
     .option('-q, --quiet', 'no progress output')
     .action(
       (
-        vm: string,
+        arg: string,
         vdev: string,
         o: {
           to: 'clone' | 'original';
@@ -431,7 +428,7 @@ export function buildProgram(
         },
       ) =>
         run(async (s) => {
-          vmArg(vm);
+          const vm = vmArg(arg);
           if (o.force && !o.yes) {
             const ok = await confirm(
               io,
@@ -502,9 +499,10 @@ export function buildProgram(
     .description("the clone of a VM: state, domain, lockdown generation and the net monitor's ack")
     .argument('<vm>', 'the original VM')
     .option('--json', 'print JSON')
-    .action((vm: string, o: { json?: boolean }) =>
+    .action((arg: string, o: { json?: boolean }) =>
       run(async (s) => {
-        const st = await (await s.lifecycle()).status(vmArg(vm));
+        const vm = vmArg(arg);
+        const st = await (await s.lifecycle()).status(vm);
         const volumes = st.clone ? await (await s.volumes()).holdings(vm).catch(() => []) : [];
         if (o.json) {
           const { holdingsJson } = await import('../core/volumes/index.js');
@@ -548,9 +546,9 @@ export function buildProgram(
     .argument('<vm>', 'the original VM')
     .option('--json', 'print JSON (its url field is the URL)')
     .option('--open', 'also open the URL in a browser, where one exists')
-    .action((vm: string, o: { json?: boolean; open?: boolean }) =>
+    .action((arg: string, o: { json?: boolean; open?: boolean }) =>
       run(async (s) => {
-        vmArg(vm);
+        const vm = vmArg(arg);
         const [{ issueConsoleTicket }, { XlDriver }] = await Promise.all([
           import('../core/console/index.js'),
           import('../xen/index.js'),
@@ -595,9 +593,9 @@ export function buildProgram(
     .option('--unset <key>', 'remove a key from the VM override (repeatable)', collect, [])
     .option('--force', 'set keys even for a VM this host does not know (no domain, no xl config)')
     .option('--json', 'print JSON')
-    .action((vm: string, o: { set: string[]; unset: string[]; force?: boolean; json?: boolean }) =>
+    .action((arg: string, o: { set: string[]; unset: string[]; force?: boolean; json?: boolean }) =>
       run(async (s) => {
-        vmArg(vm);
+        const vm = vmArg(arg);
         const { CONFIG_KEYS, effectiveConfig, setOverride, unsetOverride } = await import(
           '../core/config/index.js'
         );
@@ -614,7 +612,7 @@ export function buildProgram(
             refuseProductionBridge(value, {
               vm,
               clonePrefix: effectiveConfig(vm, paths).values.clone_vif_prefix,
-              productionBridges: productionBridgesOf(paths, vmArg(vm)),
+              productionBridges: productionBridgesOf(paths, vm),
             });
           }
         }

@@ -6,8 +6,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleDaemon } from '../bundle.js';
 import { skipWithout } from '../prerequisites.js';
-import { CloneHost, E2E_NEEDS, bundleDaemon, canRunE2e, run } from './clone-helpers.js';
+import { CloneHost, E2E_NEEDS, canRunE2e, run } from './clone-helpers.js';
 
 const repo = resolve(__dirname, '../..');
 const CLIENT = join(repo, 'guest/linux/zynclone-guest');

@@ -14,6 +14,7 @@ import type { WebServer } from '../../src/web/server.js';
 import { ConsoleHost, waitFor } from '../daemons/console-monitor/console-host.js';
 import { type AckStandIn, CloneHost, E2E_NEEDS, canRunE2e, run } from '../e2e/clone-helpers.js';
 import { skipWithout } from '../prerequisites.js';
+import { writeLoopbackCert } from '../tls.js';
 import { WebClient, adminToken, errorCode, requestId, startWeb } from './web-helpers.js';
 
 const canRun = existsSync('/usr/bin/xenstore-read');
@@ -315,6 +316,10 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
   }, 60_000);
 
   it('lets one of concurrent creates through the API and the CLI win; the other is busy', async () => {
+    // The held create must outlive a slow machine's CLI start-up and API round trip.
+    await browser.request('PATCH', '/api/v1/vms/db01/config', {
+      set: { lockdown_ack_timeout_ms: 120_000 },
+    });
     // The stand-in holds the first create at its lockdown ack: both clients meet it running.
     ackStandIn().pause();
     const first = browser.post('/api/v1/clones/db01', { kind: 'offline' });
@@ -345,7 +350,10 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
     expect((await cli).code).toBe(0);
     expect((await admin.request('DELETE', '/api/v1/clones/db01')).status).toBe(200);
     expect(await host.leftovers('db01')).toEqual([]);
-  }, 120_000);
+    await browser.request('PATCH', '/api/v1/vms/db01/config', {
+      unset: ['lockdown_ack_timeout_ms'],
+    });
+  }, 180_000);
 
   it('refuses cross-site, CSRF-less and replayed requests of a session', async () => {
     const auth = browser.auth as { cookie: string; csrf: string };
@@ -550,29 +558,7 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
     let tls: WebServer | undefined;
     try {
       const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          key,
-          '-out',
-          cert,
-          '-days',
-          '1',
-          '-subj',
-          '/CN=127.0.0.1',
-          '-addext',
-          'subjectAltName=IP:127.0.0.1',
-        ],
-        { stdio: 'ignore' },
-      );
+      writeLoopbackCert(cert, key);
       const pem = { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
       tls = await startWeb(host, { tls: pem });
       expect(tls.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/$/);

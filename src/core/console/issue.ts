@@ -6,7 +6,7 @@
 import type { XlDriver } from '../../xen/index.js';
 import { type XsClient, type XsOps, type XsPerm, isXsErrno } from '../../xenstore/index.js';
 import { effectiveConfig } from '../config/index.js';
-import { type ZynclonePaths, validateVmName } from '../paths.js';
+import type { VmName, ZynclonePaths } from '../paths.js';
 import type { StateStore } from '../state/index.js';
 import { daemonLeaf, vmLeaf } from '../xenstore/layout.js';
 import { ConsoleError } from './errors.js';
@@ -52,11 +52,10 @@ const MISSED_BEATS = 3;
 /** Issues a ticket for the console of `vm`'s clone, valid for `ttlMs` and one connection. */
 export async function issueConsoleTicket(
   deps: TicketIssuerDeps,
-  vm: string,
+  vm: VmName,
   requestedBy: string,
   opts: { ttlMs?: number } = {},
 ): Promise<IssuedTicket> {
-  validateVmName(vm);
   const now = deps.now ?? Date.now;
   const { xs } = deps;
   const clone = deps.store.getClone(vm);

@@ -4,7 +4,7 @@
 import { statSync } from 'node:fs';
 import { CloneLifecycle } from '../../core/clones/lifecycle.js';
 import { type ZyncloneConfig, effectiveConfig } from '../../core/config/index.js';
-import { type ZynclonePaths, vmNameProblem } from '../../core/paths.js';
+import { type VmName, type ZynclonePaths, asVmName, vmNameProblem } from '../../core/paths.js';
 import { type StateStore, type VolumeSide, guestRequester } from '../../core/state/index.js';
 import { VolumeError, VolumeSwitcher } from '../../core/volumes/index.js';
 import type { XlDriver } from '../../xen/index.js';
@@ -20,17 +20,20 @@ export function configPolicy(
   const configOf = configReader(paths, now);
   return {
     admit(domain: DomainIdentity): Admission {
-      const problem = vmNameProblem(domain.name);
-      if (problem !== undefined) return { serve: false, reason: `domain name: ${problem}` };
+      // The domain's name is where the VM name enters: parsed here, once.
+      const vm = asVmName(domain.name);
+      if (vm === undefined) {
+        return { serve: false, reason: `domain name: ${vmNameProblem(domain.name)}` };
+      }
       // A clone is recognised by the state store, by name or by UUID.
       const clone = store.getCloneByDomain(domain.name, domain.uuid);
-      const configured = configOf(clone?.vm ?? domain.name);
+      const configured = configOf(clone?.vm ?? vm);
       if (!configured.guest_orchestration) {
         return { serve: false, reason: 'guest_orchestration is off' };
       }
       return {
         serve: true,
-        vm: domain.name,
+        vm,
         ...(clone === undefined ? {} : { cloneOf: clone.vm }),
         allowedOps: configured.guest_allowed_operations,
         allowCloneRequests: configured.guest_clone_requests,
@@ -49,8 +52,8 @@ const CONFIG_CACHE_SIZE = 1024;
  * validating both. A file that cannot be stat'ed is read every time (its
  * error then names the file).
  */
-function configReader(paths: ZynclonePaths, now: () => number): (vm: string) => ZyncloneConfig {
-  const cache = new Map<string, { readonly version: string; readonly values: ZyncloneConfig }>();
+function configReader(paths: ZynclonePaths, now: () => number): (vm: VmName) => ZyncloneConfig {
+  const cache = new Map<VmName, { readonly version: string; readonly values: ZyncloneConfig }>();
   return (vm) => {
     const nowNs = BigInt(now()) * 1_000_000n;
     const version = `${fileVersion(paths.baseConfigFile, nowNs)}|${fileVersion(paths.overrideFile(vm), nowNs)}`;

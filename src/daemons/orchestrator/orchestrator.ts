@@ -8,6 +8,7 @@
 // operations and one running, and spends a token per new request. Who asks is
 // the domain id of the watched path, resolved through dom0-owned nodes and
 // the state store (Policy), never anything the guest wrote.
+import type { VmName } from '../../core/paths.js';
 import type { XsClient, XsPerm, XsWatch } from '../../xenstore/index.js';
 import { isXsErrno } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
@@ -40,9 +41,9 @@ export type Admission =
   | {
       readonly serve: true;
       /** The VM whose clone the domain's requests act on (its own name). */
-      readonly vm: string;
+      readonly vm: VmName;
       /** Set when the domain is itself a clone: the VM it is a clone of. */
-      readonly cloneOf?: string;
+      readonly cloneOf?: VmName;
       readonly allowedOps: readonly string[];
       readonly allowCloneRequests: boolean;
     };
@@ -54,9 +55,9 @@ export interface Policy {
 
 export interface OperationRequest {
   readonly domid: number;
-  readonly vm: string;
+  readonly vm: VmName;
   /** Set when the requesting domain is itself a clone (and guest_clone_requests allows it). */
-  readonly cloneOf?: string;
+  readonly cloneOf?: VmName;
   readonly requestId: string;
   readonly op: GuestOp;
   readonly args: Readonly<Record<string, string>>;
@@ -121,8 +122,8 @@ class DomainGone extends Error {}
 
 interface Job {
   readonly request: GuestRequest;
-  readonly vm: string;
-  readonly cloneOf: string | undefined;
+  readonly vm: VmName;
+  readonly cloneOf: VmName | undefined;
 }
 
 /** A token bucket: `burst` at once, then one per `refillMs`. */

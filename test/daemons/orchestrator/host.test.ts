@@ -5,11 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { setOverride } from '../../../src/core/config/index.js';
-import { type ZynclonePaths, zynclonePaths } from '../../../src/core/paths.js';
+import { type ZynclonePaths, validateVmName, zynclonePaths } from '../../../src/core/paths.js';
 import { type StateStore, openStateStore } from '../../../src/core/state/index.js';
 import { configPolicy } from '../../../src/daemons/orchestrator/host.js';
 import type { Admission } from '../../../src/daemons/orchestrator/orchestrator.js';
 
+const WEB01 = validateVmName('web01');
 const web01 = { domid: 5, name: 'web01', uuid: '00000000-0000-4000-8000-000000000005' };
 
 function allowed(a: Admission): readonly string[] {
@@ -26,8 +27,8 @@ describe('configPolicy', () => {
     dir = mkdtempSync(join(tmpdir(), 'zc-orch-policy-'));
     paths = zynclonePaths(join(dir, 'root'));
     store = openStateStore({ paths });
-    setOverride('web01', 'guest_orchestration', 'true', paths);
-    setOverride('web01', 'guest_allowed_operations', 'status', paths);
+    setOverride(WEB01, 'guest_orchestration', 'true', paths);
+    setOverride(WEB01, 'guest_allowed_operations', 'status', paths);
   });
 
   afterEach(() => {
@@ -37,7 +38,7 @@ describe('configPolicy', () => {
 
   it('sees a file edited in place on the very next request', () => {
     const policy = configPolicy(paths, store);
-    const file = paths.overrideFile('web01');
+    const file = paths.overrideFile(WEB01);
     const text = (op: string) =>
       JSON.stringify({ guest_orchestration: true, guest_allowed_operations: [op] });
     expect(allowed(policy.admit(web01))).toEqual(['status']);
@@ -54,17 +55,17 @@ describe('configPolicy', () => {
     const first = allowed(policy.admit(web01));
     expect(allowed(policy.admit(web01))).toBe(first);
 
-    setOverride('web01', 'guest_allowed_operations', 'status,create', paths);
+    setOverride(WEB01, 'guest_allowed_operations', 'status,create', paths);
     expect(allowed(policy.admit(web01))).toEqual(['status', 'create']);
 
     writeFileSync(
-      paths.overrideFile('web01'),
+      paths.overrideFile(WEB01),
       JSON.stringify({ guest_orchestration: true, guest_allowed_operations: ['stop'] }),
     );
     expect(allowed(policy.admit(web01))).toEqual(['stop']);
 
     writeFileSync(paths.baseConfigFile, JSON.stringify({ guest_allowed_operations: ['start'] }));
-    rmSync(paths.overrideFile('web01'));
+    rmSync(paths.overrideFile(WEB01));
     expect(policy.admit(web01)).toEqual({ serve: false, reason: 'guest_orchestration is off' });
   });
 
