@@ -111,6 +111,9 @@ describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))(
     }, 200_000);
 
     it('the clone runs the same client and is refused: no clone of a clone', async () => {
+      // Served since before web01's ok: the orchestrator looked at the domains again.
+      const clone = (await host.domains()).get('web01-clone')!.domid;
+      expect(await host.xsRead(`/local/domain/${clone}/zynclone/protocol`)).toBe('1');
       const r = await inGuest('web01-clone', 'create', '--wait', '--timeout', '30');
       expect(r.code).toBe(5);
       expect(r.stderr).toMatch(/\[CLONE_REQUEST_REFUSED\]/);

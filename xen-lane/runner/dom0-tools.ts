@@ -141,12 +141,15 @@ export interface GuestSpec {
   uuid?: string;
   /** xl vfb specs, e.g. 'vnc=1': a PV framebuffer that QEMU in dom0 serves over VNC. */
   vfbs?: string[];
+  /** zc.ask=: the guest asks ZynClone for this operation through zynclone-guest once served. */
+  ask?: string;
 }
 
 export function guestConfig(spec: GuestSpec): string {
   const extra = ['console=hvc0', 'loglevel=4', `zc.name=${spec.name}`];
   if (spec.ip) extra.push(`zc.ip=${spec.ip}`);
   if (spec.disks?.length) extra.push('zc.disk=1');
+  if (spec.ask) extra.push(`zc.ask=${spec.ask}`);
   const lines = [
     `name = "${spec.name}"`,
     `type = "pv"`,

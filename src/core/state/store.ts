@@ -321,6 +321,14 @@ export class StateStore {
     return row === undefined ? undefined : cloneFromRow(row);
   }
 
+  /** The clone whose domain has this name or this UUID (how a running domain is known as a clone). */
+  getCloneByDomain(name: string, uuid: string): CloneRecord | undefined {
+    const row = this.#db
+      .prepare('SELECT * FROM clones WHERE clone_name = ? OR clone_uuid = ? ORDER BY vm LIMIT 1')
+      .get(name, uuid) as Row | undefined;
+    return row === undefined ? undefined : cloneFromRow(row);
+  }
+
   listClones(): CloneRecord[] {
     return (this.#db.prepare('SELECT * FROM clones ORDER BY vm').all() as Row[]).map(cloneFromRow);
   }

@@ -85,6 +85,14 @@ describe('clone_guest_orchestrator', () => {
     ]);
     // The guest reads its reply with relative paths, as xenstore-read does inside a VM.
     expect(await web.read('zynclone/reply/r1/state')).toBe('ok');
+    // The operator's log tells the same story.
+    expect(
+      lab.logLines.filter((l) => l.id === 'r1').map((l) => [l.msg, l.message ?? l.result]),
+    ).toEqual([
+      ['request accepted', undefined],
+      ['request progress', 'snapshotting disks'],
+      ['request done', 'clone web01-clone is running'],
+    ]);
   });
 
   it('is idempotent per id: a rewritten or repeated request is never carried out twice', async () => {
