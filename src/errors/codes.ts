@@ -190,6 +190,10 @@ export const ERROR_CODES = {
     'The net monitor did not acknowledge the lockdown in time; the clone stays paused.',
   ),
   CLONE_FAILED: fail('core', 'A step failed; the operation was rolled back.'),
+  CLONE_ROLLBACK_PENDING: fail(
+    'core',
+    'A step failed and undoing it failed too; the operation stays pending (the VM busy) until clone_monitor or the next vmclone command finishes the rollback.',
+  ),
 
   VOLUME_NOT_SHARED: as(
     'core',

@@ -7,6 +7,8 @@ import { spawn } from 'node:child_process';
 import { ZynCloneError } from '../errors/index.js';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
+/** How long a program killed for its timeout may take to be gone before the call rejects anyway. */
+const EXIT_AFTER_KILL_MS = 10_000;
 export const DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 
 export interface RunOptions {
@@ -126,9 +128,17 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
           ),
         ),
       );
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+    let timedOut = false;
+    const failTimeout = () =>
       fail('RUN_TIMEOUT', `${shown} did not finish within ${timeoutMs} ms and was killed`, null);
+    const timer = setTimeout(() => {
+      // Rejected once the program is really gone, so that the caller's
+      // cleanup (e.g. destroying the domain a killed `xl create` made) sees
+      // everything it did, never a program still finishing its last call.
+      timedOut = true;
+      child.once('exit', failTimeout);
+      setTimeout(failTimeout, EXIT_AFTER_KILL_MS).unref();
+      child.kill('SIGKILL');
     }, timeoutMs);
     const collect = (into: Buffer[]) => (chunk: Buffer) => {
       size += chunk.length;
@@ -152,6 +162,10 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
       );
     });
     child.on('close', (status, signal) => {
+      if (timedOut) {
+        failTimeout();
+        return;
+      }
       const result: RunResult = {
         argv: full,
         status,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { type RunError, type RunResult, describeArgv, run } from '../process/index.js';
 import { XlError, XlParseError } from './errors.js';
-import { type DomId, domId } from './paths.js';
+import { type DomId, type VmUuid, domId } from './paths.js';
 import { type DiskSpec, printDisk } from './xl-config/disk.js';
 import { XlConfig, type XlPlain, printValue, toValue } from './xl-config/document.js';
 import { type VifSpec, printVif } from './xl-config/vif.js';
@@ -22,7 +22,10 @@ import {
 export interface XlDriverOptions {
   /** The xl binary: a path, or a name looked up on PATH. Default `xl`. */
   xlPath?: string;
-  /** Per-command timeout; the process is killed (SIGKILL) when it runs out. Default 120 s. */
+  /**
+   * Per-command timeout; the process is killed (SIGKILL) when it runs out.
+   * Default: ZYNCLONE_XL_TIMEOUT_MS from `env`, else 120 s.
+   */
   timeoutMs?: number;
   /** Environment for xl (default: this process's). */
   env?: NodeJS.ProcessEnv;
@@ -42,6 +45,23 @@ export type DomainRef = DomId | string;
 
 const MAX_OUTPUT = 64 * 1024 * 1024;
 
+/** ZYNCLONE_XL_TIMEOUT_MS: a longer (or, in tests, shorter) limit for every xl command. */
+function timeoutFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = env.ZYNCLONE_XL_TIMEOUT_MS;
+  if (raw === undefined || raw === '') return undefined;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms <= 0) {
+    throw new XlError(
+      'XL_FAILED',
+      `ZYNCLONE_XL_TIMEOUT_MS='${raw}' is not a positive whole number of milliseconds`,
+      [],
+      null,
+      '',
+    );
+  }
+  return ms;
+}
+
 /**
  * Runs `xl` with argv arrays (never a shell) and turns its output into data and
  * its failures into `XlError`s with stable codes. The same class drives the real
@@ -54,7 +74,7 @@ export class XlDriver {
 
   constructor(opts: XlDriverOptions = {}) {
     this.xlPath = opts.xlPath ?? 'xl';
-    this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.timeoutMs = opts.timeoutMs ?? timeoutFromEnv(opts.env ?? process.env) ?? 120_000;
     this.env = opts.env;
   }
 
@@ -132,6 +152,22 @@ export class XlDriver {
   async list(dom?: DomainRef): Promise<XlListEntry[]> {
     const { stdout } = await this.run(['list', ...(dom === undefined ? [] : [String(dom)])]);
     return parseXlList(stdout);
+  }
+
+  /**
+   * `xl list -v`: every domain with the UUID the hypervisor holds. Unlike
+   * `xl list -l`, which silently leaves out a domain whose configuration
+   * libxl cannot retrieve (one whose `xl create` was killed half-way), it
+   * lists every domain there is.
+   */
+  async listVerbose(): Promise<Array<XlListEntry & { uuid: VmUuid }>> {
+    const { stdout } = await this.run(['list', '-v']);
+    return parseXlList(stdout).map((d) => {
+      if (d.uuid === undefined) {
+        throw new XlParseError('xl list -v output', `domain ${d.name} has no UUID column`);
+      }
+      return { ...d, uuid: d.uuid };
+    });
   }
 
   async listLong(dom?: DomainRef): Promise<XlDomainDetails[]> {

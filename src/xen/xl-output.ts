@@ -23,11 +23,13 @@ export interface XlListEntry {
   state: string;
   flags: XlDomainFlags;
   cpuSeconds: number;
+  /** The domain's UUID as the hypervisor holds it; only from `xl list -v`. */
+  uuid?: VmUuid;
 }
 
 const LIST_HEADER_RE = /^Name\s+ID\s+Mem\s+VCPUs\s+State\s+Time\(s\)/;
 const LIST_LINE_RE =
-  /^(.+?)\s+(\d+)\s+(\d+)\s+(\d+)\s+([r-][b-][p-][s-][-rscwS?][d-])\s+(\d+(?:\.\d+)?)(?:\s.*)?$/;
+  /^(.+?)\s+(\d+)\s+(\d+)\s+(\d+)\s+([r-][b-][p-][s-][-rscwS?][d-])\s+(\d+(?:\.\d+)?)(?:\s+([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\b)?(?:\s.*)?$/;
 
 export function parseXlList(stdout: string): XlListEntry[] {
   const lines = stdout.split('\n').filter((l) => l.trim() !== '');
@@ -54,6 +56,7 @@ export function parseXlList(stdout: string): XlListEntry[] {
         ...(reason === '-' ? {} : { shutdownReason: reason }),
       },
       cpuSeconds: Number(m[6]),
+      ...(m[7] === undefined ? {} : { uuid: vmUuid(m[7]) }),
     };
   });
 }

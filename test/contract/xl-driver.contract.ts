@@ -185,6 +185,21 @@ export function xlDriverContract(env: XlDriverContractEnv): ContractCase[] {
         }),
     },
     {
+      name: 'list -v: every domain with the UUID xl list -l shows',
+      run: () =>
+        withGuest('verbose', async ({ name, domid }) => {
+          const all = await env.xl.listVerbose();
+          const mine = all.find((d) => d.domid === domid);
+          assert.ok(mine, `domid ${domid} missing from xl list -v`);
+          assert.equal(mine.name, name);
+          assert.equal(mine.flags.paused, true, `state is ${mine.state}`);
+          const [long] = await env.xl.listLong(name);
+          assert.equal(mine.uuid, long?.uuid, 'the same UUID as xl list -l');
+          const dom0 = all.find((d) => d.domid === 0);
+          assert.equal(dom0?.uuid, '00000000-0000-0000-0000-000000000000');
+        }),
+    },
+    {
       name: 'save -p then restore -p under a new name and uuid: both domains exist',
       run: () =>
         withGuest('orig', async ({ name, domid, cfgPath }) => {

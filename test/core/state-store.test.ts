@@ -253,6 +253,25 @@ describe('state store: operations', () => {
     ]);
   });
 
+  it('hands a released operation (its rollback could not finish) to recovery, still running', () => {
+    const s = open();
+    const op = s.beginOperation('web1', 'create', { requestedBy: 'user:bob' });
+    const other = open({ ...currentOwner(), pid: process.pid + 100_000 });
+    expect(stateError(() => other.releaseOperation(op.id, 'x')).code).toBe('OPERATION_NOT_OWNED');
+    const released = s.releaseOperation(op.id, 'rollback incomplete: xl destroy failed');
+    expect(released).toMatchObject({ status: 'running', error: expect.stringMatching(/destroy/) });
+    expect(s.staleOperations().map((o) => o.id)).toEqual([op.id]);
+    expect(s.pendingOperations()[0]?.livenessReason).toBe('released to recovery');
+    expect(stateError(() => s.beginOperation('web1', 'start')).code).toBe('VM_BUSY');
+    expect(s.adoptOperation(op.id).owner.pid).toBe(process.pid);
+    s.finishOperation(op.id, 'rolled-back');
+    expect(s.auditLog({ vm: 'web1' }).map((a) => [a.action, a.outcome])).toEqual([
+      ['create', 'rolled-back'],
+      ['adopt', 'adopted'],
+      ['release', 'left to recovery'],
+    ]);
+  });
+
   it('reports STATE_LOCKED when another connection holds the write lock past busy_timeout', () => {
     const s = open();
     const blocker = new DatabaseSync(s.file);

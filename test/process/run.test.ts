@@ -1,4 +1,7 @@
 // The one subprocess runner, with real programs.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isZynCloneError } from '../../src/errors/index.js';
 import { RunError, describeArgv, run } from '../../src/process/index.js';
@@ -55,6 +58,21 @@ describe('run', () => {
     expect(err.code).toBe('RUN_TIMEOUT');
     expect(err.message).toMatch(/did not finish within 300 ms and was killed/);
     expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('rejects a timed-out program only once it is gone, also with check: false', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zc-run-'));
+    try {
+      const pidFile = join(dir, 'pid');
+      // Ignores SIGTERM; only the SIGKILL of the timeout ends it.
+      const script = `process.on('SIGTERM', () => {}); require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000);`;
+      const err = await failure(run([node, '-e', script], { timeoutMs: 500, check: false }));
+      expect(err.code).toBe('RUN_TIMEOUT');
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('kills a program that prints more than allowed', async () => {

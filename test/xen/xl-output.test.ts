@@ -40,7 +40,12 @@ describe('xl list', () => {
     const v =
       'Name                                        ID   Mem VCPUs\tState\tTime(s)   UUID                            Reason-Code\tSecurity Label\n' +
       'web1                                         3   512     1     -b----      12.0 5f0b2c9e-1d2a-4e3b-9c4d-5e6f7a8b9c0d        -                -\n';
-    expect(parseXlList(v)[0]).toMatchObject({ name: 'web1', domid: 3 });
+    expect(parseXlList(v)[0]).toMatchObject({
+      name: 'web1',
+      domid: 3,
+      uuid: '5f0b2c9e-1d2a-4e3b-9c4d-5e6f7a8b9c0d',
+    });
+    expect(parseXlList(fx('list.txt'))[1]).not.toHaveProperty('uuid');
   });
 
   it('refuses output that is not an xl list table', () => {

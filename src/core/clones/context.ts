@@ -48,6 +48,8 @@ export interface LifecycleOptions {
    * simulator's network domain makes its bridges itself.
    */
   readonly manageBridge?: boolean;
+  /** Waits between attempts at a failing undo action (default UNDO_RETRY_DELAYS_MS); tests shorten them. */
+  readonly undoRetryDelaysMs?: readonly number[];
   /** Reads /proc to detect Remus replication of a VM; tests may replace it. */
   readonly replicationProbe?: (vm: string) => string | undefined;
 }
@@ -116,7 +118,12 @@ export class LifecycleContext {
   }
 
   private undoContext(): UndoContext {
-    return { xl: this.xl, store: this.store, xs: () => this.xs() };
+    return {
+      xl: this.xl,
+      store: this.store,
+      xs: () => this.xs(),
+      undoRetryDelaysMs: this.o.undoRetryDelaysMs,
+    };
   }
 
   undoAction(u: UndoAction): Promise<void> {
@@ -174,10 +181,12 @@ export class LifecycleContext {
           this.store.finishOperation(op.id, 'failed', errText(err));
         }
       } catch (undoErr) {
+        // Whoever recovers next finishes it; this process may live on (a daemon).
+        this.store.releaseOperation(op.id, `rollback incomplete: ${errText(undoErr)}`);
         throw new CloneError(
-          'CLONE_FAILED',
+          'CLONE_ROLLBACK_PENDING',
           `${kind} of ${vm} failed: ${errText(err)}; and undoing it failed too: ${errText(undoErr)} ` +
-            '(the operation stays pending: the next vmclone command retries the rollback)',
+            `(operation ${op.id} stays pending and the VM busy: clone_monitor, or the next vmclone command, finishes the rollback)`,
           { cause: err },
         );
       }

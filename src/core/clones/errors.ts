@@ -22,6 +22,8 @@ export type CloneErrorCode =
   /** The isolation bridge cannot be made or is not isolated. */
   | 'ISOLATION_BRIDGE'
   /** A step failed; the operation was rolled back. */
-  | 'CLONE_FAILED';
+  | 'CLONE_FAILED'
+  /** A step failed and undoing it failed too; the rollback is left to recovery. */
+  | 'CLONE_ROLLBACK_PENDING';
 
 export class CloneError extends ZynCloneError<CloneErrorCode> {}

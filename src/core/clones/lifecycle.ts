@@ -68,12 +68,12 @@ export class CloneLifecycle {
   }
 
   /**
-   * Finishes or rolls back every operation whose owner died, then
-   * reconciles. `retry`: operations this process adopted before and failed
-   * to recover. Called at the start of every vmclone command.
+   * Finishes or rolls back every operation whose owner died or left it to
+   * recovery, then reconciles. `holdOff`: operations not to try yet. Called
+   * at the start of every vmclone command.
    */
-  recover(retry: readonly number[] = []): Promise<RecoveryReport[]> {
-    return recover(this.ctx, retry);
+  recover(holdOff?: ReadonlySet<number>): Promise<RecoveryReport[]> {
+    return recover(this.ctx, holdOff);
   }
 
   /** Clones recorded running whose domain is gone become active, with a note. */

@@ -19,44 +19,56 @@ export interface RecoveryReport {
 }
 
 /**
- * Adopts every operation whose owner died and finishes it (stop, activate,
- * deactivate, remove: their steps are safe to repeat) or rolls it back
- * (create, start); then reconciles. `retry`: operations this process adopted
- * before and failed to recover, tried again.
+ * Adopts every operation whose owner died (or released it) and finishes it
+ * (stop, activate, deactivate, remove: their steps are safe to repeat) or
+ * rolls it back (create, start); then reconciles. One that cannot be
+ * finished now is released again, for the next recovery. `holdOff`:
+ * operations not to try yet (clone_monitor's back-off after a failure).
  */
 export async function recover(
   ctx: LifecycleContext,
-  retry: readonly number[],
+  holdOff: ReadonlySet<number> = new Set(),
 ): Promise<RecoveryReport[]> {
   const { store } = ctx;
   const reports: RecoveryReport[] = [];
-  const again = retry.flatMap((id) => {
-    const op = store.getOperation(id);
-    return op?.status === 'running' ? [op] : [];
-  });
-  for (const stale of [...store.staleOperations(), ...again]) {
+  for (const stale of store.staleOperations()) {
     if (stale.kind === 'switch-volume') continue; // VolumeSwitcher.recover's
+    if (holdOff.has(stale.id)) continue;
     let op: OperationRecord;
     try {
       op = store.adoptOperation(stale.id);
     } catch (err) {
-      if ((err as { code?: string }).code === 'VM_BUSY') continue; // another process recovers it
+      const code = (err as { code?: string }).code;
+      // Another process recovers it, or has just finished it.
+      if (code === 'VM_BUSY' || code === 'OPERATION_NOT_RUNNING') continue;
       throw err;
     }
-    ctx.emit(
-      'info',
-      `recovering operation ${op.id} (${op.kind} of ${op.vm}) left by a dead process`,
-    );
+    const left =
+      stale.owner.pid === 0
+        ? 'left to recovery by a rollback that could not finish'
+        : 'left by a dead process';
+    ctx.emit('info', `recovering operation ${op.id} (${op.kind} of ${op.vm}) ${left}`);
     const report = { opId: op.id, vm: op.vm, kind: op.kind };
     try {
       if (ROLL_BACK.includes(op.kind)) {
-        await ctx.rollBack(op, `rolled back after its process (pid ${stale.owner.pid}) died`);
+        await ctx.rollBack(
+          op,
+          stale.owner.pid === 0
+            ? `rolled back by recovery (${stale.error ?? 'its rollback could not finish'})`
+            : `rolled back after its process (pid ${stale.owner.pid}) died`,
+        );
         reports.push({ ...report, outcome: 'rolled-back' });
       } else {
         await redo(ctx, op);
         reports.push({ ...report, outcome: 'finished' });
       }
     } catch (err) {
+      // Not kept by this process, which may be a daemon that never retries it.
+      try {
+        store.releaseOperation(op.id, `recovery failed: ${errText(err)}`);
+      } catch {
+        // Ended meanwhile: nothing left to hand over.
+      }
       reports.push({ ...report, outcome: 'failed', error: errText(err) });
     }
   }

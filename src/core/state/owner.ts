@@ -98,6 +98,8 @@ export function ownerLiveness(owner: OperationOwner): { liveness: Liveness; reas
   if (owner.hostname !== hostname()) {
     return { liveness: 'unknown', reason: `owned by host ${owner.hostname}` };
   }
+  // StateStore.releaseOperation's mark: no process holds it any more.
+  if (owner.pid === 0) return { liveness: 'dead', reason: 'released to recovery' };
   const boot = bootId();
   if (owner.bootId !== null && boot !== null && owner.bootId !== boot) {
     return { liveness: 'dead', reason: 'the host rebooted since' };

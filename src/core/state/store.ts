@@ -719,6 +719,33 @@ export class StateStore {
     });
   }
 
+  /**
+   * Hands a running operation this process owns over to recovery: it stays
+   * running (the VM stays busy), but its owner reads as dead, so the next
+   * recovery (clone_monitor, any vmclone command, a daemon's next request)
+   * adopts and finishes it. For a rollback this process could not finish,
+   * e.g. because xl failed; `why` is kept as the operation's error meanwhile.
+   */
+  releaseOperation(opId: number, why: string): OperationRecord {
+    return this.#write(() => {
+      const op = this.#ownRunning(opId);
+      this.#db
+        .prepare(
+          'UPDATE operations SET owner_pid = 0, owner_start_time = NULL, error = ? WHERE id = ?',
+        )
+        .run(why.slice(0, 4096), opId);
+      this.#insertAudit({
+        who: op.requestedBy,
+        action: 'release',
+        vm: op.vm,
+        opId,
+        outcome: 'left to recovery',
+        detail: { ownerPid: op.owner.pid, error: why.slice(0, 1000) },
+      });
+      return this.#operation(opId)!;
+    });
+  }
+
   // ---- audit -------------------------------------------------------------
 
   #insertAudit(entry: NewAuditEntry): number {

@@ -119,7 +119,7 @@ export class CloneMonitor {
   private readonly passListeners = new Set<(r: PassReport) => void>();
   private readonly lifecycle: CloneLifecycle;
   private recovering: Promise<void> | undefined;
-  /** Operations whose recovery failed (this process owns them now): when to try again. */
+  /** Operations whose recovery failed (left to recovery again): when to try them again. */
   private readonly retryAt = new Map<number, number>();
 
   constructor(opts: CloneMonitorOptions) {
@@ -203,26 +203,30 @@ export class CloneMonitor {
   }
 
   /**
-   * Finishes or rolls back every operation whose owner died (one recovery
-   * at a time; the next poll looks again).
+   * Finishes or rolls back every operation whose owner died or left it to
+   * recovery (one recovery at a time; the next poll looks again).
    */
   private recoverStale(): void {
     if (this.stopped || this.recovering !== undefined) return;
-    let stale: number;
+    const now = Date.now();
+    // Failed before: tried again once its back-off has passed.
+    const holdOff = new Set([...this.retryAt].filter(([, at]) => at > now).map(([id]) => id));
+    let stale: number[];
     try {
-      stale = this.o.store.staleOperations().length;
+      stale = this.o.store
+        .staleOperations()
+        .map((op) => op.id)
+        .filter((id) => !holdOff.has(id));
     } catch (err) {
       this.o.log.warn('cannot look for operations left by dead processes', { error: err });
       return;
     }
-    const now = Date.now();
-    const due = [...this.retryAt].filter(([, at]) => at <= now).map(([id]) => id);
-    if (stale === 0 && due.length === 0) return;
+    if (stale.length === 0) return;
     this.recovering = this.lifecycle
-      .recover(due)
+      .recover(holdOff)
       .then((reports: RecoveryReport[]) => {
         // Finished meanwhile by someone else: nothing to retry.
-        for (const id of due) if (!reports.some((r) => r.opId === id)) this.retryAt.delete(id);
+        for (const id of stale) if (!reports.some((r) => r.opId === id)) this.retryAt.delete(id);
         for (const r of reports) {
           const fields = { vm: r.vm, opId: r.opId, kind: r.kind, outcome: r.outcome };
           if (r.outcome === 'failed') {

@@ -36,6 +36,8 @@ interface FakeDomain {
   domid: number;
   uuid: string;
   paused: boolean;
+  /** False for a domain whose `xl create` was killed half-way: `xl list -l` leaves it out. */
+  complete?: boolean;
   nics: { devid: number; mac?: string; bridge?: string; vifname?: string }[];
 }
 
@@ -43,6 +45,10 @@ interface FakeDomain {
 class FakeXl {
   readonly domains = new Map<string, FakeDomain>();
   private nextDomid = 1;
+  /** `xl create` makes the domain, then runs out of time and is killed (XL_TIMEOUT). */
+  createTimesOut = false;
+  /** How many `xl destroy` calls fail (XL_FAILED) before they work again. */
+  destroyFailures = 0;
 
   boot(cfgPath: string, paused: boolean): number {
     const cfg = XlConfig.parse(readFileSync(cfgPath, 'utf8'), cfgPath);
@@ -54,14 +60,24 @@ class FakeXl {
       const v = parseVif(t);
       return { devid: v.devid ?? i, mac: v.mac, bridge: v.bridge, vifname: v.vifname };
     });
-    this.domains.set(name, { domid, uuid: cfg.getString('uuid') ?? `0000-${domid}`, paused, nics });
+    const uuid = cfg.getString('uuid') ?? `0000-${domid}`;
+    this.domains.set(name, { domid, uuid, paused, nics, complete: !this.createTimesOut });
+    if (this.createTimesOut) {
+      throw Object.assign(new Error(`xl create -p ${cfgPath} did not finish and was killed`), {
+        code: 'XL_TIMEOUT',
+      });
+    }
     return domid;
   }
 
-  private get(name: string): FakeDomain {
-    const d = this.domains.get(name);
-    if (!d) throw Object.assign(new Error(`no domain ${name}`), { code: 'XL_NO_SUCH_DOMAIN' });
-    return d;
+  private entry(ref: string | number): [string, FakeDomain] {
+    const e = [...this.domains].find(([n, d]) => n === ref || d.domid === ref);
+    if (!e) throw Object.assign(new Error(`no domain ${ref}`), { code: 'XL_NO_SUCH_DOMAIN' });
+    return e;
+  }
+
+  private get(ref: string | number): FakeDomain {
+    return this.entry(ref)[1];
   }
 
   async list() {
@@ -81,8 +97,13 @@ class FakeXl {
       cpuSeconds: 0,
     }));
   }
+  async listVerbose() {
+    const uuids = new Map([...this.domains].map(([name, d]) => [name, d.uuid]));
+    return (await this.list()).map((d) => ({ ...d, uuid: uuids.get(d.name)! }));
+  }
   async listLong(name: string) {
     const d = this.get(name);
+    if (d.complete === false) return [];
     return [
       {
         domid: d.domid,
@@ -111,14 +132,18 @@ class FakeXl {
     if (opts.paused) d.paused = true;
     else this.domains.delete(name);
   }
-  async pause(name: string) {
-    this.get(name).paused = true;
+  async pause(ref: string | number) {
+    this.get(ref).paused = true;
   }
-  async unpause(name: string) {
-    this.get(name).paused = false;
+  async unpause(ref: string | number) {
+    this.get(ref).paused = false;
   }
-  async destroy(name: string) {
-    this.get(name);
+  async destroy(ref: string | number) {
+    const [name] = this.entry(ref);
+    if (this.destroyFailures > 0) {
+      this.destroyFailures--;
+      throw Object.assign(new Error(`xl destroy ${ref} failed`), { code: 'XL_FAILED' });
+    }
     this.domains.delete(name);
   }
   async shutdown(name: string) {
@@ -149,6 +174,7 @@ describe('CloneLifecycle with a fake xl', () => {
       crash: { fail },
       manageBridge: false,
       replicationProbe: () => undefined,
+      undoRetryDelaysMs: [1, 1],
     });
 
   beforeAll(async () => {
@@ -292,4 +318,76 @@ describe('CloneLifecycle with a fake xl', () => {
       expect(await leftovers()).toEqual([]);
     },
   );
+
+  describe('a create whose xl create made the domain and then timed out', () => {
+    it.each(['offline', 'memory'] as const)(
+      '%s: is rolled back, the half-made domain (absent from xl list -l) destroyed',
+      async (kind) => {
+        xl = new FakeXl();
+        if (kind === 'memory') bootOriginal();
+        xl.createTimesOut = true;
+        await expect(lifecycle().create(web, { kind })).rejects.toMatchObject({
+          code: 'XL_TIMEOUT',
+        });
+        expect(store.listOperations({ vm: 'web', limit: 1 })[0]?.status).toBe('rolled-back');
+        expect(await leftovers()).toEqual([]);
+      },
+    );
+
+    it('an undo that fails once is tried again and the rollback completes', async () => {
+      xl = new FakeXl();
+      xl.createTimesOut = true;
+      xl.destroyFailures = 1;
+      await expect(lifecycle().create(web, { kind: 'offline' })).rejects.toMatchObject({
+        code: 'XL_TIMEOUT',
+      });
+      expect(await leftovers()).toEqual([]);
+    });
+
+    it('an undo that keeps failing leaves the operation to recovery, which completes it', async () => {
+      xl = new FakeXl();
+      xl.createTimesOut = true;
+      xl.destroyFailures = 3; // every attempt of this rollback
+      const err = await lifecycle()
+        .create(web, { kind: 'offline' })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'CLONE_ROLLBACK_PENDING' });
+      expect((err as Error).message).toMatch(
+        /xl create .* did not finish.*undoing it failed too: xl destroy .* failed.*finishes the rollback/,
+      );
+      // Pending, the VM busy, no longer held by this process: any recovery adopts it.
+      const [pending] = store.staleOperations();
+      expect(pending).toMatchObject({ vm: 'web', kind: 'create', status: 'running' });
+      expect(pending!.owner.pid).toBe(0);
+      expect(xl.domains.has('web-clone')).toBe(true);
+      await expect(lifecycle().create(web, { kind: 'offline' })).rejects.toMatchObject({
+        code: 'VM_BUSY',
+      });
+      // The same process (a daemon) recovers it on its next request.
+      xl.createTimesOut = false;
+      const reports = await lifecycle().recover();
+      expect(reports).toEqual([
+        { opId: pending!.id, vm: 'web', kind: 'create', outcome: 'rolled-back' },
+      ]);
+      const undoable = store.getOperation(pending!.id)!.steps.filter((s) => s.undo !== null);
+      expect(undoable.map((s) => s.status)).toEqual(undoable.map(() => 'undone'));
+      expect(await leftovers()).toEqual([]);
+    });
+
+    it('a recovery that fails too leaves the operation for the next one', async () => {
+      xl = new FakeXl();
+      xl.createTimesOut = true;
+      xl.destroyFailures = 6; // this rollback's three attempts and the first recovery's
+      await expect(lifecycle().create(web, { kind: 'offline' })).rejects.toMatchObject({
+        code: 'CLONE_ROLLBACK_PENDING',
+      });
+      const [first] = await lifecycle().recover();
+      expect(first).toMatchObject({ outcome: 'failed', error: expect.stringMatching(/destroy/) });
+      expect(store.staleOperations().map((o) => o.id)).toEqual([first!.opId]);
+      expect(await lifecycle().recover(new Set([first!.opId]))).toEqual([]);
+      const [second] = await lifecycle().recover();
+      expect(second).toMatchObject({ opId: first!.opId, outcome: 'rolled-back' });
+      expect(await leftovers()).toEqual([]);
+    });
+  });
 });
