@@ -4,7 +4,7 @@
 import { createConnection } from 'node:net';
 
 export type ControlRequest =
-  | { op: 'xl'; argv: string[]; cwd: string }
+  | { op: 'xl'; argv: string[]; cwd: string; fault?: string }
   | { op: 'guest'; argv: string[] }
   | { op: 'ping' }
   | { op: 'stop' };

@@ -110,6 +110,68 @@ describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('vmclone crash recovery', () 
     30_000,
   );
 
+  // The real-Xen lane's defect: under load `xl create -p` made the clone's
+  // domain, then ran out of time and was killed; the rollback must destroy
+  // that half-made domain (which `xl list -l` leaves out) before it returns.
+  const hung = { ZYNCLONE_SIM_XL_FAULT: 'create-hang', ZYNCLONE_XL_TIMEOUT_MS: '1500' };
+
+  it.each([['online'], ['offline'], ['memory']])(
+    'a %s create whose xl create makes the domain and then times out leaves nothing behind',
+    async (kind) => {
+      if (kind === 'offline') expect((await host.xl('shutdown', '-w', 'web01')).code).toBe(0);
+      try {
+        const r = await host.vmclone(['create', 'web01', `--${kind}`, '-q'], hung);
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stderr).toMatch(/did not finish within 1500 ms and was killed \[XL_TIMEOUT\]/);
+        // Before any other command could recover anything:
+        expect(await host.leftovers('web01')).toEqual([]);
+      } finally {
+        if (kind === 'offline') await host.xl('create', join(host.root, 'etc/xen/web01.cfg'));
+      }
+    },
+    30_000,
+  );
+
+  it('a rollback whose destroy keeps failing is left to recovery, which the next command finishes', async () => {
+    const r = await host.vmclone(['create', 'web01', '--online', '-q'], {
+      ...hung,
+      ZYNCLONE_SIM_XL_FAULT: 'create-hang,destroy-fail',
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /did not finish.*undoing it failed too: .*destroy failed.*finishes the rollback\) \[CLONE_ROLLBACK_PENDING\]/,
+    );
+    expect((await host.domains()).get('web01-clone')?.state).toBe('--p---');
+    const next = await host.vmclone(['list']);
+    expect(next.code).toBe(0);
+    expect(next.stderr).toMatch(/create of web01\): rolled-back/);
+    expect(await host.leftovers('web01')).toEqual([]);
+  }, 30_000);
+
+  it('a rollback left to recovery is finished by clone_monitor, no command typed', async () => {
+    const log = join(host.fs.dir, 'clone-monitor.log');
+    const from = existsSync(log) ? readFileSync(log, 'utf8').length : 0;
+    const r = await host.vmclone(['create', 'web01', '--online', '-q'], {
+      ...hung,
+      ZYNCLONE_SIM_XL_FAULT: 'create-hang,destroy-fail',
+    });
+    expect(r.stderr).toMatch(/\[CLONE_ROLLBACK_PENDING\]/);
+    const monitor = await host.startCloneMonitor();
+    try {
+      const deadline = Date.now() + 10_000;
+      while ((await host.domains()).has('web01-clone') && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect((await host.domains()).has('web01-clone')).toBe(false);
+      expect(readFileSync(log, 'utf8').slice(from)).toMatch(
+        /recovered an operation.*"outcome":"rolled-back"/,
+      );
+    } finally {
+      await monitor.stop();
+    }
+    expect(await host.leftovers('web01')).toEqual([]);
+  }, 30_000);
+
   it.each(REMOVE_STEPS.map((s) => [s]))(
     'remove killed right after journaling %s is finished by the next command',
     async (step) => {

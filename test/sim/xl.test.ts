@@ -1,5 +1,6 @@
 // The simulator's xl as a user (or ZynClone's xl driver) sees it: formats,
 // exit codes, and the XenStore layout libxl writes.
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -219,6 +220,60 @@ describe('xl create / list / pause / destroy', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/^Shutting down domain \d+\n/);
     expect((await fx.xl('list')).stdout).not.toMatch(/^next /m);
+  });
+});
+
+describe('injected faults (ZYNCLONE_SIM_XL_FAULT)', () => {
+  const xlBin = () => join(fx.root, 'bin', 'xl');
+
+  it('create-hang: the domain is made paused, xl never returns; killed, it leaves a half-made domain', async () => {
+    const file = cfg('hung', `memory = 16\nvif = [ 'bridge=xenbr0' ]\n`);
+    const child = spawn(xlBin(), ['create', file], {
+      env: { ...process.env, ZYNCLONE_SIM_XL_FAULT: 'create-hang' },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      let line: string | undefined;
+      for (let i = 0; i < 100 && line === undefined; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        line = (await fx.xl('list', '-v')).stdout.split('\n').find((l) => l.startsWith('hung '));
+      }
+      expect(line).toMatch(/^hung +\d+ +16 +1 +--p--- +[\d.]+ [0-9a-f-]{36} /);
+      expect(child.exitCode).toBeNull();
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    expect((await fx.xl('list', 'hung')).stdout).toMatch(/\nhung +\d+ +16 +1 +--p---/);
+    // libxl cannot retrieve a half-made domain's configuration: xl list -l leaves it out.
+    const long = await fx.xl('list', '-l', 'hung');
+    expect([long.code, JSON.parse(long.stdout)]).toEqual([0, []]);
+    expect(
+      JSON.parse((await fx.xl('list', '-l')).stdout).map((d: { domid: number }) => d.domid),
+    ).not.toContain(Number((await fx.xl('domid', 'hung')).stdout));
+    const refused = await exec(
+      xlBin(),
+      ['destroy', 'hung'],
+      { ZYNCLONE_SIM_XL_FAULT: 'destroy-fail' },
+      fx.root,
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('destroy failed (rc=-3)');
+    expect((await fx.xl('list', 'hung')).code).toBe(0);
+    expect((await fx.xl('destroy', 'hung')).code).toBe(0);
+    expect((await fx.xl('list', 'hung')).code).toBe(1);
+  });
+
+  it('refuses an unknown fault, naming it', async () => {
+    const r = await exec(
+      xlBin(),
+      ['list'],
+      { ZYNCLONE_SIM_XL_FAULT: 'create-hang,bogus' },
+      fx.root,
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/unknown simulator fault 'bogus'.*known: create-hang, destroy-fail/);
   });
 });
 

@@ -8,7 +8,7 @@ import { Journal } from '../journal.js';
 import { SimNetwork } from '../network/netns.js';
 import type { SimPaths } from '../paths.js';
 import { XenstoreServer } from '../xenstored/server.js';
-import { XlCommands, hostInfo } from '../xl/commands.js';
+import { XlCommands, hostInfo, parseXlFaults } from '../xl/commands.js';
 import { DomainManager } from './domains.js';
 import { runGuestCommand } from './guest-disk.js';
 
@@ -87,6 +87,7 @@ export class SimDaemon {
       if (!sock.destroyed) sock.write(`${JSON.stringify(r)}\n`);
     };
     sock.on('error', () => {});
+    const gone = new Promise<void>((r) => sock.once('close', () => r()));
     sock.on('data', (d: string) => {
       buf += d;
       const nl = buf.indexOf('\n');
@@ -100,7 +101,7 @@ export class SimDaemon {
         send({ error: 'bad request', code: 'SIM_BAD_REQUEST' });
         return;
       }
-      void this.handle(req, send).catch((err: Error) => {
+      void this.handle(req, send, gone).catch((err: Error) => {
         this.log('request failed', { error: err.stack ?? String(err) });
         send({ err: `xl: internal simulator error: ${err.message}\n` });
         send({ exit: 1 });
@@ -108,7 +109,11 @@ export class SimDaemon {
     });
   }
 
-  private async handle(req: ControlRequest, send: (r: ControlReply) => void): Promise<void> {
+  private async handle(
+    req: ControlRequest,
+    send: (r: ControlReply) => void,
+    gone: Promise<void>,
+  ): Promise<void> {
     if (req.op === 'ping') {
       const r: ControlReply = { ok: true, pid: process.pid, network: this.net.enabled };
       if (this.net.reason !== undefined) r.reason = this.net.reason;
@@ -118,10 +123,20 @@ export class SimDaemon {
       send({ ok: true, pid: process.pid, network: this.net.enabled });
       setImmediate(() => process.exit(0));
     } else if (req.op === 'xl') {
+      let faults: Set<string>;
+      try {
+        faults = parseXlFaults(req.fault);
+      } catch (err) {
+        send({ err: `xl: ${(err as Error).message}\n` });
+        send({ exit: 1 });
+        return;
+      }
       const code = await this.xl.run(req.argv, {
         cwd: req.cwd,
         out: (text) => send({ out: text }),
         err: (text) => send({ err: text }),
+        faults,
+        gone,
       });
       send({ exit: code });
     } else if (req.op === 'guest') {

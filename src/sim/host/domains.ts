@@ -59,6 +59,11 @@ export interface Domain {
   waiters: Array<() => void>;
   /** Disks (devids) the guest has mounted: its frontend refuses to close them. */
   busy: Set<number>;
+  /**
+   * Its `xl create` was killed half-way (fault `create-hang`): libxl cannot
+   * retrieve its configuration, so `xl list -l` leaves it out.
+   */
+  incomplete?: boolean;
 }
 
 /** Highest domid for guests (DOMID_FIRST_RESERVED - 1); allocation then wraps to 1. */

@@ -8,6 +8,7 @@ import { XenError } from '../../xen/index.js';
 import { type Domain, type DomainManager, LibxlError } from '../host/domains.js';
 import {
   type DiskDev,
+  type DomainSpec,
   configJson,
   diskDevid,
   diskFromSpec,
@@ -21,6 +22,36 @@ export interface XlIo {
   cwd: string;
   out(text: string): void;
   err(text: string): void;
+  /** Faults to inject (ZYNCLONE_SIM_XL_FAULT of the xl process; see XL_FAULTS). */
+  faults?: ReadonlySet<string>;
+  /** Resolves when the xl process is gone (killed, or its connection closed). */
+  gone?: Promise<void>;
+}
+
+/**
+ * Faults a test injects into one xl process through its environment,
+ * ZYNCLONE_SIM_XL_FAULT=<fault>[,<fault>...]:
+ * - `create-hang`: `xl create` (and `xl restore`) makes the domain, paused,
+ *   then never finishes, as a real one stuck in device hotplug under heavy
+ *   load; once the process is killed the domain stays, half-made: `xl list -l`
+ *   leaves it out, as libxl cannot retrieve its configuration.
+ * - `destroy-fail`: `xl destroy` fails as libxl does when it cannot destroy
+ *   the domain, which stays.
+ */
+export const XL_FAULTS = ['create-hang', 'destroy-fail'] as const;
+
+/** Parses ZYNCLONE_SIM_XL_FAULT; an unknown fault is an error naming it. */
+export function parseXlFaults(text: string | undefined): Set<string> {
+  const faults = new Set((text ?? '').split(',').filter((f) => f !== ''));
+  for (const f of faults) {
+    if (!(XL_FAULTS as readonly string[]).includes(f)) {
+      throw new SimError(
+        'SIM_BAD_FAULT',
+        `unknown simulator fault '${f}' in ZYNCLONE_SIM_XL_FAULT (known: ${XL_FAULTS.join(', ')})`,
+      );
+    }
+  }
+  return faults;
 }
 
 class Exit extends Error {
@@ -205,13 +236,24 @@ export class XlCommands {
     const spec = this.loadConfig(file, io, rest, p.opts.has('q'));
     if (p.opts.has('n')) return 0;
     try {
-      await this.dm.create(spec, { paused: p.opts.has('p') });
+      return await this.build(spec, p.opts.has('p'), io);
     } catch (e) {
       if (e instanceof SimError) {
         io.err(`libxl: error: ${e.message}\n`);
         return 1;
       }
       throw e;
+    }
+  }
+
+  /** libxl_domain_create_new/restore: the domain, built paused and unpaused last unless `paused`. */
+  private async build(spec: DomainSpec, paused: boolean, io: XlIo): Promise<number> {
+    const hang = io.faults?.has('create-hang') ?? false;
+    const d = await this.dm.create(spec, { paused: paused || hang });
+    if (hang) {
+      d.incomplete = true;
+      await (io.gone ?? new Promise<void>(() => {}));
+      return 1;
     }
     return 0;
   }
@@ -246,29 +288,32 @@ export class XlCommands {
       doms = [d];
     }
     if (p.opts.has('l')) {
-      // Domain 0 appears with the stub config xen-init-dom0 wrote at boot.
-      const arr = doms.map((d) =>
-        d === 'dom0'
-          ? {
-              domid: 0,
-              config: {
-                c_info: {
-                  type: 'pv',
-                  name: 'Domain-0',
-                  uuid: '00000000-0000-0000-0000-000000000000',
+      // Domain 0 appears with the stub config xen-init-dom0 wrote at boot. A
+      // half-made domain is left out without an error, as list_domains_details does.
+      const arr = doms
+        .flatMap((d) => (d !== 'dom0' && d.incomplete ? [] : [d]))
+        .map((d) =>
+          d === 'dom0'
+            ? {
+                domid: 0,
+                config: {
+                  c_info: {
+                    type: 'pv',
+                    name: 'Domain-0',
+                    uuid: '00000000-0000-0000-0000-000000000000',
+                  },
+                  b_info: {
+                    max_vcpus: this.dm.host.cpus,
+                    max_memkb: this.dm.host.dom0MiB * 1024,
+                    target_memkb: this.dm.host.dom0MiB * 1024,
+                  },
                 },
-                b_info: {
-                  max_vcpus: this.dm.host.cpus,
-                  max_memkb: this.dm.host.dom0MiB * 1024,
-                  target_memkb: this.dm.host.dom0MiB * 1024,
-                },
+              }
+            : {
+                domid: d.domid,
+                config: configJson(d.spec, d.domid, d.vnc ? { display: d.vnc.display } : undefined),
               },
-            }
-          : {
-              domid: d.domid,
-              config: configJson(d.spec, d.domid, d.vnc ? { display: d.vnc.display } : undefined),
-            },
-      );
+        );
       io.out(`${JSON.stringify(arr, null, 4)}\n`);
       return 0;
     }
@@ -335,6 +380,12 @@ export class XlCommands {
         `libxl: error: libxl_domain.c:${what === 'pause' ? 583 : 646}:libxl_domain_${what}: Domain ${domid}:${verb} domain: No such process\n`,
       );
       return 0;
+    }
+    if (what === 'destroy' && io.faults?.has('destroy-fail')) {
+      io.err(
+        `libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain ${domid}:Unable to destroy guest\nlibxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain ${domid}:Destruction of domain failed\ndestroy failed (rc=-3)\n`,
+      );
+      return 1;
     }
     if (what === 'destroy') await this.dm.destroy(d);
     else if (what === 'pause') await this.dm.pause(d);
@@ -517,8 +568,7 @@ export class XlCommands {
     else io.err('Parsing config from <saved>\n');
     // Guest memory and identity (MACs) come from the image even under a new config.
     spec = { ...spec, memoryMiB: saved.spec.memoryMiB };
-    await this.dm.create(spec, { paused: p.opts.has('p') });
-    return 0;
+    return this.build(spec, p.opts.has('p'), io);
   }
 
   private domain(q: string, io: XlIo): Domain {

@@ -29,6 +29,8 @@ def main():
         sys.stderr.write("xl: cannot reach the Xen simulator at %s (%s); start it with: zynclone sim up --root %s\\n" % (CONTROL, e.strerror, ROOT))
         return 1
     req = {"op": "xl", "argv": sys.argv[1:], "cwd": os.getcwd()}
+    if os.environ.get("ZYNCLONE_SIM_XL_FAULT"):
+        req["fault"] = os.environ["ZYNCLONE_SIM_XL_FAULT"]
     s.sendall((json.dumps(req) + "\\n").encode())
     buf = b""
     while True:

@@ -23,7 +23,9 @@ export async function runXl(argv: string[]): Promise<number> {
   const pending: Promise<void>[] = [];
   let final: ControlReply;
   try {
-    final = await controlRequest(paths.control, { op: 'xl', argv, cwd: process.cwd() }, (r) => {
+    const fault = process.env.ZYNCLONE_SIM_XL_FAULT;
+    const req = { op: 'xl' as const, argv, cwd: process.cwd(), ...(fault ? { fault } : {}) };
+    final = await controlRequest(paths.control, req, (r) => {
       if ('out' in r) pending.push(write(process.stdout, r.out));
       else if ('err' in r) pending.push(write(process.stderr, r.err));
     });
