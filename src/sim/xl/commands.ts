@@ -291,7 +291,7 @@ export class XlCommands {
       // Domain 0 appears with the stub config xen-init-dom0 wrote at boot. A
       // half-made domain is left out without an error, as list_domains_details does.
       const arr = doms
-        .flatMap((d) => (d !== 'dom0' && d.incomplete ? [] : [d]))
+        .filter((d) => d === 'dom0' || !d.incomplete)
         .map((d) =>
           d === 'dom0'
             ? {
