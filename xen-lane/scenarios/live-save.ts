@@ -7,7 +7,7 @@
  * must keep running, not suspended and not paused.
  */
 import { spawn } from 'node:child_process';
-import { rm, stat } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   LaneError,
@@ -86,6 +86,8 @@ async function assertOriginalRuns(ctx: ScenarioContext, vm: string) {
 async function compare(ctx: ScenarioContext, memoryMb: number) {
   const vm = `zc-live-${memoryMb}`;
   const clone = `${vm}-clone`;
+  // Its own name: xenconsoled appends to a name's console log across domains.
+  const baselineClone = `${vm}-savep`;
   const file = join(ctx.workDir, `${vm}.save`);
   const cfg = await writeGuestConfig(ctx.workDir, { name: vm, memoryMb });
   try {
@@ -108,22 +110,35 @@ async function compare(ctx: ScenarioContext, memoryMb: number) {
     await destroyQuietly(clone, ctx.log);
     await rm(file, { force: true });
 
-    // Baseline: xl save -p pauses the original for the whole write.
+    // Baseline: xl save -p pauses the original for the whole write. Its pause
+    // is taken as the wall time of save + unpause, an upper bound, as is the
+    // helper's (from libxl's suspend request to the end of the resume).
     const started = Date.now();
     const saved = await xl(['save', '-p', vm, file], { timeoutMs: 300_000, log: ctx.log });
     await xl(['unpause', vm], { log: ctx.log });
     const pausedMs = Date.now() - started;
     await assertOriginalRuns(ctx, vm);
-    const restoredPaused = await restoreClone(ctx, file, clone, memoryMb);
-    await assertResumed(ctx, clone, beatBeforeLive);
+    const restoredPaused = await restoreClone(ctx, file, baselineClone, memoryMb);
+    await assertResumed(ctx, baselineClone, beatBeforeLive);
     ctx.note(`savep_pause_ms_${memoryMb}`, pausedMs);
     ctx.note(`savep_total_ms_${memoryMb}`, saved.ms + restoredPaused.ms);
     ctx.note(`pause_ratio_${memoryMb}`, Number((pausedMs / r.pauseMs).toFixed(1)));
   } finally {
     await destroyQuietly(clone, ctx.log);
+    await destroyQuietly(baselineClone, ctx.log);
     await rm(file, { force: true });
     await destroyQuietly(vm, ctx.log);
   }
+}
+
+async function saveHelperPids(): Promise<string[]> {
+  const pids: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+    if (comm.startsWith('libxl-save-hel')) pids.push(pid);
+  }
+  return pids;
 }
 
 /** SIGKILL the helper while it copies: the original keeps running. */
@@ -155,6 +170,12 @@ async function killMidCopy(ctx: ScenarioContext) {
       ctx.note('kill_needed_resume', true);
     }
     await assertOriginalRuns(ctx, vm);
+    // libxl's save helper, the helper's child, must not outlive it.
+    await waitFor(
+      'libxl-save-helper to exit',
+      async () => ((await saveHelperPids()).length === 0 ? true : undefined),
+      { timeoutMs: 30_000, signal: ctx.signal },
+    );
   } finally {
     await rm(file, { force: true });
     await destroyQuietly(vm, ctx.log);
