@@ -233,11 +233,15 @@ static int run_save(libxl_ctx *ctx, struct timing_logger *lg, uint32_t domid,
     double resumed = now_ms();
     if (rc)
         return fail("RESUME", "domain %" PRIu32 " was saved but did not resume", domid);
-    double pause_from = lg->suspend_requests ? lg->suspend_requested_ms : before_resume;
     printf("{\"event\":\"saved\",\"domid\":%" PRIu32 ",\"file\":", domid);
     print_json_string(args->file);
-    printf(",\"live\":true,\"pauseMs\":%.1f,\"copyMs\":%.1f,\"resumeMs\":%.1f,\"totalMs\":%.1f}\n",
-           resumed - pause_from, saved - start, resumed - before_resume, resumed - start);
+    /* Without libxl's suspend request line the start of the pause is unknown. */
+    if (lg->suspend_requests)
+        printf(",\"pauseMs\":%.1f", resumed - lg->suspend_requested_ms);
+    else
+        printf(",\"pauseMs\":null");
+    printf(",\"copyMs\":%.1f,\"resumeMs\":%.1f,\"totalMs\":%.1f}\n", saved - start,
+           resumed - before_resume, resumed - start);
     return 0;
 }
 

@@ -29,7 +29,7 @@ const LIVESAVE = '/usr/local/bin/zynclone-livesave';
 
 interface LiveResult {
   event: string;
-  pauseMs: number;
+  pauseMs: number | null;
   copyMs: number;
   totalMs: number;
 }
@@ -96,15 +96,20 @@ async function compare(ctx: ScenarioContext, memoryMb: number) {
 
     // Live: pause only for the last round.
     const beatBeforeLive = await lastHeartbeat(vm);
-    const live = await run(LIVESAVE, [vm, file], { timeoutMs: 300_000, log: ctx.log });
+    const live = await run(LIVESAVE, ['--verbose', vm, file], { timeoutMs: 300_000, log: ctx.log });
+    for (const line of live.stderr.split('\n')) {
+      if (/iteration|suspend|dirty|round/i.test(line)) ctx.log(`livesave: ${line}`);
+    }
     const r = lastEvent(live.stdout);
     ctx.log(`livesave ${memoryMb} MiB: ${live.stdout.trim()}`);
     assertTrue(r.event === 'saved', 'LANE_LIVESAVE', live.stdout);
+    assertTrue(typeof r.pauseMs === 'number', 'LANE_LIVESAVE_PAUSE', 'no pause measured');
     ctx.log(`image ${(await stat(file)).size} bytes`);
     await assertOriginalRuns(ctx, vm);
     const restoredLive = await restoreClone(ctx, file, clone, memoryMb);
     const cloneBeat = await assertResumed(ctx, clone, beatBeforeLive);
-    ctx.note(`live_pause_ms_${memoryMb}`, Math.round(r.pauseMs));
+    const livePauseMs = r.pauseMs;
+    ctx.note(`live_pause_ms_${memoryMb}`, Math.round(livePauseMs));
     ctx.note(`live_total_ms_${memoryMb}`, live.ms + restoredLive.ms);
     ctx.note(`live_clone_beat_${memoryMb}`, `${beatBeforeLive}->${cloneBeat}`);
     await destroyQuietly(clone, ctx.log);
@@ -122,7 +127,7 @@ async function compare(ctx: ScenarioContext, memoryMb: number) {
     await assertResumed(ctx, baselineClone, beatBeforeLive);
     ctx.note(`savep_pause_ms_${memoryMb}`, pausedMs);
     ctx.note(`savep_total_ms_${memoryMb}`, saved.ms + restoredPaused.ms);
-    ctx.note(`pause_ratio_${memoryMb}`, Number((pausedMs / r.pauseMs).toFixed(1)));
+    ctx.note(`pause_ratio_${memoryMb}`, Number((pausedMs / livePauseMs).toFixed(1)));
   } finally {
     await destroyQuietly(clone, ctx.log);
     await destroyQuietly(baselineClone, ctx.log);
