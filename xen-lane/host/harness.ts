@@ -113,7 +113,7 @@ function qemuArgv(
   const accelArgs =
     accel === 'kvm'
       ? ['-accel', 'kvm', '-cpu', 'qemu64']
-      : ['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm'];
+      : ['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm,+npt'];
   const dom0Mem = 1280;
   const xenCmd = [
     'console=com1',

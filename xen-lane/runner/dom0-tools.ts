@@ -139,6 +139,8 @@ export interface GuestSpec {
   disks?: string[];
   memoryMb?: number;
   uuid?: string;
+  /** Default pv. PVH needs HAP; live saves need it (Debian's Xen has no shadow paging for PV log-dirty). */
+  type?: 'pv' | 'pvh';
 }
 
 export function guestConfig(spec: GuestSpec): string {
@@ -147,7 +149,7 @@ export function guestConfig(spec: GuestSpec): string {
   if (spec.disks?.length) extra.push('zc.disk=1');
   const lines = [
     `name = "${spec.name}"`,
-    `type = "pv"`,
+    `type = "${spec.type ?? 'pv'}"`,
     `kernel = "${GUEST_KERNEL}"`,
     `ramdisk = "${GUEST_RAMDISK}"`,
     `memory = ${spec.memoryMb ?? 128}`,

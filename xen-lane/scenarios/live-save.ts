@@ -43,7 +43,7 @@ function lastEvent(stdout: string): LiveResult & { code?: string; message?: stri
 }
 
 async function restoreClone(ctx: ScenarioContext, file: string, clone: string, memoryMb: number) {
-  const cfg = await writeGuestConfig(ctx.workDir, { name: clone, memoryMb });
+  const cfg = await writeGuestConfig(ctx.workDir, { name: clone, memoryMb, type: 'pvh' });
   return xl(['restore', cfg, file], { timeoutMs: 240_000, log: ctx.log });
 }
 
@@ -89,7 +89,7 @@ async function compare(ctx: ScenarioContext, memoryMb: number) {
   // Its own name: xenconsoled appends to a name's console log across domains.
   const baselineClone = `${vm}-savep`;
   const file = join(ctx.workDir, `${vm}.save`);
-  const cfg = await writeGuestConfig(ctx.workDir, { name: vm, memoryMb });
+  const cfg = await writeGuestConfig(ctx.workDir, { name: vm, memoryMb, type: 'pvh' });
   try {
     await xl(['create', cfg], { timeoutMs: 90_000, log: ctx.log });
     await waitConsole(vm, /ZC-GUEST-HEARTBEAT 2\b/, { timeoutMs: 120_000, signal: ctx.signal });
@@ -104,6 +104,8 @@ async function compare(ctx: ScenarioContext, memoryMb: number) {
     ctx.log(`livesave ${memoryMb} MiB: ${live.stdout.trim()}`);
     assertTrue(r.event === 'saved', 'LANE_LIVESAVE', live.stdout);
     assertTrue(typeof r.pauseMs === 'number', 'LANE_LIVESAVE_PAUSE', 'no pause measured');
+    // The original's beat when the helper returned: near the final pause.
+    const beatAtPause = await lastHeartbeat(vm);
     ctx.log(`image ${(await stat(file)).size} bytes`);
     await assertOriginalRuns(ctx, vm);
     const restoredLive = await restoreClone(ctx, file, clone, memoryMb);
@@ -111,7 +113,10 @@ async function compare(ctx: ScenarioContext, memoryMb: number) {
     const livePauseMs = r.pauseMs;
     ctx.note(`live_pause_ms_${memoryMb}`, Math.round(livePauseMs));
     ctx.note(`live_total_ms_${memoryMb}`, live.ms + restoredLive.ms);
-    ctx.note(`live_clone_beat_${memoryMb}`, `${beatBeforeLive}->${cloneBeat}`);
+    ctx.note(
+      `live_beats_${memoryMb}`,
+      `copy_start=${beatBeforeLive} pause=${beatAtPause} clone_first=${cloneBeat}`,
+    );
     await destroyQuietly(clone, ctx.log);
     await rm(file, { force: true });
 
@@ -150,7 +155,7 @@ async function saveHelperPids(): Promise<string[]> {
 async function killMidCopy(ctx: ScenarioContext) {
   const vm = 'zc-live-kill';
   const file = join(ctx.workDir, `${vm}.save`);
-  const cfg = await writeGuestConfig(ctx.workDir, { name: vm, memoryMb: 256 });
+  const cfg = await writeGuestConfig(ctx.workDir, { name: vm, memoryMb: 256, type: 'pvh' });
   try {
     await xl(['create', cfg], { timeoutMs: 90_000, log: ctx.log });
     await waitConsole(vm, /ZC-GUEST-HEARTBEAT 2\b/, { timeoutMs: 120_000, signal: ctx.signal });
