@@ -7,7 +7,7 @@
  * must keep running, not suspended and not paused.
  */
 import { spawn } from 'node:child_process';
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   LaneError,
@@ -83,12 +83,12 @@ async function assertOriginalRuns(ctx: ScenarioContext, vm: string) {
   );
 }
 
-async function compare(ctx: ScenarioContext, memoryMb: number) {
+async function compare(ctx: ScenarioContext, images: string, memoryMb: number) {
   const vm = `zc-live-${memoryMb}`;
   const clone = `${vm}-clone`;
   // Its own name: xenconsoled appends to a name's console log across domains.
   const baselineClone = `${vm}-savep`;
-  const file = join(ctx.workDir, `${vm}.save`);
+  const file = join(images, `${vm}.save`);
   const cfg = await writeGuestConfig(ctx.workDir, { name: vm, memoryMb, type: 'pvh' });
   try {
     await xl(['create', cfg], { timeoutMs: 90_000, log: ctx.log });
@@ -152,10 +152,10 @@ async function saveHelperPids(): Promise<string[]> {
 }
 
 /** SIGKILL the helper while it copies: the original keeps running. */
-async function killMidCopy(ctx: ScenarioContext) {
+async function killMidCopy(ctx: ScenarioContext, images: string) {
   const vm = 'zc-live-kill';
-  const file = join(ctx.workDir, `${vm}.save`);
-  const cfg = await writeGuestConfig(ctx.workDir, { name: vm, memoryMb: 256, type: 'pvh' });
+  const file = join(images, `${vm}.save`);
+  const cfg = await writeGuestConfig(ctx.workDir, { name: vm, memoryMb: 128, type: 'pvh' });
   try {
     await xl(['create', cfg], { timeoutMs: 90_000, log: ctx.log });
     await waitConsole(vm, /ZC-GUEST-HEARTBEAT 2\b/, { timeoutMs: 120_000, signal: ctx.signal });
@@ -197,9 +197,17 @@ const scenario: Scenario = {
   title: 'zynclone-livesave vs xl save -p: original pause, clone resumes; helper killed mid-copy',
   timeoutMs: 900_000,
   async run(ctx) {
-    await compare(ctx, 128);
-    await compare(ctx, 512);
-    await killMidCopy(ctx);
+    // dom0's /tmp is too small for a 512 MiB image: the images get their own tmpfs.
+    const images = join(ctx.workDir, 'images');
+    await mkdir(images);
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=700m', 'tmpfs', images], { log: ctx.log });
+    try {
+      await compare(ctx, images, 128);
+      await killMidCopy(ctx, images);
+      await compare(ctx, images, 512);
+    } finally {
+      await run('umount', [images], { allowFail: true, log: ctx.log });
+    }
   },
 };
 
