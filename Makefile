@@ -5,7 +5,7 @@
 export PATH := $(CURDIR)/.toolchain/node/bin:$(PATH)
 SHELL := /bin/bash
 
-.PHONY: setup build demo test test-fresh test-xen bench lint clean
+.PHONY: setup build demo test test-fresh test-xen bench lint clean deb test-deb
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,14 @@ test-fresh:
 
 test-xen: build
 	@bash xen-lane/run.sh
+
+# The Debian package (dist/zynclone_<version>_amd64.deb) and its install test
+# in a clean Debian 12 root; see docs/packaging.md.
+deb: build
+	@bash scripts/build-deb.sh
+
+test-deb: deb
+	@bash scripts/test-deb.sh
 
 bench: build
 	@node dist/bench/run.js

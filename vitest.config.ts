@@ -15,6 +15,8 @@ const E2E = [
   'test/sim/*.test.ts',
   'test/contract/**/*.test.ts',
   'test/daemons/clone-monitor/**/*.test.ts',
+  'test/web/api.test.ts',
+  'test/web/dashboard.test.ts',
 ];
 
 export default defineConfig({

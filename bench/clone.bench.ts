@@ -25,6 +25,7 @@ import { CloneLifecycle } from '../src/core/clones/lifecycle.js';
 import { zynclonePaths } from '../src/core/paths.js';
 import { openStateStore } from '../src/core/state/index.js';
 import { execute, planSnapshot, remove } from '../src/core/storage/index.js';
+import { VM_ROOT, ackNode, vmLeaf } from '../src/core/xenstore/index.js';
 import { XlDriver } from '../src/xen/index.js';
 import { XsClient } from '../src/xenstore/index.js';
 import type { BenchResult } from './types.js';
@@ -103,13 +104,13 @@ export async function run(): Promise<BenchResult[]> {
     cleanups.push(() => xs.close());
     // Stand-in for the net monitor's ack (no network in this run).
     const ackXs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
-    const watch = await ackXs.watch('/tool/zynclone/vm');
+    const watch = await ackXs.watch(VM_ROOT);
     const acking = (async () => {
       for await (const _ of watch) {
-        const vms = await ackXs.directory('/tool/zynclone/vm').catch(() => [] as string[]);
+        const vms = await ackXs.directory(VM_ROOT).catch(() => [] as string[]);
         for (const vm of vms) {
-          const g = await ackXs.tryRead(`/tool/zynclone/vm/${vm}/generation`);
-          if (g !== undefined) await ackXs.write(`/tool/zynclone/net/ack/${vm}`, g);
+          const g = await ackXs.tryRead(vmLeaf(vm, 'generation'));
+          if (g !== undefined) await ackXs.write(ackNode(vm), g);
         }
       }
     })().catch(() => {});

@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ackNode, vifLeaf, vmLeaf, vmNode } from '../src/core/xenstore/index.js';
 import { type DaemonLogger, createLogger } from '../src/daemons/common/log.js';
 import { NetMonitor, type PassStats, ensureTable } from '../src/daemons/net-monitor/monitor.js';
 import { createNftExecutor } from '../src/daemons/net-monitor/nft-exec.js';
@@ -105,7 +106,7 @@ async function measure(): Promise<BenchResult[]> {
     // 1000 vifs: every clone vif locked, every original vif masked (the worst case for the sets).
     for (let v = 0; v < VMS; v++) {
       await pub.transaction(async (tx) => {
-        const base = `/tool/zynclone/vm/vm${v}`;
+        const base = vmNode(`vm${v}`);
         await tx.write(`${base}/state`, 'running');
         for (const d of [0, 1]) {
           await tx.write(`${base}/clone-vif/${d}/name`, `zcv${v}.${d}`);
@@ -143,7 +144,7 @@ async function measure(): Promise<BenchResult[]> {
     monitor.onPass((s) => {
       if (s.nft !== 'none') nftTimes.push(s.nftMs);
     });
-    const ackWatch = await pub.watch('/tool/zynclone/net/ack/vm7');
+    const ackWatch = await pub.watch(ackNode('vm7'));
     const acks = ackWatch[Symbol.asyncIterator]();
     const latencies: number[] = [];
     const fromCommit: number[] = [];
@@ -151,14 +152,14 @@ async function measure(): Promise<BenchResult[]> {
       const gen = i + 2;
       const start = performance.now();
       await pub.transaction(async (tx) => {
-        await tx.write('/tool/zynclone/vm/vm7/clone-vif/0/masked', i % 2 === 0 ? '0' : '1');
-        await tx.write('/tool/zynclone/vm/vm7/generation', String(gen));
+        await tx.write(vifLeaf('vm7', 'clone-vif', 0, 'masked'), i % 2 === 0 ? '0' : '1');
+        await tx.write(vmLeaf('vm7', 'generation'), String(gen));
       });
       const committed = performance.now();
       for (;;) {
         const item = await acks.next();
         if (item.done) throw new Error('ack watch ended');
-        const ack = await pub.tryRead('/tool/zynclone/net/ack/vm7');
+        const ack = await pub.tryRead(ackNode('vm7'));
         if (ack !== undefined && Number(ack) >= gen) break;
       }
       latencies.push(performance.now() - start);

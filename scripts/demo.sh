@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a Xen host in a box, with ZynClone's tools pointed at it. Rerunnable:
 # it starts by taking down what a previous run left. It ends with the simulator,
-# the demo VMs and ZynClone's monitors running, and says how to go on.
+# the demo VMs, ZynClone's monitors and its web dashboard running, and says how
+# to go on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -54,9 +55,22 @@ win_domid=$(xl domid win01)
 echo "vnc-listen=$(xenstore-read "/local/domain/$win_domid/console/vnc-listen") vnc-port=$(xenstore-read "/local/domain/$win_domid/console/vnc-port")"
 
 step "ZynClone's monitors beat in XenStore"
-for daemon in net-monitor clone-monitor; do
+for daemon in net-monitor clone-monitor orchestrator console-monitor web; do
   echo "$daemon: pid $(xenstore-read "/tool/zynclone/daemons/$daemon/pid"), log $root/log/$daemon.log"
 done
+
+step "The web dashboard and API (zynclone web, started with the monitors)"
+web_url=
+for _ in $(seq 100); do
+  web_url=$(sed -n 's/.*"msg":"serving","url":"\([^"]*\)".*/\1/p' "$root/log/web.log" 2>/dev/null)
+  [ -n "$web_url" ] && break
+  sleep 0.1
+done
+web_token=$root/var/lib/zynclone/web/admin-token
+echo "dashboard: $web_url (log in with the token in $web_token; log $root/log/web.log)"
+echo "the API answers the same token as a Bearer credential:"
+curl -s -H "Authorization: Bearer $(cat "$web_token")" "${web_url}api/v1/vms"
+echo
 
 step "vmclone create web01 --online: disk snapshot while web01 is paused, the clone cold-boots"
 vmclone create web01 --online 2>&1
@@ -104,6 +118,25 @@ step "vmclone create db01 --memory: the clone resumes where db01 was"
 vmclone create db01 --memory 2>&1
 vmclone list
 
+step "The web console: vmclone create win01 --online, then vmclone console win01 opened in headless chromium"
+vmclone create win01 --online -q 2>&1
+console_json=$(vmclone console win01 --json)
+console_url=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).url)' "$console_json")
+echo "vmclone console win01 printed: $console_url"
+node scripts/console-screenshot.mjs "$console_url" "$root/win01-clone-console.png"
+vmclone remove win01 -q
+
+step "vmclone switch-volume: db01's data volume moves to its clone, one writer at a time (a guest that keeps it gets 10 s, as on Xen)"
+zynclone sim guest db01 write xvdb "note from db01"
+vmclone switch-volume db01 xvdb --to clone 2>&1
+vmclone status db01 | grep -E '^shared '
+echo "db01-clone reads: $(zynclone sim guest db01-clone read xvdb 14)"
+zynclone sim guest db01-clone mount xvdb
+vmclone switch-volume db01 xvdb --to original 2>&1 || echo "(refused: the clone's guest has it mounted; nothing changed)"
+zynclone sim guest db01-clone umount xvdb
+vmclone switch-volume db01 xvdb --to original -q
+vmclone status db01 | grep -E '^shared '
+
 step "vmclone stop / start web01"
 vmclone stop web01 -q
 vmclone list
@@ -119,7 +152,32 @@ vmclone remove db01 -q
 vmclone list
 xl list
 
-step "Done. The simulator, the demo VMs and ZynClone's monitors keep running"
+step "web01 asks for its own clone from inside the VM (guest/linux/zynclone-guest, through XenStore)"
+vmclone config web01 --set guest_orchestration=true | grep -E '^(KEY|guest_orchestration) '
+web_domid=$(xl domid web01)
+# The orchestrator re-reads the configuration every 2 s; then web01 has zynclone/protocol.
+for _ in $(seq 50); do
+  xenstore-read "/local/domain/$web_domid/zynclone/protocol" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# As inside web01: its network namespace and its own XenStore connection.
+in_web01() {
+  ip netns exec "$ns_prefix-d$web_domid" \
+    env XENSTORED_PATH="$root/run/xenstored/domains/dom$web_domid.sock" \
+    bash guest/linux/zynclone-guest "$@"
+}
+echo "web01\$ zynclone-guest create --wait"
+in_web01 create --wait
+echo "web01\$ zynclone-guest status"
+in_web01 status
+vmclone list
+echo "the orchestrator's log ($root/log/orchestrator.log), where to look first:"
+grep -E '"msg":"request (accepted|done|failed|refused)"' "$root/log/orchestrator.log" | tail -n 4
+echo "web01\$ zynclone-guest remove --wait"
+in_web01 remove --wait
+
+step "Done. The simulator, the demo VMs, ZynClone's monitors and the dashboard keep running"
+echo "Open the dashboard: $web_url (log in with the token in $web_token)"
 echo "Go on with your own commands, in a shell of your own (in this directory):"
 echo "  eval \"\$(.toolchain/node/bin/node dist/src/bin/zynclone.js sim env --root $root)\""
 echo "  vmclone create web01 --online"

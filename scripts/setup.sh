@@ -57,6 +57,7 @@ if [ "$(cat "$ZYNCLONE_TOOLCHAIN/.installed" 2>/dev/null)" != "$toolchain_id" ];
   else
     if ! command -v npm >/dev/null; then
       echo "setup: installing Debian's npm to fetch Node.js 24 from the npm registry"
+      apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
     fi
     bootstrap_node=$(command -v node) bootstrap_npm=$(command -v npm)

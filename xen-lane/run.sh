@@ -6,7 +6,7 @@
 #   ZC_XEN_ONLY   comma-separated scenario names to run (default: all)
 #   ZC_XEN_ACCEL  auto (default: KVM if usable, else TCG), kvm or tcg
 #   ZC_XEN_CACHE  artefact cache (default: .cache/xen-lane in the repository)
-#   ZC_XEN_SMP, ZC_XEN_MEM   QEMU vCPUs (2) and memory in MiB (3072)
+#   ZC_XEN_SMP, ZC_XEN_MEM   QEMU vCPUs (2) and memory in MiB (4096)
 set -euo pipefail
 
 lane_start=$(date +%s)
@@ -163,7 +163,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 args=(--xen "$XEN" --kernel "$KERNEL" --initrd "$run_dir/dom0-initrd.cpio" --log-dir "$logs"
-  --accel "${ZC_XEN_ACCEL:-auto}" --smp "${ZC_XEN_SMP:-2}" --mem "${ZC_XEN_MEM:-3072}")
+  --accel "${ZC_XEN_ACCEL:-auto}" --smp "${ZC_XEN_SMP:-2}" --mem "${ZC_XEN_MEM:-4096}")
 if [ -n "${ZC_XEN_ONLY:-}" ]; then args+=(--only "$ZC_XEN_ONLY"); fi
 
 set +e

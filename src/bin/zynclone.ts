@@ -21,6 +21,18 @@ const subcommands: Record<string, { summary: string; load(): Promise<Runner> }> 
     summary: 'clone_net_monitor: nftables lockdown of clone and original vifs, from XenStore',
     load: async () => (await import('../daemons/net-monitor/main.js')).runNetMonitor,
   },
+  orchestrator: {
+    summary: 'clone_guest_orchestrator: clone operations that VMs request through XenStore',
+    load: async () => (await import('../daemons/orchestrator/main.js')).runOrchestrator,
+  },
+  'console-monitor': {
+    summary: 'clone_console_monitor: web console (noVNC) of running clones, by ticket',
+    load: async () => (await import('../daemons/console-monitor/main.js')).runConsoleMonitor,
+  },
+  web: {
+    summary: "the operator's dashboard and HTTP API (--listen HOST:PORT, default loopback)",
+    load: async () => (await import('../web/main.js')).runWeb,
+  },
   xenstored: {
     summary: 'run the simulator XenStore server in the foreground (--socket PATH)',
     load: async () => (await import('../sim/xenstored/main.js')).runXenstored,

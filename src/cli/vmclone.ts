@@ -12,12 +12,14 @@
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
-import type { CloneLifecycle, CloneStatus, CreateResult } from '../core/clones/lifecycle.js';
+import { cloneJson, statusJson } from '../core/clones/json.js';
+import type { CloneLifecycle, CreateResult } from '../core/clones/lifecycle.js';
 import type { ConfigKey } from '../core/config/index.js';
 import type { Finding } from '../core/health/index.js';
 import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
 import type { StateStore } from '../core/state/index.js';
-import type { CloneRecord } from '../core/state/types.js';
+import type { UpgradeReport } from '../core/upgrade/index.js';
+import type { SwitchResult, VolumeHolding, VolumeSwitcher } from '../core/volumes/index.js';
 import type { XsClient } from '../xenstore/index.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
 import { createProgress, formatMs } from './progress.js';
@@ -27,6 +29,8 @@ export interface CliIo {
   readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
   readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
   readonly env: NodeJS.ProcessEnv;
+  /** For confirmations (switch-volume --force); none: they need --yes. */
+  readonly stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
 const EXAMPLES = `
@@ -37,6 +41,8 @@ Examples:
   vmclone status web01 --json           the clone's state, domain and lockdown ack
   vmclone stop web01 && vmclone deactivate web01
   vmclone remove web01                  delete the clone, its volumes and lockdowns
+  vmclone switch-volume db01 xvdb --to clone
+                                        move shared volume xvdb from db01 to its clone
   vmclone config web01 --set clone_vif_mask=0,2 --set mac_policy=regenerate
   vmclone list --json
 
@@ -64,6 +70,7 @@ function requester(env: NodeJS.ProcessEnv): string {
 class Session {
   private xsClient: XsClient | undefined;
   private lifecycleInstance: CloneLifecycle | undefined;
+  private volumesInstance: VolumeSwitcher | undefined;
   private storeInstance: StateStore | undefined;
 
   constructor(
@@ -92,39 +99,53 @@ class Session {
   /** The lifecycle, after recovering operations left by dead processes. */
   async lifecycle(): Promise<CloneLifecycle> {
     if (this.lifecycleInstance) return this.lifecycleInstance;
-    const [
-      { CloneLifecycle },
-      { crashPointsFromEnv },
-      { XlDriver },
-      { XsClient, defaultSocketPath },
-    ] = await Promise.all([
-      import('../core/clones/lifecycle.js'),
-      import('../core/clones/journal.js'),
-      import('../xen/index.js'),
-      import('../xenstore/index.js'),
-    ]);
-    const lc = new CloneLifecycle({
+    const [{ CloneLifecycle }, { crashPointsFromEnv }, { XlDriver }, { VolumeSwitcher }] =
+      await Promise.all([
+        import('../core/clones/lifecycle.js'),
+        import('../core/clones/journal.js'),
+        import('../xen/index.js'),
+        import('../core/volumes/index.js'),
+      ]);
+    const common = {
       paths: this.paths,
       store: await this.store(),
       xl: new XlDriver({ env: this.io.env }),
-      xs: async () => {
-        this.xsClient ??= await XsClient.connect({
-          path: defaultSocketPath(this.io.env),
-          reconnect: false,
-          requestTimeoutMs: 15_000,
-        });
-        return this.xsClient;
-      },
+      xs: () => this.xs(),
       requestedBy: requester(this.io.env),
       progress: createProgress({ stream: this.io.stderr, env: this.io.env, quiet: this.quiet }),
       crash: crashPointsFromEnv(this.io.env),
-    });
+    };
+    const lc = new CloneLifecycle(common);
+    const volumes = new VolumeSwitcher(common);
+    // Switches first: the lifecycle's recovery leaves them alone.
+    for (const r of await volumes.recover()) {
+      const msg = `recovered operation ${r.opId} (switch-volume of ${r.vm}): ${r.outcome}${r.error ? `: ${r.error}` : ''}`;
+      this.io.stderr.write(`${msg}\n`);
+    }
+    this.volumesInstance = volumes;
     for (const r of await lc.recover()) {
       const msg = `recovered operation ${r.opId} (${r.kind} of ${r.vm}): ${r.outcome}${r.error ? `: ${r.error}` : ''}`;
       this.io.stderr.write(`${msg}\n`);
     }
     this.lifecycleInstance = lc;
     return lc;
+  }
+
+  async xs(): Promise<XsClient> {
+    if (this.xsClient) return this.xsClient;
+    const { XsClient, defaultSocketPath } = await import('../xenstore/index.js');
+    this.xsClient = await XsClient.connect({
+      path: defaultSocketPath(this.io.env),
+      reconnect: false,
+      requestTimeoutMs: 15_000,
+    });
+    return this.xsClient;
+  }
+
+  /** Shared volumes, after the same recovery as lifecycle(). */
+  async volumes(): Promise<VolumeSwitcher> {
+    await this.lifecycle();
+    return this.volumesInstance!;
   }
 
   async close(): Promise<void> {
@@ -137,34 +158,35 @@ function printJson(io: CliIo, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-function cloneJson(c: CloneRecord) {
-  return {
-    vm: c.vm,
-    cloneName: c.cloneName,
-    state: c.state,
-    kind: c.kind,
-    cloneDomid: c.cloneDomid,
-    cloneUuid: c.cloneUuid,
-    sourceUuid: c.sourceUuid,
-    requestedBy: c.requestedBy,
-    createdAt: new Date(c.createdAt).toISOString(),
-    updatedAt: new Date(c.updatedAt).toISOString(),
-    snapshots: c.snapshots,
-  };
+/** A shared volume's holder and where it is attached, in one line. */
+function holdingText(h: VolumeHolding): string {
+  const at = h.attachedTo.map((a) => `${a.domain}${a.mode === 'r' ? ' (ro)' : ''}`);
+  return `${h.vdev}: held by the ${h.holder}; attached to ${at.length > 0 ? at.join(', ') : 'no domain'}`;
 }
 
-function statusJson(s: CloneStatus) {
-  return {
-    vm: s.vm,
-    clone: s.clone ? cloneJson(s.clone) : null,
-    domain: s.domain ?? null,
-    original: s.originalDomain ?? null,
-    lockdown: { generation: s.generation ?? null, ack: s.ack ?? null },
-    operation: s.running
-      ? { id: s.running.id, kind: s.running.kind, ownerPid: s.running.owner.pid }
-      : null,
-    configFile: s.configFile ?? null,
-  };
+function switchText(r: SwitchResult): string {
+  if (!r.changed) return `${r.vdev} of ${r.vm} is already held by the ${r.to}\n`;
+  const times = [
+    r.detachMs === undefined ? undefined : `detach ${formatMs(r.detachMs)}`,
+    r.attachMs === undefined ? undefined : `attach ${formatMs(r.attachMs)}`,
+  ].filter((t) => t !== undefined);
+  const where = r.attached ? 'attached now' : 'attached when it starts';
+  return `${r.vdev} of ${r.vm} is now held by the ${r.to} (${where}${times.length > 0 ? `; ${times.join(', ')}` : ''})\n`;
+}
+
+/** Asks on a terminal; without one the caller must have said --yes. */
+async function confirm(io: CliIo, question: string): Promise<boolean> {
+  const stdin = io.stdin;
+  if (stdin === undefined || stdin.isTTY !== true) return false;
+  io.stderr.write(`${question} [type yes] `);
+  const { createInterface } = await import('node:readline');
+  const rl = createInterface({ input: stdin });
+  try {
+    const answer = await new Promise<string>((r) => rl.once('line', r));
+    return answer.trim() === 'yes';
+  } finally {
+    rl.close();
+  }
 }
 
 function table(rows: string[][]): string {
@@ -378,24 +400,93 @@ export function buildProgram(
     );
 
   program
+    .command('switch-volume')
+    .description(
+      'move a shared volume between the VM and its clone: detach from the holder (the guest must let go), attach to the other side',
+    )
+    .argument('<vm>', 'the original VM')
+    .argument('<vdev>', 'the shared volume, by virtual device (e.g. xvdb)')
+    .addOption(
+      new Option('--to <side>', 'the new holder')
+        .choices(['clone', 'original'])
+        .makeOptionMandatory(),
+    )
+    .option(
+      '--force',
+      'detach even if the guest does not let go (xl block-detach -f): the guest may crash or lose unwritten data',
+    )
+    .option('-y, --yes', 'do not ask to confirm --force')
+    .option('--json', 'print the result as JSON')
+    .option('-q, --quiet', 'no progress output')
+    .action(
+      (
+        vm: string,
+        vdev: string,
+        o: {
+          to: 'clone' | 'original';
+          force?: boolean;
+          yes?: boolean;
+          json?: boolean;
+          quiet?: boolean;
+        },
+      ) =>
+        run(async (s) => {
+          vmArg(vm);
+          if (o.force && !o.yes) {
+            const ok = await confirm(
+              io,
+              `Force ${vdev} away from its holder? Its guest may crash or lose data it has not written.`,
+            );
+            if (!ok) {
+              io.stderr.write(
+                'vmclone: --force not confirmed (answer yes on a terminal, or add --yes); nothing changed\n',
+              );
+              return EXIT.REFUSED;
+            }
+          }
+          const r = await (await s.volumes()).switchVolume(vm, vdev, o.to, {
+            force: o.force ?? false,
+          });
+          if (o.json) printJson(io, r);
+          else io.stdout.write(switchText(r));
+          return EXIT.OK;
+        }, o.quiet),
+    );
+
+  program
     .command('list')
     .description('list the clones')
     .option('--json', 'print JSON')
     .action((o: { json?: boolean }) =>
       run(async (s) => {
-        const clones = (await s.recoveredStore()).listClones();
-        if (o.json) printJson(io, clones.map(cloneJson));
+        const clones = (await s.lifecycle()).list();
+        const volumes = await s.volumes();
+        const holders = new Map(
+          clones.map((c) => {
+            try {
+              return [c.vm, volumes.holders(c.vm)];
+            } catch {
+              return [c.vm, []]; // The VM's xl config is gone: nothing to show.
+            }
+          }),
+        );
+        if (o.json)
+          printJson(
+            io,
+            clones.map((c) => ({ ...cloneJson(c), sharedVolumes: holders.get(c.vm) ?? [] })),
+          );
         else if (clones.length === 0) io.stdout.write('no clones\n');
         else {
           io.stdout.write(
             table([
-              ['VM', 'CLONE', 'STATE', 'KIND', 'DOMID', 'CREATED', 'BY'],
+              ['VM', 'CLONE', 'STATE', 'KIND', 'DOMID', 'SHARED', 'CREATED', 'BY'],
               ...clones.map((c) => [
                 c.vm,
                 c.cloneName,
                 c.state,
                 c.kind,
                 c.cloneDomid === null ? '-' : String(c.cloneDomid),
+                (holders.get(c.vm) ?? []).map((h) => `${h.vdev}:${h.holder}`).join(',') || '-',
                 new Date(c.createdAt).toISOString().replace(/\.\d+Z$/, 'Z'),
                 c.requestedBy,
               ]),
@@ -414,8 +505,10 @@ export function buildProgram(
     .action((vm: string, o: { json?: boolean }) =>
       run(async (s) => {
         const st = await (await s.lifecycle()).status(vmArg(vm));
+        const volumes = st.clone ? await (await s.volumes()).holdings(vm).catch(() => []) : [];
         if (o.json) {
-          printJson(io, statusJson(st));
+          const { holdingsJson } = await import('../core/volumes/index.js');
+          printJson(io, statusJson(st, holdingsJson(volumes)));
           return st.clone ? EXIT.OK : EXIT.NOT_FOUND;
         }
         if (!st.clone) {
@@ -436,11 +529,58 @@ export function buildProgram(
           ['lockdown', `generation ${st.generation ?? '-'}, acknowledged ${st.ack ?? '-'}`],
           ['created', `${new Date(c.createdAt).toISOString()} by ${c.requestedBy}`],
           ['volumes', String(c.snapshots.length)],
+          ...volumes.map((h) => ['shared', holdingText(h)]),
           ['config', st.configFile ?? '-'],
         ];
         if (st.running)
           lines.push(['operation', `${st.running.kind} (id ${st.running.id}) in progress`]);
+        if (st.note) lines.push(['note', st.note]);
         io.stdout.write(table(lines));
+        return EXIT.OK;
+      }, true),
+    );
+
+  program
+    .command('console')
+    .description(
+      "a one-time URL (60 s) for the web console of the VM's running clone; opening it is all you do",
+    )
+    .argument('<vm>', 'the original VM')
+    .option('--json', 'print JSON (its url field is the URL)')
+    .option('--open', 'also open the URL in a browser, where one exists')
+    .action((vm: string, o: { json?: boolean; open?: boolean }) =>
+      run(async (s) => {
+        vmArg(vm);
+        const [{ issueConsoleTicket }, { XlDriver }] = await Promise.all([
+          import('../core/console/index.js'),
+          import('../xen/index.js'),
+        ]);
+        const t = await issueConsoleTicket(
+          {
+            xs: await s.xs(),
+            store: await s.recoveredStore(),
+            xl: new XlDriver({ env: io.env }),
+            paths: s.paths,
+          },
+          vm,
+          requester(io.env),
+        );
+        if (o.json) {
+          printJson(io, {
+            url: t.url,
+            vm: t.vm,
+            cloneName: t.cloneName,
+            cloneUuid: t.cloneUuid,
+            domid: t.domid,
+            ticket: t.ticketId,
+            expiresAt: new Date(t.expiresAt).toISOString(),
+          });
+        } else io.stdout.write(`${t.url}\n`);
+        if (o.open && !(await openBrowser(t.url, io.env))) {
+          io.stderr.write(
+            'vmclone: no browser found here ($BROWSER, xdg-open); open the URL yourself\n',
+          );
+        }
         return EXIT.OK;
       }, true),
     );
@@ -463,10 +603,22 @@ export function buildProgram(
         );
         const paths = s.paths;
         if (o.set.length > 0 && !o.force) await refuseUnknownVm(vm, s);
-        for (const a of o.set) {
-          const { key, value } = parseAssignment(a);
-          setOverride(vm, key, value, paths);
+        const sets = o.set.map(parseAssignment);
+        for (const { key, value } of sets) {
+          // Refused before anything is written: masked clone vifs would sit on that network.
+          if (key === 'isolation_bridge') {
+            const [{ refuseProductionBridge }, { productionBridgesOf }] = await Promise.all([
+              import('../core/clones/bridge.js'),
+              import('../core/clones/original.js'),
+            ]);
+            refuseProductionBridge(value, {
+              vm,
+              clonePrefix: effectiveConfig(vm, paths).values.clone_vif_prefix,
+              productionBridges: productionBridgesOf(paths, vmArg(vm)),
+            });
+          }
         }
+        for (const { key, value } of sets) setOverride(vm, key, value, paths);
         for (const key of o.unset) unsetOverride(vm, key, paths);
         const eff = effectiveConfig(vm, paths);
         if (o.json) {
@@ -518,14 +670,119 @@ export function buildProgram(
       }, true),
     );
 
+  program
+    .command('logs')
+    .description(
+      "a daemon's log (net-monitor, clone-monitor, ...; none: all): the systemd journal, or a log file",
+    )
+    .argument('[daemon]', 'the daemon, as in its unit name zynclone-<daemon>.service')
+    .option('-n, --lines <n>', 'how many recent lines', (v) => Number(v), 100)
+    .option('-f, --follow', 'keep printing new lines')
+    .option('--file <path>', 'read this log file instead of the journal')
+    .action((daemon: string | undefined, o: { lines: number; follow?: boolean; file?: string }) =>
+      run(async (s) => {
+        const { logsCommand, relay } = await import('./logs.js');
+        const argv = logsCommand(
+          daemon,
+          {
+            lines: o.lines,
+            follow: o.follow ?? false,
+            ...(o.file === undefined ? {} : { file: o.file }),
+          },
+          s.paths,
+        );
+        return (await relay(argv, io)) === 0 ? EXIT.OK : EXIT.FAILURE;
+      }, true),
+    );
+
+  program
+    .command('upgrade')
+    .description(
+      'migrate the state database, configuration files and XenStore tree to this release, after a backup',
+    )
+    .option('--dry-run', 'only show what would change')
+    .option('--json', 'print JSON')
+    .option('-q, --quiet', 'print nothing when there is nothing to do')
+    .action((o: { dryRun?: boolean; json?: boolean; quiet?: boolean }) =>
+      run(async (s) => {
+        const [{ upgrade }, { XsClient, defaultSocketPath }] = await Promise.all([
+          import('../core/upgrade/index.js'),
+          import('../xenstore/index.js'),
+        ]);
+        let xs: XsClient | undefined;
+        let xsProblem: string | undefined;
+        try {
+          xs = await XsClient.connect({
+            path: defaultSocketPath(io.env),
+            reconnect: false,
+            requestTimeoutMs: 5000,
+          });
+        } catch (err) {
+          xsProblem = `XenStore not reachable at ${defaultSocketPath(io.env)} (${(err as Error).message})`;
+        }
+        try {
+          const report = await upgrade(
+            { paths: s.paths, ...(xs ? { xs } : {}), ...(xsProblem ? { xsProblem } : {}) },
+            { dryRun: o.dryRun ?? false },
+          );
+          if (o.json) printJson(io, report);
+          else if (!o.quiet || report.backupDir) io.stdout.write(formatUpgrade(report));
+        } finally {
+          await xs?.close().catch(() => {});
+        }
+        return EXIT.OK;
+      }, true),
+    );
+
   return program;
+}
+
+/** Starts $BROWSER or xdg-open on `url` (argv, never a shell); false when there is none. */
+async function openBrowser(url: string, env: NodeJS.ProcessEnv): Promise<boolean> {
+  const graphical = Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
+  const candidates = [env.BROWSER, graphical ? 'xdg-open' : undefined].filter(
+    (c): c is string => typeof c === 'string' && c !== '',
+  );
+  for (const cmd of candidates) {
+    const exe = cmd.includes('/')
+      ? cmd
+      : (env.PATH ?? '')
+          .split(':')
+          .map((d) => `${d}/${cmd}`)
+          .find((p) => existsSync(p));
+    if (exe === undefined || !existsSync(exe)) continue;
+    const { spawn } = await import('node:child_process');
+    spawn(exe, [url], { detached: true, stdio: 'ignore', env })
+      .on('error', () => {})
+      .unref();
+    return true;
+  }
+  return false;
+}
+
+function formatUpgrade(r: UpgradeReport): string {
+  const version = (v: number | null) => (v === null ? '-' : String(v));
+  const rows = r.parts.map((p) => [
+    p.part,
+    p.migrate ? `${version(p.from)} -> ${p.to}` : `${version(p.from)} (current: ${p.to})`,
+    p.found,
+  ]);
+  const pending = r.parts.filter((p) => p.migrate).length;
+  const verdict =
+    pending === 0
+      ? 'nothing to upgrade'
+      : r.dryRun
+        ? `${pending} part(s) would be migrated (dry run: nothing changed)`
+        : `${pending} part(s) migrated; backup in ${r.backupDir}`;
+  return `${table([['PART', 'VERSION', 'FOUND'], ...rows])}${verdict}\n`;
 }
 
 function formatFindings(findings: readonly Finding[], healthy: boolean): string {
   const lines = findings.map((f) => {
     const mark = f.ok ? 'ok  ' : f.severity === 'warning' ? 'WARN' : 'FAIL';
     const fix = !f.ok && f.fix ? `\n        fix: ${f.fix}` : '';
-    return `[${mark}] ${f.check}: ${f.message}${fix}`;
+    const docs = !f.ok && f.docs ? `\n        see: ${f.docs}` : '';
+    return `[${mark}] ${f.check}: ${f.message}${fix}${docs}`;
   });
   const verdict = healthy ? 'healthy' : `${findings.filter((f) => !f.ok).length} problem(s) found`;
   return `${lines.join('\n')}\n${verdict}\n`;
@@ -534,7 +791,12 @@ function formatFindings(findings: readonly Finding[], healthy: boolean): string 
 /** Runs vmclone with `argv` (without node and script); resolves to the exit status. */
 export async function runVmclone(
   argv: readonly string[],
-  io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+  io: CliIo = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    stdin: process.stdin,
+  },
 ): Promise<number> {
   let status: number = EXIT.OK;
   const json = argv.includes('--json');

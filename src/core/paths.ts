@@ -31,14 +31,21 @@ export function vmNameProblem(name: unknown): string | undefined {
   return undefined;
 }
 
-/** Returns `name` if it is a valid VM name; throws PathError VM_NAME_INVALID otherwise. */
-export function validateVmName(name: unknown): string {
+/**
+ * A VM name that passed validateVmName: parse a name once where it enters
+ * (command line, guest request, file), and pass this type on, so nothing
+ * deeper needs to check it again.
+ */
+export type VmName = string & { readonly __brand: 'VmName' };
+
+/** Returns `name` as a VmName if it is valid; throws PathError VM_NAME_INVALID otherwise. */
+export function validateVmName(name: unknown): VmName {
   const problem = vmNameProblem(name);
   if (problem !== undefined) {
     const shown = typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : String(name);
     throw new PathError('VM_NAME_INVALID', `invalid VM name ${shown}: ${problem}`);
   }
-  return name as string;
+  return name as VmName;
 }
 
 /** The root prefix from `env` (ZYNCLONE_ROOT); must be absolute. */

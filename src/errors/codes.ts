@@ -143,7 +143,11 @@ export const ERROR_CODES = {
   ),
 
   STATE_OPEN: fail('core', 'The state database cannot be opened or is not ours.'),
-  STATE_SCHEMA_TOO_NEW: fail('core', 'The state database was written by a newer ZynClone.'),
+  STATE_SCHEMA_TOO_NEW: as(
+    'core',
+    'REFUSED',
+    'The state database was written by a newer ZynClone.',
+  ),
   STATE_LOCKED: fail('core', 'Another process held the state database lock too long.'),
   STATE_INVALID: fail('core', 'A value handed to the state store is malformed.'),
   OPERATION_NOT_FOUND: fail('core', 'No operation with that id in the journal.'),
@@ -175,13 +179,74 @@ export const ERROR_CODES = {
     'ZynClone refuses this clone (continuous replication, wrong original state, ...).',
   ),
   CLONE_CONFIG: as('core', 'CONFIG', "The original's xl config cannot be used to build a clone."),
-  ISOLATION_BRIDGE: fail('core', 'The isolation bridge cannot be made or is not isolated.'),
+  ISOLATION_BRIDGE: as(
+    'core',
+    'CONFIG',
+    'The isolation bridge cannot be made, or is a production bridge (it carries a non-clone vif or has an uplink).',
+  ),
   LOCKDOWN_TIMEOUT: as(
     'core',
     'LOCKDOWN_TIMEOUT',
     'The net monitor did not acknowledge the lockdown in time; the clone stays paused.',
   ),
   CLONE_FAILED: fail('core', 'A step failed; the operation was rolled back.'),
+
+  VOLUME_NOT_SHARED: as(
+    'core',
+    'NOT_FOUND',
+    "The device is not one of the VM's shared volumes (config `shared_volumes`).",
+  ),
+  VOLUME_REFUSED: as(
+    'core',
+    'REFUSED',
+    'The switch is not allowed now (read-only mode, already there, no clone).',
+  ),
+  VOLUME_TWO_WRITERS: as(
+    'core',
+    'REFUSED',
+    'The attach would give the volume a second writer (or a reader next to a writer).',
+  ),
+  VOLUME_GUEST_REFUSED: as(
+    'core',
+    'REFUSED',
+    'The holding guest did not let go of the volume (it is mounted or open inside).',
+  ),
+  VOLUME_SWITCH_FAILED: fail('core', 'A step of the volume switch failed; it was rolled back.'),
+
+  UPGRADE_TOO_NEW: as(
+    'core',
+    'REFUSED',
+    'Something on the host was written by a newer ZynClone; nothing was changed.',
+  ),
+  UPGRADE_LEGACY_INVALID: as(
+    'core',
+    'CONFIG',
+    'Legacy guest files that cannot be imported as they are; nothing was changed.',
+  ),
+  UPGRADE_FAILED: fail('core', 'A part cannot be read or migrated.'),
+  LOGS_USAGE: as('core', 'USAGE', 'vmclone logs was given a daemon name or option it cannot use.'),
+
+  CONSOLE_NOT_RUNNING: as('core', 'REFUSED', 'The VM has no clone, or its clone does not run.'),
+  CONSOLE_DISABLED: as('core', 'REFUSED', 'console_enabled is false for the VM.'),
+  CONSOLE_SPICE: as(
+    'core',
+    'REFUSED',
+    "The clone's only console is SPICE, which the web console cannot show.",
+  ),
+  CONSOLE_NO_VNC: as(
+    'core',
+    'REFUSED',
+    'The clone has no VNC server (no console/vnc-port in XenStore).',
+  ),
+  CONSOLE_MONITOR_DOWN: fail(
+    'core',
+    'clone_console_monitor has not published its URL, or its heartbeat is stale.',
+  ),
+  CONSOLE_TICKET_LIMIT: as('core', 'BUSY', 'Too many unexpired console tickets are outstanding.'),
+  CONSOLE_TICKET_MALFORMED: fail(
+    'core',
+    'A console ticket node in XenStore is not what the issuer writes.',
+  ),
 
   STORAGE_INVALID_DISK: fail('core', 'A disk spec handed to storage is malformed.'),
   STORAGE_SOURCE_MISSING: fail(

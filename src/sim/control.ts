@@ -5,6 +5,7 @@ import { createConnection } from 'node:net';
 
 export type ControlRequest =
   | { op: 'xl'; argv: string[]; cwd: string }
+  | { op: 'guest'; argv: string[] }
   | { op: 'ping' }
   | { op: 'stop' };
 

@@ -27,7 +27,7 @@ const USAGE = `usage: zynclone sim <command> --root DIR
                       --storage xfs makes DIR/var an XFS with reflink on a loop device
                       (as root; default plain: an ordinary directory).
                       --monitors also starts ZynClone's daemons (net monitor, clone
-                      monitor) as systemd would on a Xen host; logs in DIR/log
+                      monitor, web dashboard) as systemd would on a Xen host; logs in DIR/log
   down                stop the monitors and the simulator, and remove everything it
                       made (also after a crash)
   env                 print shell exports: eval "$(zynclone sim env --root DIR)"; then
@@ -38,6 +38,9 @@ const USAGE = `usage: zynclone sim <command> --root DIR
                       DIR/var/lib/xen/images
   daemon [--no-network]
                       run the simulator in the foreground
+  guest DOMAIN mount|umount VDEV | write VDEV TEXT | read VDEV BYTES
+                      act inside a simulated guest: a mounted disk is in use (its
+                      frontend refuses a block-detach); write/read the disk's first bytes
 DIR defaults to $ZYNCLONE_ROOT.
 `;
 
@@ -48,6 +51,7 @@ export function simEntry(): string {
 
 /** The options each command accepts, besides --root and --help. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
+  guest: [],
   up: ['no-network', 'storage', 'monitors'],
   down: [],
   env: [],
@@ -57,6 +61,8 @@ const COMMAND_OPTIONS: Record<string, readonly string[]> = {
 
 interface Args {
   cmd: string;
+  /** Arguments after the command (for `guest`). */
+  positional: string[];
   root?: string;
   storage?: string;
   noNetwork: boolean;
@@ -83,7 +89,9 @@ function parseArgs(argv: string[]): Args | 'help' {
     allowPositionals: true,
   });
   if (values.help) return 'help';
-  if (positionals.length > 0) throw new Error(`unexpected argument '${positionals[0]}'`);
+  if (cmd !== 'guest' && positionals.length > 0) {
+    throw new Error(`unexpected argument '${positionals[0]}'`);
+  }
   for (const name of Object.keys(values)) {
     if (name !== 'root' && !allowed.includes(name)) {
       throw new Error(`${cmd} takes no option --${name}`);
@@ -91,6 +99,7 @@ function parseArgs(argv: string[]): Args | 'help' {
   }
   return {
     cmd,
+    positional: positionals,
     root: values.root ?? process.env.ZYNCLONE_ROOT,
     storage: values.storage,
     noNetwork: values['no-network'] === true,
@@ -236,6 +245,14 @@ async function daemon(paths: SimPaths, noNetwork: boolean): Promise<number> {
   return await new Promise<number>(() => {});
 }
 
+async function guest(paths: SimPaths, argv: string[]): Promise<number> {
+  const r = await controlRequest(paths.control, { op: 'guest', argv }, (chunk) => {
+    if ('out' in chunk) process.stdout.write(chunk.out);
+    if ('err' in chunk) process.stderr.write(chunk.err);
+  });
+  return 'exit' in r ? r.exit : 1;
+}
+
 export async function runSim(argv: string[]): Promise<number> {
   let args: Args | 'help';
   try {
@@ -277,6 +294,8 @@ export async function runSim(argv: string[]): Promise<number> {
       return env(paths);
     case 'daemon':
       return daemon(paths, args.noNetwork);
+    case 'guest':
+      return guest(paths, args.positional);
     default: {
       // demo
       const { runDemo } = await import('./demo/demo.js');

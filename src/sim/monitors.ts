@@ -32,6 +32,8 @@ export interface Monitor {
   name: string;
   /** Options beyond --xenstore, which every daemon gets. */
   args(paths: SimPaths): string[];
+  /** What the daemon's configuration needs in the simulator, before it starts. */
+  prepare?(paths: SimPaths, journal: Journal): void;
 }
 
 /** In start order; stopped in reverse. */
@@ -39,6 +41,31 @@ export const MONITORS: readonly Monitor[] = [
   // The net monitor lives in the network driver domain: here the netdd namespace.
   { name: 'net-monitor', args: (paths) => ['--netns', `${paths.prefix}-netdd`] },
   { name: 'clone-monitor', args: (paths) => ['--root', paths.root] },
+  { name: 'orchestrator', args: (paths) => ['--root', paths.root] },
+  // The web console: on any free port unless base.json names one (a host uses 6080).
+  {
+    name: 'console-monitor',
+    args: (paths) => ['--root', paths.root],
+    prepare: (paths, journal) => {
+      const base = join(paths.root, 'etc/xen/clone/base.json');
+      if (existsSync(base)) return;
+      mkdirSync(dirname(base), { recursive: true });
+      journal.made({ kind: 'file', path: base });
+      writeFileSync(base, '{ "console_port": 0 }\n');
+    },
+  },
+  // The dashboard, on a free loopback port: its URL is in its log (`"msg":"serving"`).
+  {
+    name: 'web',
+    args: (paths) => [
+      '--root',
+      paths.root,
+      '--listen',
+      '127.0.0.1:0',
+      '--netns',
+      `${paths.prefix}-netdd`,
+    ],
+  },
 ];
 
 export function monitorLog(paths: SimPaths, name: string): string {
@@ -48,6 +75,24 @@ export function monitorLog(paths: SimPaths, name: string): string {
 /** What the daemon's command line carries, unique to this simulator (its XenStore socket). */
 function commandMatch(paths: SimPaths, m: Monitor): string {
   return ` ${m.name} --xenstore ${paths.xsSocket} `;
+}
+
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The monitor's processes. A child it is starting carries the monitor's
+ * command line until its exec, so a match whose parent matches too is not one.
+ */
+export function monitorPids(paths: SimPaths, m: Monitor): number[] {
+  const pids = findProcesses(commandMatch(paths, m));
+  return pids.filter((pid) => !pids.includes(parentPid(pid) ?? -1));
 }
 
 /** The environment `sim env` gives a shell: this simulator's xl, XenStore and root. */
@@ -105,11 +150,12 @@ export async function startMonitors(
   try {
     for (const m of MONITORS) {
       const log = monitorLog(paths, m.name);
-      const running = findProcesses(commandMatch(paths, m));
+      const running = monitorPids(paths, m);
       if (running.length > 0) {
         out(`${m.name} already running (pid ${running.join(', ')}), log: ${log}`);
         continue;
       }
+      m.prepare?.(paths, journal);
       journal.made({ kind: 'proc', match: commandMatch(paths, m) });
       const fd = openSync(log, 'a');
       const child = spawn(
@@ -145,7 +191,7 @@ export async function startMonitors(
 export async function stopMonitors(paths: SimPaths): Promise<string[]> {
   const stopped: string[] = [];
   for (const m of [...MONITORS].reverse()) {
-    for (const pid of findProcesses(commandMatch(paths, m))) {
+    for (const pid of monitorPids(paths, m)) {
       await terminate(pid, 5000);
       stopped.push(`${m.name} (pid ${pid})`);
     }

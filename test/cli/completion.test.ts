@@ -1,6 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { listedCommands } from '../../packaging/deb/generate.js';
+import { runVmclone } from '../../src/cli/vmclone.js';
 
 const file = resolve(__dirname, '../../packaging/bash-completion/vmclone');
 
@@ -25,5 +28,21 @@ describe('bash completion', () => {
     expect(complete(['vmclone', 'create', '--m'])).toEqual(['--memory']);
     expect(complete(['vmclone', 'create', 'w'])).toEqual(['web01']);
     expect(complete(['vmclone', 'config', 'web01', '--set', 'mac_'])).toEqual(['mac_policy=']);
+    expect(complete(['vmclone', 'sw'])).toEqual(['switch-volume']);
+    expect(complete(['vmclone', 'switch-volume', 'db01', 'xvdb', '--to', 'c'])).toEqual(['clone']);
+  });
+
+  it('offers every command vmclone --help lists', async () => {
+    const out = new PassThrough();
+    let help = '';
+    out.on('data', (c: Buffer) => {
+      help += c.toString();
+    });
+    await runVmclone(['--help'], { stdout: out, stderr: new PassThrough(), env: process.env });
+    const commands = listedCommands(help);
+    expect(commands).toContain('logs');
+    expect(complete(['vmclone', '']).filter((w) => !w.startsWith('-'))).toEqual(
+      expect.arrayContaining(commands),
+    );
   });
 });

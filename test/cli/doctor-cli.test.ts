@@ -41,6 +41,7 @@ describe('vmclone doctor', () => {
     expect(r.stdout).toMatch(/\[FAIL\] xl: /);
     expect(r.stdout).toMatch(/\[FAIL\] xenstore: XenStore is not reachable at .*no-such-socket/);
     expect(r.stdout).toMatch(/fix: start xenstored/);
+    expect(r.stdout).toMatch(/see: docs\/debugging.md#xenstore-not-reachable/);
     expect(r.stdout).toMatch(/problem\(s\) found$/m);
   });
 
@@ -52,7 +53,13 @@ describe('vmclone doctor', () => {
       expect(r.code).toBe(1);
       const report = JSON.parse(r.stdout) as {
         healthy: boolean;
-        findings: Array<{ check: string; ok: boolean; message: string; fix?: string }>;
+        findings: Array<{
+          check: string;
+          ok: boolean;
+          message: string;
+          fix?: string;
+          docs?: string;
+        }>;
       };
       expect(report.healthy).toBe(false);
       const xenstore = report.findings.find((f) => f.check === 'xenstore');
@@ -60,6 +67,8 @@ describe('vmclone doctor', () => {
       const monitors = report.findings.filter((f) => /monitor/.test(f.check) && !f.ok);
       expect(monitors.length).toBeGreaterThan(0);
       for (const f of monitors) expect(f.fix).toBeTruthy();
+      const netMonitor = report.findings.find((f) => f.check === 'heartbeat:net-monitor');
+      expect(netMonitor).toMatchObject({ docs: 'docs/debugging.md#monitors-not-running' });
     } finally {
       await server.close();
     }

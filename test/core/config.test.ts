@@ -153,6 +153,20 @@ describe('effective configuration', () => {
     expect(effectiveConfig('web1', paths).values.clone_kind).toBe('offline');
   });
 
+  it('allows $comment lines and a $version it knows; refuses a newer $version', () => {
+    writeBase({ $comment: ['defaults', 'for every VM'], $version: 1, clone_kind: 'offline' });
+    expect(effectiveConfig('web1', paths).values.clone_kind).toBe('offline');
+    writeBase({ $version: 2 });
+    expect(configError(() => effectiveConfig('web1', paths)).issues[0]).toMatchObject({
+      key: '$version',
+      message: 'format 2 is from a newer ZynClone; this one reads up to 1',
+    });
+    writeBase({ $comment: 7 });
+    expect(configError(() => effectiveConfig('web1', paths)).issues[0]!.message).toBe(
+      'expected a string or a list of strings',
+    );
+  });
+
   it.each([
     ['clone_vif_mask', 3, /write the mask as a string: "3" means vif 3/],
     ['clone_vif_prefix', 'vif', /not overlapping "vif"/],

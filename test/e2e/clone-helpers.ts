@@ -191,6 +191,62 @@ export class RealNetMonitor {
   }
 }
 
+/** The real clone_monitor (src/daemons/clone-monitor) as its own process. */
+export class CloneMonitorProcess {
+  private constructor(private readonly child: ChildProcess) {}
+
+  static async start(entry: string, host: CloneHost, log: string): Promise<CloneMonitorProcess> {
+    const before = existsSync(log)
+      ? readFileSync(log, 'utf8').split('"msg":"watching"').length - 1
+      : 0;
+    const out = openSync(log, 'a');
+    const child = spawn(
+      process.execPath,
+      [entry, '--root', host.root, '--poll-ms', '50', '--heartbeat-ms', '60000'],
+      { stdio: ['ignore', out, out], env: host.env },
+    );
+    closeSync(out);
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) break;
+      const watching = readFileSync(log, 'utf8').split('"msg":"watching"').length - 1;
+      if (watching > before) return new CloneMonitorProcess(child);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGKILL');
+    throw new Error(`clone-monitor did not start: ${readFileSync(log, 'utf8').slice(-2000)}`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** Bundles a daemon's `run*` entry (`src/daemons/<dir>/main.ts`) into `outfile`. */
+export async function bundleDaemon(fn: string, dir: string, outfile: string): Promise<void> {
+  await build({
+    stdin: {
+      contents:
+        `import { ${fn} } from './src/daemons/${dir}/main.ts';\n` +
+        `process.exitCode = await ${fn}(process.argv.slice(2));\n`,
+      resolveDir: repo,
+      loader: 'ts',
+    },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    outfile,
+    banner: { js: REQUIRE_BANNER },
+    logLevel: 'error',
+  });
+}
+
 function plainDir(): LoopFs {
   const dir = mkdtempSync(join(tmpdir(), 'zc-e2e-'));
   return { dir, device: '', cleanup: () => rmSync(dir, { recursive: true, force: true }) };
@@ -310,6 +366,23 @@ export class CloneHost {
     }
   }
 
+  private cloneMonitorEntry: string | undefined;
+
+  /** Starts the real clone_monitor against this host (stop it with its stop()). */
+  async startCloneMonitor(): Promise<CloneMonitorProcess> {
+    if (this.cloneMonitorEntry === undefined) {
+      // Next to vmclone's bundle, so that better-sqlite3 resolves from node_modules.
+      const entry = this.vmcloneEntry.replace(/\.mjs$/, '-clone-monitor.mjs');
+      await bundleDaemon('runCloneMonitor', 'clone-monitor', entry);
+      this.cloneMonitorEntry = entry;
+    }
+    return CloneMonitorProcess.start(
+      this.cloneMonitorEntry,
+      this,
+      join(this.fs.dir, 'clone-monitor.log'),
+    );
+  }
+
   sim(...args: string[]): Promise<RunOut> {
     return run(process.execPath, [this.simEntry, 'sim', ...args, '--root', this.root], this.env);
   }
@@ -370,6 +443,7 @@ export class CloneHost {
     await this.sim('down').catch(() => {});
     try {
       rmSync(this.vmcloneEntry, { force: true });
+      if (this.cloneMonitorEntry !== undefined) rmSync(this.cloneMonitorEntry, { force: true });
     } finally {
       this.fs.cleanup();
     }

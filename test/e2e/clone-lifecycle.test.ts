@@ -286,4 +286,21 @@ describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('vmclone in the simulator', (
     expect((await vm('remove', 'web01')).code).toBe(0);
     expect(await host.leftovers('web01')).toEqual([]);
   });
+
+  it('reconciles a clone destroyed behind its back: active with a note, and start works', async () => {
+    expect((await vm('create', 'web01', '--online', '-q')).code).toBe(0);
+    expect((await host.xl('destroy', 'web01-clone')).code).toBe(0);
+    const st = await vm('status', 'web01', '--json');
+    const out = JSON.parse(st.stdout);
+    expect(out.clone.state).toBe('active');
+    expect(out.domain).toBeNull();
+    expect(out.note).toMatch(/web01-clone was running but its domain is gone/);
+    expect((await vm('status', 'web01')).stdout).toMatch(/note .*domain is gone/);
+    expect(await host.xsRead('/tool/zynclone/vm/web01/state')).toBe('active');
+    const start = await vm('start', 'web01', '-q');
+    expect(start.code, start.stderr).toBe(0);
+    expect((await host.domains()).has('web01-clone')).toBe(true);
+    expect(JSON.parse((await vm('status', 'web01', '--json')).stdout).note).toBeNull();
+    expect((await vm('remove', 'web01', '-q')).code).toBe(0);
+  });
 });

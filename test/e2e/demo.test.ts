@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProcesses } from '../../src/sim/journal.js';
+import { MONITORS, monitorPids } from '../../src/sim/monitors.js';
 import { simPaths } from '../../src/sim/paths.js';
 import { skipWithout } from '../prerequisites.js';
 import { canMountLoop, loopsBackedUnder, mountsBelow } from '../sim/helpers.js';
@@ -125,6 +126,30 @@ describe.skipIf(
     expect(s).toMatch(/^db01\s+db01-clone\s+running\s+memory/m);
   });
 
+  it('starts the web dashboard with the monitors and prints its URL', async () => {
+    const s = section(out, 'The web dashboard');
+    const url = /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/) \(log in with the token in (\S+);/m.exec(
+      s,
+    );
+    expect(url).not.toBeNull();
+    expect(s).toMatch(/"name":"web01"/);
+    // Printed again at the end, where the user looks.
+    expect(section(out, 'keep running')).toContain(`Open the dashboard: ${url![1]}`);
+    const login = await fetch(new URL('/login', url![1]));
+    expect(login.status).toBe(200);
+    expect(await login.text()).toContain('action="/login"');
+  });
+
+  it('moves the shared volume to the clone with its data, and back once the guest lets go', () => {
+    const s = section(out, 'vmclone switch-volume');
+    expect(s).toMatch(/xvdb of db01 is now held by the clone \(attached now/);
+    expect(s).toContain('db01-clone reads: note from db01');
+    expect(s).toMatch(
+      /its guest says "16 Device in use; refusing to close".*\[VOLUME_GUEST_REFUSED\]/,
+    );
+    expect(s).toMatch(/^shared\s+xvdb: held by the original; attached to db01$/m);
+  });
+
   it('leaves only the demo VMs after vmclone remove, and its monitors running', () => {
     const s = section(out, 'vmclone remove web01');
     expect(s).toContain('no clones');
@@ -134,8 +159,7 @@ describe.skipIf(
       .map((l) => l.split(/\s+/)[0]);
     expect(names).toEqual(['Domain-0', 'web01', 'win01', 'db01']);
     const p = simPaths(root);
-    expect(findProcesses(` net-monitor --xenstore ${p.xsSocket} `)).toHaveLength(1);
-    expect(findProcesses(` clone-monitor --xenstore ${p.xsSocket} `)).toHaveLength(1);
+    for (const m of MONITORS) expect(monitorPids(p, m)).toHaveLength(1);
     expect(out).toContain(`Stop everything with: zynclone sim down --root ${root}`);
   });
 
@@ -159,10 +183,19 @@ describe.skipIf(
     expect(shell.stdout).toMatch(/^web01\s+web01-clone\s+running\s+online/m);
   }, 120_000);
 
+  it('web01 asks for its own clone from inside, and the orchestrator log shows it', () => {
+    const s = section(out, 'web01 asks for its own clone from inside');
+    expect(s).toMatch(/^clone web01-clone is running \(online, \d+ ms\)$/m);
+    expect(s).toMatch(/^web01\s+web01-clone\s+running\s+online\s+.*guest:\d+$/m);
+    expect(s).toMatch(/"msg":"request done".*"vm":"web01".*"op":"create"/);
+    expect(s).toMatch(/^clone removed$/m);
+  });
+
   it('sim down then leaves no mount, loop device, namespace or process', async () => {
     const p = simPaths(root);
     const down = await run(process.execPath, [zynclone, 'sim', 'down', '--root', root]);
     expect(down.code, down.stderr).toBe(0);
+    expect(findProcesses(`--netns ${p.prefix}-netdd`)).toEqual([]);
     const ns = await run('ip', ['netns', 'list']);
     expect({
       mounts: mountsBelow(root),

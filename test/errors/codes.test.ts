@@ -39,12 +39,10 @@ describe('the error code table', () => {
     for (const errno of XS_ERRNO_NAMES) expect(CODES).toContain(`XS_${errno}`);
   });
 
-  it('has every code of the clone lifecycle, whose class is not on the base yet', () => {
-    const text = readFileSync(resolve(__dirname, '../../src/core/clones/errors.ts'), 'utf8');
-    const codes = [...text.matchAll(/\|\s*'([A-Z_]+)'/g)].map((m) => m[1]);
-    expect(codes.length).toBeGreaterThan(5);
-    for (const code of codes) expect(CODES).toContain(code);
-    expect(exitCodeFor(new CloneError('CLONE_NOT_FOUND', 'x'))).toBe(EXIT.NOT_FOUND);
+  it('puts the clone lifecycle on the base, with its codes in the table', () => {
+    const err = new CloneError('CLONE_NOT_FOUND', 'x');
+    expect(isZynCloneError(err, 'CLONE_NOT_FOUND')).toBe(true);
+    expect(exitCodeFor(err)).toBe(EXIT.NOT_FOUND);
   });
 
   it('lists every exit status in vmclone --help', () => {

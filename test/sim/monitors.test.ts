@@ -6,7 +6,9 @@ import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProcesses } from '../../src/sim/journal.js';
+import { MONITORS, monitorPids } from '../../src/sim/monitors.js';
 import { simPaths } from '../../src/sim/paths.js';
+import { skipWithout } from '../prerequisites.js';
 import { SimFixture, exec, isRoot } from './helpers.js';
 
 const repo = resolve(__dirname, '../..');
@@ -63,12 +65,17 @@ describe('zynclone sim options', () => {
   });
 });
 
-describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
+describe.skipIf(skipWithout(isRoot, 'root'))('zynclone sim up --monitors (root)', () => {
   let fx: SimFixture;
   let env: NodeJS.ProcessEnv;
   beforeAll(async () => {
     fx = await SimFixture.create('zc-sim-mon-');
-    env = { ...fx.env, ZYNCLONE_ENTRY: await bundleProduct(fx.work) };
+    // The product is one bundle here: the console page is where `npm run build` put it.
+    env = {
+      ...fx.env,
+      ZYNCLONE_ENTRY: await bundleProduct(fx.work),
+      ZYNCLONE_CONSOLE_ASSETS: join(repo, 'dist/console-page'),
+    };
   }, 60_000);
   afterAll(async () => {
     await fx?.dispose();
@@ -77,18 +84,29 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
   const sim = (...args: string[]) =>
     exec(process.execPath, [fx.entry, 'sim', ...args, '--root', fx.root], env);
 
-  it('starts the net monitor, then the clone monitor, each in its own process group', async () => {
+  it('starts the net monitor, the clone monitor, the orchestrator, the console monitor, then the web dashboard, each in its own process group', async () => {
     const up = await sim('up', '--monitors');
     expect(up.code, up.stderr).toBe(0);
     const p = simPaths(fx.root);
-    const pids = ['net-monitor', 'clone-monitor'].map((name) => {
-      expect(up.stdout).toContain(`${name} running (pid `);
-      const found = findProcesses(` ${name} --xenstore ${p.xsSocket} `);
-      expect(found).toHaveLength(1);
-      return found[0]!;
+    const pids = MONITORS.map((m) => {
+      const pid = Number(new RegExp(`${m.name} running \\(pid (\\d+)\\)`).exec(up.stdout)?.[1]);
+      expect(monitorPids(p, m)).toEqual([pid]);
+      return pid;
     });
     expect(up.stdout.indexOf('net-monitor running')).toBeLessThan(
       up.stdout.indexOf('clone-monitor running'),
+    );
+    expect(up.stdout.indexOf('clone-monitor running')).toBeLessThan(
+      up.stdout.indexOf('orchestrator running'),
+    );
+    expect(up.stdout.indexOf('orchestrator running')).toBeLessThan(
+      up.stdout.indexOf('console-monitor running'),
+    );
+    expect(up.stdout.indexOf('console-monitor running')).toBeLessThan(
+      up.stdout.indexOf('web running'),
+    );
+    expect(readFileSync(join(fx.root, 'log/web.log'), 'utf8')).toMatch(
+      /"msg":"serving","url":"http:\/\/127\.0\.0\.1:\d+\/"/,
     );
     for (const pid of pids) expect(processGroup(pid)).toBe(pid);
     expect(readFileSync(join(fx.root, 'log/net-monitor.log'), 'utf8')).toMatch(/^\{.*"msg"/m);
@@ -96,7 +114,7 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
     const again = await sim('up', '--monitors');
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toContain('net-monitor already running');
-    expect(findProcesses(` net-monitor --xenstore ${p.xsSocket} `)).toEqual([pids[0]]);
+    expect(monitorPids(p, MONITORS[0]!)).toEqual([pids[0]]);
   }, 60_000);
 
   it('lets a shell with `sim env` reach the simulator and its monitors with vmclone', async () => {
@@ -117,7 +135,9 @@ describe.skipIf(!isRoot)('zynclone sim up --monitors (root)', () => {
     const p = simPaths(fx.root);
     const down = await sim('down');
     expect(down.code, down.stderr).toBe(0);
-    expect(down.stdout).toMatch(/stopped clone-monitor \(pid \d+\), net-monitor \(pid \d+\)/);
+    expect(down.stdout).toMatch(
+      /stopped web \(pid \d+\), console-monitor \(pid \d+\), orchestrator \(pid \d+\), clone-monitor \(pid \d+\), net-monitor \(pid \d+\)/,
+    );
     expect(findProcesses(p.xsSocket)).toEqual([]);
   }, 60_000);
 });

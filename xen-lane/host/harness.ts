@@ -88,7 +88,7 @@ function parseArgs(argv: string[]): Options {
     logDir: need('--log-dir'),
     accel,
     smp: Number(get('--smp') ?? 2),
-    memMb: Number(get('--mem') ?? 3072),
+    memMb: Number(get('--mem') ?? 4096),
     bootTimeoutMs: Number(get('--boot-timeout') ?? 180_000),
     ...(only ? { only: only.split(/[,+ ]/).filter(Boolean) } : {}),
   };
@@ -114,7 +114,9 @@ function qemuArgv(
     accel === 'kvm'
       ? ['-accel', 'kvm', '-cpu', 'qemu64']
       : ['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm,+npt'];
-  const dom0Mem = 1280;
+  // dom0's root is its initramfs in RAM (half of dom0's memory): Node 24, the
+  // images and every scenario's save images and disks must fit there.
+  const dom0Mem = 1792;
   const xenCmd = [
     'console=com1',
     'com1=115200,8n1',

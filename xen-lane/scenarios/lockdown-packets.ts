@@ -6,7 +6,10 @@
  * failed), the net monitor's nftables table lets no frame reach it while dom0
  * keeps pinging the original. Allowing the vif in XenStore (masked = 0 and a
  * new generation, per the contract) makes its counters move; masking it again
- * stops them. Then vmclone remove.
+ * stops them. Then the clone is restarted after its mask was loosened (it
+ * comes up on the production bridge) and again after it was tightened (issue
+ * 9: it must come up on the isolation bridge, its counters still): each start
+ * takes its lockdown from the configuration of now. Then vmclone remove.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -174,6 +177,41 @@ const scenario: Scenario = {
       const s5 = await ifPackets(zcv);
       log(`masked again: ${zcv} tx ${s4.tx}->${s5.tx}`);
       assertTrue(s5.tx === s4.tx, 'LANE_REMASK', `${s5.tx - s4.tx} frame(s) after masking again`);
+
+      // Restarts follow the configuration of now, whatever it was at creation.
+      const restartWithMask = async (mask: string) => {
+        await vmclone(root, ['stop', VM, '--force'], { log });
+        await vmclone(root, ['config', VM, '--set', `clone_vif_mask=${mask}`], { log });
+        await vmclone(root, ['start', VM], { log });
+        const isoPorts = await bridgePorts(ISOLATION);
+        const prodPorts = await bridgePorts(BRIDGE);
+        log(
+          `after start with mask ${mask}: ${ISOLATION}: ${isoPorts.join(' ')}; ${BRIDGE}: ${prodPorts.join(' ')}`,
+        );
+        return { iso: isoPorts.includes(zcv), prod: prodPorts.includes(zcv) };
+      };
+      const loose = await restartWithMask('none');
+      assertTrue(
+        loose.prod && !loose.iso,
+        'LANE_START_LOOSE',
+        `${zcv} not on ${BRIDGE} with mask none`,
+      );
+      const tight = await restartWithMask('all');
+      assertTrue(
+        tight.iso && !tight.prod,
+        'LANE_START_TIGHTENED',
+        `${zcv} is not (only) on ${ISOLATION} after its mask was tightened`,
+      );
+      const s6 = await ifPackets(zcv);
+      await pingBurst(ctx, 5);
+      const s7 = await ifPackets(zcv);
+      log(`restarted after tightening: ${zcv} tx ${s6.tx}->${s7.tx}`);
+      ctx.note('tightened_restart_tx', s7.tx - s6.tx);
+      assertTrue(
+        s7.tx === s6.tx,
+        'LANE_TIGHTENED_FRAMES',
+        `${s7.tx - s6.tx} frame(s) reached ${zcv} after a start with a tightened mask`,
+      );
 
       await vmclone(root, ['remove', VM], { log });
       assertTrue(!(await domainByName(CLONE)), 'LANE_REMOVE_DOM', `${CLONE} still exists`);

@@ -1,7 +1,9 @@
 /**
  * Errors of the clone lifecycle. Every one carries a stable `code`; the CLI
- * maps codes to exit statuses (see EXIT_CODES in src/cli/exit-codes.ts).
+ * maps codes to exit statuses through the one table in src/errors/codes.ts.
  */
+import { ZynCloneError } from '../../errors/index.js';
+
 export type CloneErrorCode =
   /** The VM has no clone (for start, stop, ..., status). */
   | 'CLONE_NOT_FOUND'
@@ -22,13 +24,4 @@ export type CloneErrorCode =
   /** A step failed; the operation was rolled back. */
   | 'CLONE_FAILED';
 
-export class CloneError extends Error {
-  constructor(
-    readonly code: CloneErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'CloneError';
-  }
-}
+export class CloneError extends ZynCloneError<CloneErrorCode> {}

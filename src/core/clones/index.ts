@@ -4,3 +4,6 @@ export * from './lifecycle.js';
 export * from './plan.js';
 export * from './publish.js';
 export * from './bridge.js';
+export * from './steps.js';
+export * from './lockdown.js';
+export * from './meta.js';

@@ -26,6 +26,8 @@ export type UndoAction =
 export interface CrashPoints {
   readonly at?: string | undefined;
   readonly after?: string | undefined;
+  /** In-process tests: the step fails (throws) right after it is journaled, before it acts. */
+  readonly fail?: string | undefined;
 }
 
 export function crashPointsFromEnv(env: NodeJS.ProcessEnv = process.env): CrashPoints {
@@ -42,7 +44,8 @@ function die(): never {
   for (;;) {}
 }
 
-export class JournaledOperation {
+/** `U`: the undo actions its steps record (plain JSON); the lifecycle's by default. */
+export class JournaledOperation<U = UndoAction> {
   constructor(
     readonly store: StateStore,
     public op: OperationRecord,
@@ -57,7 +60,7 @@ export class JournaledOperation {
   async step<T>(
     name: string,
     intent: Json,
-    undo: UndoAction | readonly UndoAction[] | null,
+    undo: U | readonly U[] | null,
     act: () => Promise<T>,
     result: (value: T) => Json = () => null,
   ): Promise<T> {
@@ -66,6 +69,7 @@ export class JournaledOperation {
     if (matches(this.crash.at, name)) die();
     let value: T;
     try {
+      if (matches(this.crash.fail, name)) throw new Error(`injected failure at step ${name}`);
       value = await act();
     } catch (err) {
       this.store.failStep(this.op.id, step.seq, (err as Error).message ?? String(err));
@@ -74,6 +78,14 @@ export class JournaledOperation {
     if (matches(this.crash.after, name)) die();
     this.store.completeStep(this.op.id, step.seq, result(value));
     return value;
+  }
+
+  /**
+   * A crash point inside a step (ZYNCLONE_CRASH_AFTER=<name>), for moments
+   * no step boundary reaches, e.g. the original paused inside pause-snapshot.
+   */
+  checkpoint(name: string): void {
+    if (matches(this.crash.after, name)) die();
   }
 
   refresh(): OperationRecord {

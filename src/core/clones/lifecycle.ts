@@ -5,13 +5,13 @@
  * every step is journaled with its undo before it acts.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type XlDriver, type XlListEntry, vmUuid } from '../../xen/index.js';
+import { type XlDriver, type XlListEntry, parseVif, vmUuid } from '../../xen/index.js';
 import { type EffectiveConfig, cloneNameFor, effectiveConfig } from '../config/config.js';
 import { writeFileAtomic } from '../config/index.js';
 import type { CloneKind, ZyncloneConfig } from '../config/schema.js';
-import { type ZynclonePaths, validateVmName } from '../paths.js';
+import { type VmName, type ZynclonePaths, validateVmName } from '../paths.js';
 import type { StateStore } from '../state/store.js';
 import type {
   CloneRecord,
@@ -23,32 +23,47 @@ import type {
 } from '../state/types.js';
 import {
   type BackendChoice,
-  type SnapshotPlan,
   type SnapshotRecord,
-  type DiskSpec as StorageDisk,
   execute as executeSnapshot,
   parseSnapshotPlan,
-  planSnapshot,
   remove as removeSnapshot,
 } from '../storage/index.js';
-import { ensureIsolationBridge } from './bridge.js';
+import { assertDisksFree } from '../volumes/attachments.js';
+import { VolumeSwitcher } from '../volumes/switch.js';
+import { ensureIsolationBridge, refuseProductionBridge } from './bridge.js';
 import { CloneError } from './errors.js';
 import { type CrashPoints, JournaledOperation, type UndoAction } from './journal.js';
 import {
+  type CloneLockdown,
+  type LiveDomains,
+  cloneLockdown,
+  configOrError,
+  currentLockdown,
+  liveDomains,
+  lockedCloneConfig,
+} from './lockdown.js';
+import {
+  type CloneMeta,
+  cloneConfigFile,
+  cloneMetaFile,
+  clonesDir,
+  readCloneMeta,
+  writeCloneMeta,
+} from './meta.js';
+import { findOriginalConfig, planDiskSnapshots, remusProbe } from './original.js';
+import { type UndoContext, domainUuid, rollBack, runUndo } from './undo.js';
+
+export { remusProbe };
+import {
   type ClonePlan,
-  classifyDisks,
+  XL_DEFAULT_BRIDGE,
+  originalVifsOf,
   parseOriginalConfig,
   planClone,
   replicationIn,
   shortIdFor,
 } from './plan.js';
-import {
-  type PublishClient,
-  type VmPublication,
-  publishVm,
-  unpublishVm,
-  waitForAck,
-} from './publish.js';
+import { type PublishClient, publishVm, unpublishVm, waitForAck } from './publish.js';
 
 export interface ProgressEvent {
   readonly kind: 'step' | 'done' | 'info' | 'warn' | 'progress';
@@ -102,27 +117,6 @@ export interface CreateResult {
   readonly warnings: readonly string[];
 }
 
-/** Kept next to the clone's xl config: what later transitions publish. */
-interface CloneMeta {
-  readonly version: 1;
-  readonly vm: string;
-  readonly cloneName: string;
-  readonly cloneUuid: string;
-  readonly kind: CloneKind;
-  readonly configFile: string;
-  readonly originalConfigFile: string;
-  readonly cloneVifMask: string;
-  readonly originalVifMask: string;
-  readonly cloneVifs: readonly { devid: number; name: string; masked: boolean }[];
-  readonly originalVifs: readonly { devid: number; vifname: string | null; masked: boolean }[];
-  readonly console: { type: 'vnc' | 'spice' | 'none'; enabled: boolean };
-  /**
-   * A memory clone made with --no-start keeps its memory image here until its
-   * first start restores it; later starts cold-boot from the disks.
-   */
-  readonly saveImage?: string;
-}
-
 export interface CloneStatus {
   readonly vm: string;
   readonly clone: CloneRecord | undefined;
@@ -133,6 +127,8 @@ export interface CloneStatus {
   readonly ack: number | undefined;
   readonly running: OperationRecord | undefined;
   readonly configFile: string | undefined;
+  /** Why the state changed without an operation (the domain went away outside ZynClone). */
+  readonly note: string | undefined;
 }
 
 export interface RecoveryReport {
@@ -159,29 +155,6 @@ function errText(err: unknown): string {
 
 function now(): number {
   return performance.now();
-}
-
-/** Remus runs as `xl remus <vm> <host>`: look for such a process. */
-export function remusProbe(vm: string): string | undefined {
-  let pids: string[];
-  try {
-    pids = readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p));
-  } catch {
-    return undefined;
-  }
-  for (const pid of pids) {
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    const i = argv.findIndex((a, j) => a === 'remus' && j > 0 && /(^|\/)xl$/.test(argv[j - 1]!));
-    if (i > 0 && argv.slice(i + 1).includes(vm)) {
-      return `xl remus (pid ${pid}) replicates it`;
-    }
-  }
-  return undefined;
 }
 
 export class CloneLifecycle {
@@ -218,147 +191,58 @@ export class CloneLifecycle {
   // ---- files -------------------------------------------------------------
 
   get clonesDir(): string {
-    return join(this.o.paths.stateDir, 'clones');
+    return clonesDir(this.o.paths);
   }
 
   cloneConfigFile(cloneName: string): string {
-    return join(this.clonesDir, `${cloneName}.cfg`);
-  }
-
-  private metaFile(cloneName: string): string {
-    return join(this.clonesDir, `${cloneName}.json`);
+    return cloneConfigFile(this.o.paths, cloneName);
   }
 
   private readMeta(cloneName: string): CloneMeta {
-    const file = this.metaFile(cloneName);
-    try {
-      return JSON.parse(readFileSync(file, 'utf8')) as CloneMeta;
-    } catch (err) {
-      throw new CloneError(
-        'CLONE_CONFIG',
-        `cannot read the clone's metadata ${file}: ${errText(err)}; remove the clone and create it again`,
-        { cause: err },
-      );
-    }
+    return readCloneMeta(this.o.paths, cloneName);
   }
 
   /** The original's xl config file: explicit, or the usual places under the root. */
   findOriginalConfig(vm: string, explicit?: string): string {
-    if (explicit !== undefined) {
-      if (!existsSync(explicit)) {
-        throw new CloneError('CLONE_CONFIG', `xl config file ${explicit} of ${vm} does not exist`);
-      }
-      return explicit;
-    }
-    const etc = this.o.paths.resolve('/etc/xen');
-    const candidates = [join(etc, `${vm}.cfg`), join(etc, vm), join(etc, 'auto', `${vm}.cfg`)];
-    const found = candidates.find((f) => existsSync(f) && statSync(f).isFile());
-    if (found === undefined) {
-      throw new CloneError(
-        'CLONE_CONFIG',
-        `no xl config file for VM ${vm} (looked for ${candidates.join(', ')}); pass --config FILE`,
-      );
-    }
-    return found;
+    return findOriginalConfig(this.o.paths, vm, explicit);
   }
 
   // ---- xl helpers --------------------------------------------------------
 
-  private async findDomain(name: string): Promise<XlListEntry | undefined> {
-    const all = await this.xl.list();
-    return all.find((d) => d.name === name);
-  }
-
-  private async domainUuid(name: string): Promise<string | undefined> {
-    try {
-      const [d] = await this.xl.listLong(name);
-      return d?.uuid;
-    } catch (err) {
-      if ((err as { code?: string }).code === 'XL_NO_SUCH_DOMAIN') return undefined;
-      throw err;
-    }
-  }
-
-  /** UUID and vif MACs of a running domain, from one `xl list -l`. */
-  private async runningDetails(
-    name: string,
-  ): Promise<{ uuid: string | undefined; macs: Map<number, string> }> {
+  /** UUID, vif MACs and vif names of a running domain, from one `xl list -l`. */
+  private async runningDetails(name: string): Promise<{
+    uuid: string | undefined;
+    macs: Map<number, string>;
+    nics: { devid: number; vifname: string | undefined }[];
+  }> {
     const macs = new Map<number, string>();
     try {
       const [d] = await this.xl.listLong(name);
-      for (const [i, nic] of (d?.nics ?? []).entries()) {
+      const nics = (d?.nics ?? []).map((nic, i) => {
         if (nic.mac !== undefined) macs.set(nic.devid ?? i, nic.mac);
-      }
-      return { uuid: d?.uuid, macs };
+        return { devid: nic.devid ?? i, vifname: nic.vifname };
+      });
+      return { uuid: d?.uuid, macs, nics };
     } catch (err) {
-      if ((err as { code?: string }).code === 'XL_NO_SUCH_DOMAIN') return { uuid: undefined, macs };
+      if ((err as { code?: string }).code === 'XL_NO_SUCH_DOMAIN') {
+        return { uuid: undefined, macs, nics: [] };
+      }
       throw err;
     }
   }
 
-  // ---- undo --------------------------------------------------------------
+  // ---- undo (undo.ts) ---------------------------------------------------
 
-  private async undoAction(u: UndoAction): Promise<void> {
-    switch (u.action) {
-      case 'rm-file':
-        rmSync(u.path, { force: true });
-        return;
-      case 'unpause': {
-        const d = await this.findDomain(u.name);
-        if (d === undefined || !d.flags.paused) return;
-        if (u.uuid !== null && (await this.domainUuid(u.name)) !== u.uuid) return;
-        await this.xl.unpause(u.name);
-        return;
-      }
-      case 'remove-snapshot':
-        await removeSnapshot(parseSnapshotPlan(u.plan));
-        return;
-      case 'destroy-domain': {
-        const uuid = await this.domainUuid(u.name);
-        // Never destroy a domain we did not make (same name, other UUID).
-        if (uuid === undefined || uuid !== u.uuid) return;
-        await this.xl.destroy(u.name);
-        return;
-      }
-      case 'unpublish':
-        await unpublishVm(await this.xs(), u.vm);
-        return;
-      case 'republish':
-        await publishVm(await this.xs(), u.publication as unknown as VmPublication);
-        return;
-      case 'delete-clone-record':
-        this.store.deleteClone(u.vm);
-        return;
-      case 'restore-clone-record': {
-        const r = u.record as unknown as CloneRecord;
-        this.store.putClone({
-          vm: r.vm,
-          cloneName: r.cloneName,
-          cloneUuid: r.cloneUuid,
-          cloneDomid: r.cloneDomid,
-          state: r.state,
-          kind: r.kind,
-          sourceUuid: r.sourceUuid,
-          snapshots: r.snapshots,
-          requestedBy: r.requestedBy,
-        });
-        return;
-      }
-    }
+  private undoContext(): UndoContext {
+    return { xl: this.xl, store: this.store, xs: () => this.xs() };
   }
 
-  /** Undoes every step of `op` that may have acted, newest first, and ends it rolled back. */
-  private async rollBack(op: OperationRecord, reason: string): Promise<void> {
-    const fresh = this.store.getOperation(op.id) ?? op;
-    for (const step of [...fresh.steps].reverse()) {
-      if (step.status === 'undone' || step.undo === null) continue;
-      const actions = (Array.isArray(step.undo)
-        ? step.undo
-        : [step.undo]) as unknown as UndoAction[];
-      for (const a of [...actions].reverse()) await this.undoAction(a);
-      this.store.undoStep(op.id, step.seq);
-    }
-    this.store.finishOperation(op.id, 'rolled-back', reason.slice(0, 4000));
+  private undoAction(u: UndoAction): Promise<void> {
+    return runUndo(this.undoContext(), u);
+  }
+
+  private rollBack(op: OperationRecord, reason: string): Promise<void> {
+    return rollBack(this.undoContext(), op, reason);
   }
 
   /**
@@ -411,9 +295,17 @@ export class CloneLifecycle {
    * deactivate, remove: their steps are safe to repeat) or rolls it back
    * (create, start). Called at the start of every vmclone command.
    */
-  async recover(): Promise<RecoveryReport[]> {
+  async recover(
+    /** Operations this process adopted before and failed to recover: tried again. */
+    retry: readonly number[] = [],
+  ): Promise<RecoveryReport[]> {
     const reports: RecoveryReport[] = [];
-    for (const stale of this.store.staleOperations()) {
+    const again = retry.flatMap((id) => {
+      const op = this.store.getOperation(id);
+      return op?.status === 'running' ? [op] : [];
+    });
+    for (const stale of [...this.store.staleOperations(), ...again]) {
+      if (stale.kind === 'switch-volume') continue; // VolumeSwitcher.recover's
       let op: OperationRecord;
       try {
         op = this.store.adoptOperation(stale.id);
@@ -443,7 +335,51 @@ export class CloneLifecycle {
         });
       }
     }
+    try {
+      await this.reconcile();
+    } catch (err) {
+      // Never in the way of a command: the next one (or clone_monitor) tries again.
+      this.emit('warn', `cannot compare the clones with the live domains: ${errText(err)}`);
+    }
     return reports;
+  }
+
+  /**
+   * A clone recorded running whose domain is gone (`xl destroy` behind
+   * ZynClone's back, or its guest powered off) is active now: its lockdowns
+   * stay, and it can be started again. Runs with recover(), i.e. before every
+   * vmclone command and in clone_monitor. Returns the notes it left.
+   */
+  async reconcile(): Promise<string[]> {
+    const running = this.store.listClones().filter((c) => c.state === 'running');
+    if (running.length === 0) return [];
+    // Listed after the records were read: a clone recorded running by then has its domain.
+    const names = new Set((await this.xl.list()).map((d) => d.name));
+    const notes: string[] = [];
+    for (const c of running) {
+      if (names.has(c.cloneName) || this.store.runningOperation(c.vm) !== undefined) continue;
+      const now = this.store.getClone(c.vm);
+      if (now?.state !== 'running' || now.updatedAt !== c.updatedAt) continue;
+      const note = `clone ${c.cloneName} was running but its domain is gone (destroyed or shut down outside ZynClone); it is active now: vmclone start ${c.vm} boots it again`;
+      this.store.updateClone(c.vm, { state: 'active', cloneDomid: null });
+      this.store.recordAudit({
+        who: this.o.requestedBy,
+        action: 'reconcile',
+        vm: c.vm,
+        outcome: 'active',
+        detail: { note },
+      });
+      this.emit('warn', note);
+      notes.push(note);
+      try {
+        const meta = this.readMeta(c.cloneName);
+        await publishVm(await this.xs(), (await this.lockdownOf(meta, 'active')).publication);
+      } catch (err) {
+        // clone_monitor publishes it from the store; say why this could not.
+        this.emit('warn', `could not publish the clone of ${c.vm} as active: ${errText(err)}`);
+      }
+    }
+    return notes;
   }
 
   private async redo(op: OperationRecord): Promise<void> {
@@ -472,38 +408,11 @@ export class CloneLifecycle {
     }
   }
 
-  // ---- publication -------------------------------------------------------
+  // ---- lockdown ----------------------------------------------------------
 
-  private async publication(
-    meta: CloneMeta,
-    state: CloneState,
-    cloneDomid: number | undefined,
-    /** The original's domid when the caller knows it (null: not running); else looked up. */
-    originalDomid?: number | null,
-  ): Promise<VmPublication> {
-    const original =
-      originalDomid === undefined
-        ? await this.findDomain(meta.vm)
-        : originalDomid === null
-          ? undefined
-          : { domid: originalDomid };
-    return {
-      vm: meta.vm,
-      state,
-      cloneName: meta.cloneName,
-      cloneDomid,
-      originalDomid: original?.domid,
-      cloneVifMask: meta.cloneVifMask,
-      originalVifMask: meta.originalVifMask,
-      cloneVifs: meta.cloneVifs,
-      // A vif of a shut-down original has no backend name yet (unless its config
-      // names it); clone_monitor republishes when the original starts.
-      originalVifs: meta.originalVifs.flatMap((v) => {
-        const name = v.vifname ?? (original ? `vif${original.domid}.${v.devid}` : undefined);
-        return name === undefined ? [] : [{ devid: v.devid, name, masked: v.masked }];
-      }),
-      console: meta.console,
-    };
+  /** The clone's lockdown in `state` as the configuration and the domains demand now. */
+  private lockdownOf(meta: CloneMeta, state: CloneState): Promise<CloneLockdown> {
+    return currentLockdown(this.o, meta, state);
   }
 
   private ackTimeout(vm: string): number {
@@ -511,26 +420,30 @@ export class CloneLifecycle {
   }
 
   /**
-   * Creates the clone's domain paused, publishes its domid, waits for the net
-   * monitor's ack of that generation, then unpauses it. Returns the domid.
+   * Creates the clone's domain paused (its xl config already holds
+   * `lockdown`'s bridges), publishes `lockdown` with the clone's domid, waits
+   * for the net monitor's ack of exactly that generation, then unpauses it.
+   * Returns the domid.
    */
   private async bootClone(
     op: JournaledOperation,
     meta: CloneMeta,
+    lockdown: CloneLockdown,
     boot: () => Promise<number>,
-    bootStep: string,
-    originalDomid?: number | null,
+    bootStep: 'create-domain' | 'restore-domain',
   ): Promise<number> {
     if (
       (this.o.manageBridge ?? this.o.paths.root === '/') &&
-      meta.cloneVifs.some((v) => v.masked)
+      lockdown.cloneVifs.some((v) => v.masked)
     ) {
-      const cfg = effectiveConfig(meta.vm, this.o.paths).values;
-      await ensureIsolationBridge(cfg.isolation_bridge, cfg.clone_vif_prefix);
+      await ensureIsolationBridge(lockdown.isolationBridge, lockdown.clonePrefix);
     }
+    // vmclone refuses a second writer before Xen would (its check misses qdisk and same-UUID domains).
+    const configFile = this.cloneConfigFile(meta.cloneName);
+    await assertDisksFree(await this.xs(), readFileSync(configFile, 'utf8'), configFile);
     const domid = await op.step(
       bootStep,
-      { name: meta.cloneName, uuid: meta.cloneUuid, config: meta.configFile },
+      { name: meta.cloneName, uuid: meta.cloneUuid, config: this.cloneConfigFile(meta.cloneName) },
       { action: 'destroy-domain', name: meta.cloneName, uuid: meta.cloneUuid },
       () =>
         this.timed(
@@ -539,7 +452,7 @@ export class CloneLifecycle {
         ),
       (d) => ({ domid: d }),
     );
-    const pub = await this.publication(meta, 'running', domid, originalDomid);
+    const pub = { ...lockdown.publication, cloneDomid: domid };
     const generation = await op.step(
       'publish-domid',
       { generation: 'next', domid },
@@ -561,8 +474,8 @@ export class CloneLifecycle {
 
   // ---- create ------------------------------------------------------------
 
-  async create(vm: string, opts: CreateOptions = {}): Promise<CreateResult> {
-    validateVmName(vm);
+  async create(name: string, opts: CreateOptions = {}): Promise<CreateResult> {
+    const vm = validateVmName(name);
     const eff = effectiveConfig(vm, this.o.paths);
     const cfg = eff.values;
     const kind = opts.kind ?? cfg.clone_kind;
@@ -576,7 +489,7 @@ export class CloneLifecycle {
 
   private async createIn(
     op: JournaledOperation,
-    vm: string,
+    vm: VmName,
     eff: EffectiveConfig,
     o: { kind: CloneKind; start: boolean; cloneName: string; configFile: string | undefined },
   ): Promise<CreateResult> {
@@ -623,6 +536,11 @@ export class CloneLifecycle {
       throw err;
     }
     const original = parseOriginalConfig(readFileSync(originalFile, 'utf8'), originalFile);
+    refuseProductionBridge(cfg.isolation_bridge, {
+      vm,
+      clonePrefix: cfg.clone_vif_prefix,
+      productionBridges: originalVifsOf(original, { all: true }).map((v) => v.bridge),
+    });
     const originalState =
       originalDomain === undefined ? 'stopped' : originalDomain.flags.paused ? 'paused' : 'running';
     if (kind === 'offline' && originalState !== 'stopped') {
@@ -674,34 +592,13 @@ export class CloneLifecycle {
     vmUuid(cloneUuid);
 
     // Snapshot plans: all slow probing happens here, before any pause.
-    const destDir = this.o.paths.resolve(cfg.storage_dir);
-    mkdirSync(destDir, { recursive: true });
-    const toSnapshot = classifyDisks(original, cfg).filter((d) => d.action === 'snapshot');
-    const plans: SnapshotPlan[] = [];
-    for (const d of toSnapshot) {
-      const target = d.spec.target!;
-      let isBlock = false;
-      try {
-        isBlock = statSync(target).isBlockDevice();
-      } catch {
-        // planSnapshot reports a missing source.
-      }
-      const disk: StorageDisk = {
-        target,
-        format: (d.spec.format ?? 'raw') as StorageDisk['format'],
-        vdev: d.spec.vdev!,
-        kind: isBlock ? 'phy' : 'file',
-      };
-      plans.push(
-        await planSnapshot(disk, {
-          kind: storageKind(kind),
-          originalState,
-          cloneName,
-          backend: storageBackend(cfg),
-          destDir,
-        }),
-      );
-    }
+    const plans = await planDiskSnapshots(original, cfg, {
+      kind: storageKind(kind),
+      originalState,
+      cloneName,
+      backend: storageBackend(cfg),
+      destDir: this.o.paths.resolve(cfg.storage_dir),
+    });
     const plan = planClone({
       vm,
       original,
@@ -725,24 +622,27 @@ export class CloneLifecycle {
     const configFile = this.cloneConfigFile(cloneName);
     const saveFile = join(this.o.paths.resolve(cfg.save_image_dir), `${cloneName}.save`);
     const meta: CloneMeta = {
-      version: 1,
+      version: 2,
       vm,
       cloneName,
       cloneUuid,
       kind,
-      configFile,
       originalConfigFile: originalFile,
-      cloneVifMask: plan.cloneVifMask,
-      originalVifMask: plan.originalVifMask,
-      cloneVifs: plan.cloneVifs.map((v) => ({ devid: v.devid, name: v.name, masked: v.masked })),
-      originalVifs: plan.originalVifs.map((v) => ({
+      cloneVifs: plan.cloneVifs.map((v) => ({
         devid: v.devid,
-        vifname: v.vifname ?? null,
-        masked: v.masked,
+        name: v.name,
+        productionSpec: v.productionSpec,
       })),
-      console: plan.console,
+      originalVifs: plan.originalVifs.map((v) => ({ devid: v.devid, vifname: v.vifname ?? null })),
+      consoleType: plan.console.type,
       ...(kind === 'memory' && !o.start ? { saveImage: saveFile } : {}),
     };
+    const state: CloneState = o.start ? 'running' : 'active';
+    const live: LiveDomains =
+      originalDomain === undefined
+        ? {}
+        : { original: { domid: Number(originalDomain.domid), nics: running?.nics ?? [] } };
+    const lockdown = cloneLockdown(vm, cloneName, meta, state, cfg, live);
     await op.step(
       'plan',
       {
@@ -757,17 +657,18 @@ export class CloneLifecycle {
       null,
       async () => {},
     );
+    const metaFile = cloneMetaFile(this.o.paths, cloneName);
     await op.step(
       'write-config',
-      { configFile, metaFile: this.metaFile(cloneName) },
+      { configFile, metaFile },
       [
         { action: 'rm-file', path: configFile },
-        { action: 'rm-file', path: this.metaFile(cloneName) },
+        { action: 'rm-file', path: metaFile },
       ],
       async () => {
         mkdirSync(this.clonesDir, { recursive: true });
-        writeFileAtomic(configFile, plan.configText);
-        writeFileAtomic(this.metaFile(cloneName), `${JSON.stringify(meta, null, 2)}\n`);
+        writeFileAtomic(configFile, lockedCloneConfig(plan.configText, configFile, lockdown));
+        writeCloneMeta(this.o.paths, meta);
       },
     );
 
@@ -818,7 +719,10 @@ export class CloneLifecycle {
         undo,
         () =>
           this.timed(`pausing ${vm} and snapshotting ${plans.length} disk(s)`, async () => {
-            if (wePause) await this.xl.pause(vm);
+            if (wePause) {
+              await this.xl.pause(vm);
+              op.checkpoint('paused');
+            }
             const tp = now();
             try {
               return await snapAll('paused');
@@ -868,19 +772,17 @@ export class CloneLifecycle {
         });
       }
       this.emit('info', `${vm} was paused for ${originalPauseMs!.toFixed(1)} ms`);
-      const state: CloneState = o.start ? 'running' : 'active';
-      const pub = await this.publication(meta, state, undefined, originalDomain?.domid ?? null);
       await op.step('publish', { generation: 'next' }, { action: 'unpublish', vm }, async () =>
-        publishVm(await this.xs(), pub),
+        publishVm(await this.xs(), lockdown.publication),
       );
       let domid: number | undefined;
       if (o.start) {
         domid = await this.bootClone(
           op,
           meta,
+          lockdown,
           () => this.xl.restore(saveFile, { paused: true, cfgPath: configFile }),
           'restore-domain',
-          originalDomain?.domid ?? null,
         );
         await op.step('remove-save-image', { saveFile }, null, async () =>
           rmSync(saveFile, { force: true }),
@@ -900,19 +802,17 @@ export class CloneLifecycle {
       );
     }
 
-    const state: CloneState = o.start ? 'running' : 'active';
-    const pub = await this.publication(meta, state, undefined, originalDomain?.domid ?? null);
     await op.step('publish', { generation: 'next', state }, { action: 'unpublish', vm }, async () =>
-      publishVm(await this.xs(), pub),
+      publishVm(await this.xs(), lockdown.publication),
     );
     let domid: number | undefined;
     if (o.start) {
       domid = await this.bootClone(
         op,
         meta,
+        lockdown,
         () => this.xl.create(configFile, { paused: true }),
         'create-domain',
-        originalDomain?.domid ?? null,
       );
     }
     const result = await this.finishCreate(
@@ -998,26 +898,52 @@ export class CloneLifecycle {
       const cur = this.requireClone(vm);
       this.refuseState(cur, 'start', ['active', 'inactive'], 'it is already running');
       const meta = this.readMeta(cur.cloneName);
-      if ((await this.findDomain(cur.cloneName)) !== undefined) {
+      const live = await liveDomains(this.xl, vm, cur.cloneName);
+      if (live.cloneDomid !== undefined) {
         throw new CloneError('CLONE_EXISTS', `a domain named ${cur.cloneName} already exists`);
       }
-      const before = await this.publication(meta, cur.state, undefined);
-      const pub = await this.publication(meta, 'running', undefined);
+      // A clone never boots on an old lockdown: an unreadable configuration stops here.
+      const config = configOrError(vm, this.o.paths);
+      if (config instanceof Error) throw config;
+      refuseProductionBridge(config.isolation_bridge, {
+        vm,
+        clonePrefix: config.clone_vif_prefix,
+        productionBridges: meta.cloneVifs.map(
+          (v) => parseVif(v.productionSpec).bridge ?? XL_DEFAULT_BRIDGE,
+        ),
+      });
+      const lockdown = cloneLockdown(vm, cur.cloneName, meta, 'running', config, live);
+      const before = cloneLockdown(vm, cur.cloneName, meta, cur.state, config, live).publication;
+      const configFile = this.cloneConfigFile(cur.cloneName);
+      await op.step(
+        'write-config',
+        {
+          configFile,
+          vifs: lockdown.cloneVifs.map((v) => ({ devid: v.devid, bridge: v.bridge })),
+        },
+        null,
+        async () =>
+          writeFileAtomic(
+            configFile,
+            lockedCloneConfig(readFileSync(configFile, 'utf8'), configFile, lockdown),
+          ),
+      );
       await op.step(
         'publish',
         { state: 'running' },
         { action: 'republish', publication: before as unknown as Json },
-        async () => publishVm(await this.xs(), pub),
+        async () => publishVm(await this.xs(), lockdown.publication),
       );
       const image =
         meta.saveImage !== undefined && existsSync(meta.saveImage) ? meta.saveImage : undefined;
       const domid = await this.bootClone(
         op,
         meta,
+        lockdown,
         () =>
           image === undefined
-            ? this.xl.create(meta.configFile, { paused: true })
-            : this.xl.restore(image, { paused: true, cfgPath: meta.configFile }),
+            ? this.xl.create(configFile, { paused: true })
+            : this.xl.restore(image, { paused: true, cfgPath: configFile }),
         image === undefined ? 'create-domain' : 'restore-domain',
       );
       if (image !== undefined) {
@@ -1053,7 +979,7 @@ export class CloneLifecycle {
         await op.step('stop-domain', { name: c.cloneName, force: opts.force ?? false }, null, () =>
           this.timed(`stopping clone ${c.cloneName}`, () => this.stopDomain(meta, opts)),
         );
-        const pub = await this.publication(meta, 'active', undefined);
+        const pub = (await this.lockdownOf(meta, 'active')).publication;
         await op.step('publish', { state: 'active' }, null, async () =>
           publishVm(await this.xs(), pub),
         );
@@ -1069,7 +995,7 @@ export class CloneLifecycle {
     meta: CloneMeta,
     opts: { force?: boolean; timeoutMs?: number },
   ): Promise<void> {
-    const uuid = await this.domainUuid(meta.cloneName);
+    const uuid = await domainUuid(this.xl, meta.cloneName);
     if (uuid === undefined) return;
     if (uuid !== meta.cloneUuid) {
       throw new CloneError(
@@ -1127,7 +1053,7 @@ export class CloneLifecycle {
           );
         }
         const meta = this.readMeta(cur.cloneName);
-        const pub = await this.publication(meta, target, undefined);
+        const pub = (await this.lockdownOf(meta, target)).publication;
         const generation = await op.step('publish', { state: target }, null, async () =>
           publishVm(await this.xs(), pub),
         );
@@ -1164,9 +1090,14 @@ export class CloneLifecycle {
           await op.step('unpublish', { vm }, null, async () => unpublishVm(await this.xs(), vm));
           return { removed: false };
         }
-        const meta = existsSync(this.metaFile(c.cloneName))
-          ? this.readMeta(c.cloneName)
-          : undefined;
+        const metaFile = cloneMetaFile(this.o.paths, c.cloneName);
+        // A damaged metadata file must not keep the clone from being removed.
+        let meta: CloneMeta | undefined;
+        try {
+          meta = this.readMeta(c.cloneName);
+        } catch {
+          meta = undefined;
+        }
         await op.step('destroy-domain', { name: c.cloneName }, null, () =>
           this.timed(`destroying clone domain ${c.cloneName}`, async () => {
             if (c.cloneUuid !== null) {
@@ -1179,6 +1110,9 @@ export class CloneLifecycle {
           }),
         );
         await op.step('unpublish', { vm }, null, async () => unpublishVm(await this.xs(), vm));
+        await op.step('return-volumes', { vm }, null, () =>
+          new VolumeSwitcher(this.o).returnToOriginal(vm),
+        );
         for (const s of c.snapshots) {
           const plan = parseSnapshotPlan(s);
           await op.step(`remove-snapshot:${plan.vdev}`, { dest: plan.dest }, null, () =>
@@ -1187,8 +1121,8 @@ export class CloneLifecycle {
         }
         const files = [
           ...(meta?.saveImage === undefined ? [] : [meta.saveImage]),
-          meta?.configFile ?? this.cloneConfigFile(c.cloneName),
-          this.metaFile(c.cloneName),
+          this.cloneConfigFile(c.cloneName),
+          metaFile,
         ];
         await op.step('remove-files', { files }, null, async () => {
           for (const f of files) rmSync(f, { force: true });
@@ -1223,9 +1157,15 @@ export class CloneLifecycle {
     } catch {
       // XenStore unreachable: status shows what the store knows.
     }
+    const [last] = this.store.auditLog({ vm, limit: 1 });
+    const note =
+      clone !== undefined && last?.action === 'reconcile'
+        ? String((last.detail as { note?: unknown } | null)?.note ?? '')
+        : undefined;
     return {
       vm,
       clone,
+      note,
       domain: d ? { domid: d.domid, state: d.state, paused: d.flags.paused } : undefined,
       originalDomain: orig ? { domid: orig.domid, state: orig.state } : undefined,
       generation,

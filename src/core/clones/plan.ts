@@ -35,7 +35,7 @@ export interface ClassifiedDisk {
   readonly text: string;
   /**
    * snapshot: the clone gets its own copy; share: a shared volume (config
-   * `shared_volumes`), the clone uses the original's; keep: read-only media
+   * `shared_volumes`), never copied, one holder at a time; keep: read-only media
    * (cdroms, `access=ro`), used as is.
    */
   readonly action: DiskAction;
@@ -102,7 +102,10 @@ export interface CloneVif {
   readonly bridge: string;
   /** undefined: libxl makes one up (no MAC known for the original's vif). */
   readonly mac: string | undefined;
+  /** Its vif spec as locked now (masked: on the isolation bridge). */
   readonly spec: string;
+  /** Its vif spec on its production network: what every later boot locks again. */
+  readonly productionSpec: string;
 }
 
 export interface OriginalVif {
@@ -139,7 +142,8 @@ export interface ClonePlan {
   readonly kind: CloneKind;
   /** The clone's xl config file text. */
   readonly configText: string;
-  readonly disks: readonly (ClassifiedDisk & { readonly cloneSpec: string })[];
+  /** cloneSpec null: a shared volume the clone's config leaves out (shared_volume_mode detached). */
+  readonly disks: readonly (ClassifiedDisk & { readonly cloneSpec: string | null })[];
   readonly cloneVifs: readonly CloneVif[];
   readonly originalVifs: readonly OriginalVif[];
   readonly cloneVifMask: string;
@@ -237,6 +241,26 @@ export function replicationIn(cfg: XlConfig): string | undefined {
   return undefined;
 }
 
+/**
+ * A clone vif's spec as its mask demands: a masked vif goes to the isolation
+ * bridge, and loses what would route it around that bridge (a routing or NAT
+ * script, gatewaydev); an unmasked one stays on its production bridge.
+ */
+export function lockedVifSpec(
+  production: VifSpec,
+  masked: boolean,
+  isolationBridge: string,
+): VifSpec {
+  const out: VifSpec = { ...production, extra: [...production.extra] };
+  out.bridge = masked ? isolationBridge : (production.bridge ?? XL_DEFAULT_BRIDGE);
+  if (masked) {
+    out.gatewaydev = undefined;
+    if (out.script !== undefined && !/(^|\/)vif-bridge$/.test(out.script))
+      out.script = 'vif-bridge';
+  }
+  return out;
+}
+
 function vifDevid(spec: VifSpec, index: number): number {
   return spec.devid ?? index;
 }
@@ -318,10 +342,15 @@ export function planClone(input: ClonePlanInput): ClonePlan {
   cfg.set('name', input.cloneName);
   cfg.set('uuid', cloneUuid);
 
-  // Disks: snapshots replace the writable ones, shared and read-only ones stay.
+  // Disks: snapshots replace the writable ones, read-only ones stay. A shared
+  // volume is the original's (src/core/volumes): left out, or read-only.
   const classified = classifyDisks(original, config);
   const byVdev = new Map(input.snapshots.map((s) => [s.vdev, s]));
   const disks = classified.map((d) => {
+    if (d.action === 'share') {
+      const ro = config.shared_volume_mode === 'ro';
+      return { ...d, cloneSpec: ro ? printDisk({ ...d.spec, access: 'ro' }) : null };
+    }
     if (d.action !== 'snapshot') return { ...d, cloneSpec: d.text };
     const snap = byVdev.get(d.spec.vdev!);
     if (snap === undefined) {
@@ -340,7 +369,7 @@ export function planClone(input: ClonePlanInput): ClonePlan {
   if (disks.length > 0)
     cfg.set(
       'disk',
-      disks.map((d) => d.cloneSpec),
+      disks.flatMap((d) => (d.cloneSpec === null ? [] : [d.cloneSpec])),
     );
 
   // Vifs: every one named with the clone prefix; masked ones on the isolation bridge.
@@ -360,20 +389,25 @@ export function planClone(input: ClonePlanInput): ClonePlan {
         `vif ${devid} has no MAC in the config and none is known from a running original: libxl gives the clone's a random one`,
       );
     }
-    const out: VifSpec = { ...spec, extra: [...spec.extra], devid };
-    out.vifname = cloneVifName(prefix, shortId, devid);
-    out.mac = mac;
-    const bridge = masked ? config.isolation_bridge : (spec.bridge ?? XL_DEFAULT_BRIDGE);
-    out.bridge = bridge;
-    // A routed or NATed vif would bypass the isolation bridge.
-    if (masked && spec.script !== undefined && !/(^|\/)vif-bridge$/.test(spec.script)) {
-      out.script = 'vif-bridge';
+    const production: VifSpec = { ...spec, extra: [...spec.extra], devid };
+    production.vifname = cloneVifName(prefix, shortId, devid);
+    production.mac = mac;
+    production.bridge = spec.bridge ?? XL_DEFAULT_BRIDGE;
+    const out = lockedVifSpec(production, masked, config.isolation_bridge);
+    if (out.script !== spec.script) {
       warnings.push(
         `vif ${devid}: script ${spec.script} replaced by vif-bridge on the isolation bridge`,
       );
     }
-    if (masked) out.gatewaydev = undefined;
-    return { devid, name: out.vifname, masked, bridge, mac, spec: printVif(out) };
+    return {
+      devid,
+      name: production.vifname,
+      masked,
+      bridge: out.bridge!,
+      mac,
+      spec: printVif(out),
+      productionSpec: printVif(production),
+    };
   });
   if (cloneVifs.length > 0)
     cfg.set(

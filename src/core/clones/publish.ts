@@ -1,7 +1,8 @@
 /**
  * A VM's clone lockdown as published in XenStore under /tool/zynclone/vm/$VM
- * (docs/xenstore-contract.md). The clone_monitor will own these nodes; until
- * it exists, the lifecycle calls publishVm itself, and the monitor reuses it.
+ * (docs/xenstore-contract.md). The lifecycle publishes while it runs an
+ * operation on the VM, clone_monitor at all other times; both publish what
+ * cloneLockdown (lockdown.ts) demands.
  */
 import { waitForValue } from '../../xen/xs-wait.js';
 import type { XsClient } from '../../xenstore/client.js';
@@ -36,7 +37,7 @@ export interface VmPublication {
 }
 
 /** What publishVm and the net monitor need from a client (XsClient has it). */
-export type PublishClient = Pick<XsClient, 'transaction' | 'tryRead' | 'watch'>;
+export type PublishClient = Pick<XsClient, 'transaction' | 'tryRead' | 'watch' | 'directory'>;
 
 async function rmIfPresent(tx: XsOps, path: string): Promise<void> {
   try {
@@ -52,6 +53,28 @@ async function rmIfPresent(tx: XsOps, path: string): Promise<void> {
  * new generation.
  */
 export async function publishVm(xs: PublishClient, pub: VmPublication): Promise<number> {
+  return (await publish(xs, pub, undefined))!;
+}
+
+/**
+ * publishVm only if vm/$VM/generation is still `expected` (undefined: absent)
+ * when the transaction reads it, so a publisher that decided on an older view
+ * never overwrites a newer publication. Returns the new generation, or
+ * undefined when someone published since.
+ */
+export async function publishVmIf(
+  xs: PublishClient,
+  pub: VmPublication,
+  expected: string | undefined,
+): Promise<number | undefined> {
+  return publish(xs, pub, { expected });
+}
+
+async function publish(
+  xs: PublishClient,
+  pub: VmPublication,
+  guard: { expected: string | undefined } | undefined,
+): Promise<number | undefined> {
   const base = vmNode(pub.vm);
   return xs.transaction(async (tx) => {
     // Above any ack too: after a remove, vm/$VM starts afresh, but a stale ack
@@ -60,7 +83,9 @@ export async function publishVm(xs: PublishClient, pub: VmPublication): Promise<
       const n = Number(v ?? '0');
       return Number.isSafeInteger(n) && n >= 0 ? n : 0;
     };
-    const previous = num(await tx.tryRead(`${base}/generation`));
+    const current = await tx.tryRead(`${base}/generation`);
+    if (guard !== undefined && current !== guard.expected) return undefined;
+    const previous = num(current);
     const acked = num(await tx.tryRead(ackNode(pub.vm)));
     const generation = Math.max(previous, acked) + 1;
     // Vifs and domids that went away must not linger.

@@ -99,6 +99,11 @@ export function cloneNameFor(vm: string, pattern: string): string {
   return name;
 }
 
+const HOST_WIDE_WHY: Partial<Record<ConfigKey, string>> = {
+  clone_vif_prefix:
+    ": the network domain's standing drop rule matches one prefix for every VM, so a per-VM value would escape it",
+};
+
 function combine(
   vm: string,
   paths: ZynclonePaths,
@@ -121,7 +126,7 @@ function combine(
         file: overrideFile,
         key,
         value: showValue(overrideValues[key]),
-        message: `is host-wide and can only be set in ${baseFile}: the network domain's standing drop rule matches one prefix for every VM, so a per-VM value would escape it`,
+        message: `is host-wide and can only be set in ${baseFile}${HOST_WIDE_WHY[key] ?? ''}`,
       });
     }
   }

@@ -16,6 +16,10 @@ export const CLONE_KINDS = ['offline', 'online', 'memory'] as const;
 export type CloneKind = (typeof CLONE_KINDS)[number];
 
 export const MAC_POLICIES = ['keep', 'regenerate'] as const;
+
+/** How a clone's config carries the VM's shared volumes (src/core/volumes). */
+export const SHARED_VOLUME_MODES = ['detached', 'ro'] as const;
+export type SharedVolumeMode = (typeof SHARED_VOLUME_MODES)[number];
 export type MacPolicy = (typeof MAC_POLICIES)[number];
 
 export const STORAGE_BACKENDS = [
@@ -77,9 +81,15 @@ export interface ZyncloneConfig {
   storage_volume_group: string;
   save_image_dir: string;
   shared_volumes: string[];
+  shared_volume_mode: SharedVolumeMode;
   console_enabled: boolean;
+  console_listen: string;
+  console_port: number;
+  console_tls_cert: string;
+  console_tls_key: string;
   guest_orchestration: boolean;
   guest_allowed_operations: GuestOperation[];
+  guest_clone_requests: boolean;
   lockdown_ack_timeout_ms: number;
 }
 export type ConfigKey = keyof ZyncloneConfig;
@@ -238,10 +248,60 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
       'Volumes shared between the original and its clone instead of being cloned: each item is ' +
       'a virtual device name (e.g. "xvdb") or an xl disk spec.',
   },
+  shared_volume_mode: {
+    type: 'enum',
+    values: SHARED_VOLUME_MODES,
+    default: 'detached',
+    description:
+      'How the clone\'s config carries the shared volumes: "detached" (left out; one holder at a ' +
+      'time, moved by vmclone switch-volume) or "ro" (read-only; the original stays the only writer).',
+  },
   console_enabled: {
     type: 'boolean',
     default: true,
     description: "Offer the clone's console through the web console (noVNC).",
+  },
+  console_listen: {
+    type: 'string',
+    default: '127.0.0.1',
+    pattern: '^[A-Za-z0-9][A-Za-z0-9.:_-]{0,252}$',
+    maxLength: 253,
+    allowed: 'an IP address or host name ("0.0.0.0" or "::" for every address)',
+    description:
+      'Address clone_console_monitor serves the web console on; loopback by default. ' +
+      'Host-wide: base.json only.',
+    hostWide: true,
+  },
+  console_port: {
+    type: 'integer',
+    default: 6080,
+    minimum: 0,
+    maximum: 65535,
+    description:
+      'TCP port of the web console (0: any free port, printed at start). Host-wide: base.json only.',
+    hostWide: true,
+  },
+  console_tls_cert: {
+    type: 'string',
+    default: '',
+    pattern: '^(/[^\\x00-\\x1f\\x7f]*)?$',
+    maxLength: 1024,
+    allowed: 'empty or an absolute path',
+    description:
+      'PEM certificate (chain) file for HTTPS; empty serves plain HTTP, fit only for loopback. ' +
+      'Set together with console_tls_key. Host-wide: base.json only.',
+    hostWide: true,
+  },
+  console_tls_key: {
+    type: 'string',
+    default: '',
+    pattern: '^(/[^\\x00-\\x1f\\x7f]*)?$',
+    maxLength: 1024,
+    allowed: 'empty or an absolute path',
+    description:
+      'PEM private key file for console_tls_cert (readable by clone_console_monitor only). ' +
+      'Host-wide: base.json only.',
+    hostWide: true,
   },
   guest_orchestration: {
     type: 'boolean',
@@ -256,6 +316,13 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
     description:
       'Operations a guest may request when guest_orchestration is on; anything else is refused.',
   },
+  guest_clone_requests: {
+    type: 'boolean',
+    default: false,
+    description:
+      "Accept requests from this VM's clones too (about themselves). A clone runs its original's " +
+      'software and would ask for clones of clones, so they are refused unless this is true.',
+  },
   lockdown_ack_timeout_ms: {
     type: 'integer',
     default: 10_000,
@@ -269,8 +336,36 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
 
 export const CONFIG_KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
 
-/** Keys a file may carry that are not configuration (editor hints). */
-export const META_KEYS: readonly string[] = ['$schema'];
+/**
+ * Version of the configuration file format, in a file's `$version` key
+ * (absent: 1, the format before the key existed). A file from a newer
+ * ZynClone is refused rather than half understood; `vmclone upgrade` writes it.
+ */
+export const CONFIG_FORMAT_VERSION = 1;
+
+/**
+ * Keys a file may carry that are not configuration: an editor hint, comments
+ * (JSON has none; the packaged base.json explains itself in `$comment`), and
+ * the format version.
+ */
+export const META_KEYS: readonly string[] = ['$schema', '$comment', '$version'];
+
+function metaKeyProblem(key: string, value: unknown): string | undefined {
+  if (key === '$schema' && typeof value !== 'string') return 'expected a string';
+  if (key === '$comment') {
+    const ok =
+      typeof value === 'string' ||
+      (Array.isArray(value) && value.every((line) => typeof line === 'string'));
+    return ok ? undefined : 'expected a string or a list of strings';
+  }
+  if (key === '$version') {
+    if (!Number.isSafeInteger(value) || (value as number) < 1) return 'expected an integer from 1';
+    if ((value as number) > CONFIG_FORMAT_VERSION) {
+      return `format ${value} is from a newer ZynClone; this one reads up to ${CONFIG_FORMAT_VERSION}`;
+    }
+  }
+  return undefined;
+}
 
 export function isConfigKey(key: string): key is ConfigKey {
   return Object.hasOwn(CONFIG_SCHEMA, key);
@@ -450,7 +545,12 @@ export function validateConfigObject(
     return { values: {}, issues };
   }
   for (const [key, value] of Object.entries(obj)) {
-    if (META_KEYS.includes(key)) continue;
+    if (META_KEYS.includes(key)) {
+      const problem = metaKeyProblem(key, value);
+      if (problem !== undefined)
+        issues.push({ file, key, value: showValue(value), message: problem });
+      continue;
+    }
     if (!isConfigKey(key)) {
       issues.push({ file, key: key.slice(0, 64), message: unknownKeyMessage(key) });
       continue;
@@ -505,6 +605,16 @@ export function parseValueText(key: ConfigKey, text: string): unknown {
 export function configJsonSchema(): Record<string, unknown> {
   const properties: Record<string, unknown> = {
     $schema: { type: 'string', description: 'Editor hint; ignored by ZynClone.' },
+    $comment: {
+      description: 'Comments for people; ignored by ZynClone.',
+      anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
+    },
+    $version: {
+      type: 'integer',
+      minimum: 1,
+      maximum: CONFIG_FORMAT_VERSION,
+      description: 'File format version (absent: 1); written by vmclone upgrade.',
+    },
   };
   for (const key of CONFIG_KEYS) {
     const spec = CONFIG_SCHEMA[key];

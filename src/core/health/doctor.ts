@@ -7,6 +7,9 @@ import { inNetns, run } from '../../process/index.js';
  */
 import type { XlDriver } from '../../xen/index.js';
 import { XsClient, type XsOps, isXsErrno } from '../../xenstore/index.js';
+import { currentLockdown } from '../clones/lockdown.js';
+import { readCloneMeta } from '../clones/meta.js';
+import type { VmPublication } from '../clones/publish.js';
 import {
   ConfigError,
   configuredVms,
@@ -15,9 +18,9 @@ import {
   readBaseConfig,
 } from '../config/index.js';
 import type { ZyncloneConfig } from '../config/schema.js';
-import { type VmInput, planLockdown } from '../lockdown/nft-plan.js';
+import { type VmInput, planLockdown, planVm } from '../lockdown/nft-plan.js';
 import type { ZynclonePaths } from '../paths.js';
-import { type StateStore, openStateStore } from '../state/index.js';
+import { type PendingOperation, type StateStore, openStateStore } from '../state/index.js';
 import {
   ZC_ROOT,
   ackNode,
@@ -37,6 +40,34 @@ export interface Finding {
   readonly message: string;
   /** What to do about it (failing findings). */
   readonly fix?: string;
+  /** Where docs/debugging.md explains it (failing findings): `docs/debugging.md#anchor`. */
+  readonly docs?: string;
+}
+
+/**
+ * The section of docs/debugging.md for a check id: the most specific entry
+ * (`heartbeat:console-monitor`) before its family (`heartbeat`).
+ * test/core/health/debugging-links.test.ts keeps every anchor real.
+ */
+export const DEBUGGING_SECTIONS: Readonly<Record<string, string>> = {
+  xl: 'xl-does-not-work',
+  xenstore: 'xenstore-not-reachable',
+  config: 'configuration-refused',
+  'state-store': 'state-store-unreadable',
+  heartbeat: 'monitors-not-running',
+  'heartbeat:console-monitor': 'console-not-reachable',
+  'heartbeat:orchestrator': 'guest-request-unanswered',
+  'lockdown-ack': 'ack-timeout',
+  'nft-table': 'nftables-lockdown-missing',
+  'isolation-bridge': 'isolation-bridge-missing',
+};
+const GENERAL_SECTION = 'checks-first';
+
+export function debuggingLink(check: string): string {
+  const family = check.split(':')[0]!;
+  const daemon = check.split(':').slice(0, 2).join(':');
+  const anchor = DEBUGGING_SECTIONS[daemon] ?? DEBUGGING_SECTIONS[family] ?? GENERAL_SECTION;
+  return `docs/debugging.md#${anchor}`;
 }
 
 export interface CommandResult {
@@ -52,12 +83,19 @@ export interface DaemonExpectation {
   readonly name: string;
   /** A required daemon that is absent is an error; an optional one is only reported. */
   readonly required: boolean;
+  /** Where its log says more, added to every finding about it. */
+  readonly log?: string;
 }
 
 export const DEFAULT_DAEMONS: readonly DaemonExpectation[] = [
   { name: 'clone-monitor', required: true },
   { name: 'net-monitor', required: true },
   { name: 'console-monitor', required: false },
+  {
+    name: 'orchestrator',
+    required: false,
+    log: 'journalctl -u zynclone-orchestrator -o cat (one JSON line per guest request accepted, refused or failed, with domid, VM and request id)',
+  },
 ];
 /** Assumed when a daemon does not publish `heartbeat-ms` (the daemons' default). */
 export const DEFAULT_HEARTBEAT_MS = 5000;
@@ -66,7 +104,7 @@ export const MISSED_BEATS = 3;
 
 export interface DoctorContext {
   readonly paths: ZynclonePaths;
-  readonly xl: Pick<XlDriver, 'info'>;
+  readonly xl: Pick<XlDriver, 'info' | 'list' | 'listLong'>;
   /** A connected client; else one is opened on `xenstorePath`. */
   readonly xs?: XsOps;
   /** Default $XENSTORED_PATH, else /run/xenstored/socket. */
@@ -119,6 +157,7 @@ export async function runDoctor(ctx: DoctorContext): Promise<Finding[]> {
   const findings: Finding[] = [];
   findings.push(await checkXl(ctx));
   findings.push(...checkConfig(ctx));
+  findings.push(...(await checkPausedOriginals(ctx)));
 
   const socket = ctx.xenstorePath ?? process.env.XENSTORED_PATH ?? '/run/xenstored/socket';
   let xs = ctx.xs;
@@ -148,7 +187,7 @@ export async function runDoctor(ctx: DoctorContext): Promise<Finding[]> {
   } finally {
     await opened?.close().catch(() => {});
   }
-  return findings;
+  return findings.map((f) => (f.ok ? f : { ...f, docs: debuggingLink(f.check) }));
 }
 
 async function checkXl(ctx: DoctorContext): Promise<Finding> {
@@ -232,6 +271,59 @@ function checkConfig(ctx: DoctorContext): Finding[] {
   return out;
 }
 
+/** Whether `op` may hold its original paused: inside pause-snapshot, or saved and not unpaused yet. */
+function holdsPause(op: PendingOperation): boolean {
+  const step = (name: string) => op.steps.find((s) => s.name === name);
+  if (step('pause-snapshot')?.status === 'journaled') return true;
+  const saved = step('save-original');
+  return (
+    saved !== undefined && saved.status !== 'undone' && step('unpause-original')?.status !== 'done'
+  );
+}
+
+/** An original left paused by an operation that has not finished (its owner may have died). */
+async function checkPausedOriginals(ctx: DoctorContext): Promise<Finding[]> {
+  let pending: PendingOperation[];
+  try {
+    const store = withStore(ctx);
+    try {
+      pending = store.store.pendingOperations().filter(holdsPause);
+    } finally {
+      store.close();
+    }
+  } catch {
+    return []; // reported by the config check
+  }
+  if (pending.length === 0) {
+    return [ok('paused-originals', 'no unfinished operation holds an original paused')];
+  }
+  let paused: Set<string>;
+  try {
+    paused = new Set((await ctx.xl.list()).filter((d) => d.flags.paused).map((d) => d.name));
+  } catch {
+    return []; // reported by the xl check
+  }
+  const out: Finding[] = [];
+  for (const op of pending) {
+    if (!paused.has(op.vm)) continue;
+    const dead = op.liveness === 'dead';
+    out.push(
+      bad(
+        `paused-original:${op.vm}`,
+        'error',
+        `${op.vm} is paused by unfinished operation ${op.id} (${op.kind}); its process (pid ${op.owner.pid}) ${dead ? 'died' : 'still runs'}`,
+        dead
+          ? 'clone_monitor rolls the operation back and unpauses the VM within seconds: check that it runs (systemctl status zynclone-clone-monitor); any vmclone command (vmclone list) recovers it too'
+          : `wait for the operation to finish; if it hangs, kill pid ${op.owner.pid}: clone_monitor then rolls it back and unpauses ${op.vm}`,
+      ),
+    );
+  }
+  if (out.length === 0) {
+    out.push(ok('paused-originals', 'no original is paused by an unfinished operation'));
+  }
+  return out;
+}
+
 interface StoreHandle {
   readonly store: StateStore;
   close(): void;
@@ -272,9 +364,15 @@ async function checkXenstore(
       ),
     );
   }
-  out.push(...(await checkHeartbeats(ctx, xs)));
+  const beats = await checkHeartbeats(ctx, xs);
+  out.push(...beats);
+  const consoleBeat = beats.find((f) => f.check === 'heartbeat:console-monitor');
+  if (consoleBeat?.ok && consoleBeat.message.includes('is alive')) {
+    out.push(await checkConsoleEndpoint(xs));
+  }
   const vms = await readPublishedVms(xs);
   out.push(...(await checkAcks(xs, vms)));
+  out.push(...(await checkLockdowns(ctx, xs, vms)));
   const cfg = baseOrDefault(ctx);
   out.push(...(await checkNft(ctx, run, vms, cfg)));
   out.push(...(await checkIsolationBridges(ctx, run, vms)));
@@ -293,6 +391,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
   const now = (ctx.now ?? Date.now)();
   const out: Finding[] = [];
   for (const d of ctx.daemons ?? DEFAULT_DAEMONS) {
+    const seeLog = d.log === undefined ? '' : `; its log: ${d.log}`;
     const check = `heartbeat:${d.name}`;
     const unit = `zynclone-${d.name}`;
     const [beat, version, interval] = await Promise.all([
@@ -307,7 +406,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
           check,
           ok: true,
           severity: 'info',
-          message: `${d.name} has no heartbeat: not installed or not running (optional)`,
+          message: `${d.name} has no heartbeat: not installed or not running (optional)${seeLog}`,
         });
         continue;
       }
@@ -315,7 +414,7 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
         bad(
           check,
           'error',
-          `${d.name} has never written a heartbeat (${daemonLeaf(d.name, 'heartbeat')} ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})`,
+          `${d.name} has never written a heartbeat (${daemonLeaf(d.name, 'heartbeat')} ${beat === undefined ? 'is absent' : `is ${JSON.stringify(beat)}`})${seeLog}`,
           `start it: systemctl start ${unit}; then check journalctl -u ${unit}`,
         ),
       );
@@ -331,15 +430,48 @@ async function checkHeartbeats(ctx: DoctorContext, xs: XsOps): Promise<Finding[]
         bad(
           check,
           d.required ? 'error' : 'warning',
-          `${d.name} (${v}) is stale: its last heartbeat is ${Math.round(age / 1000)} s old, more than ${MISSED_BEATS} beats of ${intervalMs} ms`,
+          `${d.name} (${v}) is stale: its last heartbeat is ${Math.round(age / 1000)} s old, more than ${MISSED_BEATS} beats of ${intervalMs} ms${seeLog}`,
           `restart it: systemctl restart ${unit}; see journalctl -u ${unit} for why it stopped`,
         ),
       );
     } else {
-      out.push(ok(check, `${d.name} is alive (${v}, last heartbeat ${Math.max(0, age)} ms ago)`));
+      out.push(
+        ok(check, `${d.name} is alive (${v}, last heartbeat ${Math.max(0, age)} ms ago)${seeLog}`),
+      );
     }
   }
   return out;
+}
+
+/** The console monitor runs: does the URL it published answer? */
+async function checkConsoleEndpoint(xs: XsOps): Promise<Finding> {
+  const check = 'console-monitor:url';
+  const url = await xs.tryRead(`${ZC_ROOT}/console/url`);
+  if (url === undefined || !/^https?:\/\/[\x21-\x7e]+$/.test(url)) {
+    return bad(
+      check,
+      'error',
+      `clone_console_monitor beats but published no URL (${ZC_ROOT}/console/url is ${url === undefined ? 'absent' : JSON.stringify(url)}); vmclone console cannot work`,
+      'restart it: systemctl restart zynclone-console-monitor; see journalctl -u zynclone-console-monitor',
+    );
+  }
+  try {
+    const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
+    if (res.status === 200) return ok(check, `the web console answers at ${url}`);
+    return bad(
+      check,
+      'error',
+      `the web console at ${url} answers ${res.status} to /healthz`,
+      'see journalctl -u zynclone-console-monitor',
+    );
+  } catch (err) {
+    return bad(
+      check,
+      'error',
+      `the web console at ${url} does not answer: ${errText((err as Error).cause ?? err)}`,
+      'check console_listen and console_port in base.json, a firewall, or a certificate that this host does not trust (console_tls_cert)',
+    );
+  }
 }
 
 async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]> {
@@ -392,6 +524,146 @@ async function checkAcks(xs: XsOps, vms: readonly VmInput[]): Promise<Finding[]>
         ok(check, `the net monitor applied lockdown generation ${gen} of ${vm.vm} (ack ${ack})`),
       );
     }
+  }
+  return out;
+}
+
+/** A publication as the net monitor reads it back from XenStore. */
+function asInput(pub: VmPublication): VmInput {
+  const vifs = (list: VmPublication['cloneVifs']) =>
+    list.map((v) => ({ devid: v.devid, name: v.name, masked: v.masked ? '1' : '0' }));
+  return {
+    vm: pub.vm,
+    state: pub.state,
+    generation: '0',
+    originalVifMask: pub.originalVifMask,
+    cloneVifs: vifs(pub.cloneVifs),
+    originalVifs: vifs(pub.originalVifs),
+  };
+}
+
+function vifDiffs(what: string, want: VmInput['cloneVifs'], have: VmInput['cloneVifs']): string[] {
+  const out: string[] = [];
+  const show = (v: VmInput['cloneVifs'][number] | undefined) =>
+    v === undefined ? 'absent' : `${v.name ?? '(no name)'} masked=${v.masked ?? '(none)'}`;
+  const devids = [...new Set([...want, ...have].map((v) => v.devid))].sort((a, b) => a - b);
+  for (const devid of devids) {
+    const w = want.find((v) => v.devid === devid);
+    const h = have.find((v) => v.devid === devid);
+    if (w?.name !== h?.name || w?.masked !== h?.masked) {
+      out.push(`${what} ${devid}: the configuration demands ${show(w)}, published is ${show(h)}`);
+    }
+  }
+  return out;
+}
+
+function setDiff(what: string, want: readonly string[], have: readonly string[]): string[] {
+  const missing = want.filter((n) => !have.includes(n));
+  const extra = have.filter((n) => !want.includes(n));
+  return [
+    ...(missing.length > 0 ? [`${what} lacks ${missing.join(', ')}`] : []),
+    ...(extra.length > 0 ? [`${what} also holds ${extra.join(', ')}`] : []),
+  ];
+}
+
+/**
+ * Per clone, per vif: what is published (vm/$VM) and what the net monitor
+ * applied (net/applied/$VM) against what the VM's configuration and the live
+ * domains demand now (the same function the lifecycle and clone_monitor use).
+ */
+async function checkLockdowns(
+  ctx: DoctorContext,
+  xs: XsOps,
+  vms: readonly VmInput[],
+): Promise<Finding[]> {
+  const out: Finding[] = [];
+  let store: StoreHandle;
+  try {
+    store = withStore(ctx);
+  } catch {
+    return out; // reported by the config check
+  }
+  try {
+    const prefix = baseOrDefault(ctx).clone_vif_prefix;
+    for (const clone of store.store.listClones()) {
+      const check = `lockdown:${clone.vm}`;
+      const running = store.store.runningOperation(clone.vm);
+      if (running !== undefined) {
+        out.push(
+          ok(
+            check,
+            `operation ${running.id} (${running.kind}) is running on ${clone.vm}; its lockdown was not compared`,
+          ),
+        );
+        continue;
+      }
+      let want: VmInput;
+      try {
+        const meta = readCloneMeta(ctx.paths, clone.cloneName);
+        want = asInput((await currentLockdown(ctx, meta, clone.state)).publication);
+      } catch (err) {
+        out.push(
+          bad(
+            check,
+            'error',
+            `cannot tell what the lockdown of ${clone.vm} must be: ${errText(err)}`,
+            `vmclone remove ${clone.vm}, then create the clone again`,
+          ),
+        );
+        continue;
+      }
+      const have = vms.find((v) => v.vm === clone.vm);
+      const diffs =
+        have === undefined
+          ? [`${ZC_ROOT}/vm/${clone.vm} is not published`]
+          : [
+              ...(have.state === want.state
+                ? []
+                : [`state: the store says ${want.state}, published is ${have.state ?? 'absent'}`]),
+              ...vifDiffs('clone vif', want.cloneVifs, have.cloneVifs),
+              ...vifDiffs('original vif', want.originalVifs, have.originalVifs),
+            ];
+      const plan = planVm(want, { cloneVifPrefix: prefix });
+      const appliedText = await xs.tryRead(appliedNode(clone.vm));
+      let applied: { allowedCloneVifs?: unknown; droppedOriginalVifs?: unknown } = {};
+      try {
+        applied = JSON.parse(appliedText ?? '{}') as typeof applied;
+      } catch {
+        // reported by the ack check
+      }
+      const names = (v: unknown) => (Array.isArray(v) ? v.map(String) : []);
+      diffs.push(
+        ...setDiff(
+          'the applied allowed clone vifs',
+          plan.allowedCloneVifs,
+          names(applied.allowedCloneVifs),
+        ),
+        ...setDiff(
+          'the applied dropped original vifs',
+          plan.droppedOriginalVifs,
+          names(applied.droppedOriginalVifs),
+        ),
+      );
+      if (diffs.length > 0) {
+        out.push(
+          bad(
+            check,
+            'error',
+            `the lockdown of ${clone.vm} differs from what its configuration demands now: ${diffs.join('; ')}`,
+            'start or restart the clone monitor (systemctl restart zynclone-clone-monitor): it publishes the lockdown of the current configuration, and the net monitor applies it',
+          ),
+        );
+      } else {
+        out.push(
+          ok(
+            check,
+            `the lockdown of ${clone.vm} is published and applied as its configuration demands (clone vif mask ${have?.cloneVifs.filter((v) => v.masked === '1').length ?? 0}/${want.cloneVifs.length} masked)`,
+          ),
+        );
+      }
+    }
+  } finally {
+    store.close();
   }
   return out;
 }

@@ -65,6 +65,42 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX audit_by_vm ON audit (vm, id);
   `,
+  // 2: switch-volume operations, and which side holds each shared volume.
+  // SQLite cannot change a CHECK, so operations is rebuilt (the store runs
+  // migrations with foreign keys off and checks them before committing).
+  `
+  CREATE TABLE operations_v2 (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    vm                TEXT NOT NULL,
+    kind              TEXT NOT NULL
+                      CHECK (kind IN ('create', 'start', 'stop', 'activate', 'deactivate', 'remove',
+                                      'switch-volume')),
+    status            TEXT NOT NULL CHECK (status IN ('running', 'done', 'rolled-back', 'failed')),
+    requested_by      TEXT NOT NULL,
+    params            TEXT NOT NULL DEFAULT 'null' CHECK (json_valid(params)),
+    owner_pid         INTEGER NOT NULL,
+    owner_host        TEXT NOT NULL,
+    owner_start_time  TEXT,
+    owner_boot_id     TEXT,
+    started_at        INTEGER NOT NULL,
+    finished_at       INTEGER,
+    error             TEXT
+  ) STRICT;
+  INSERT INTO operations_v2 SELECT * FROM operations;
+  DROP TABLE operations;
+  ALTER TABLE operations_v2 RENAME TO operations;
+  CREATE UNIQUE INDEX operations_one_running_per_vm ON operations (vm) WHERE status = 'running';
+  CREATE INDEX operations_by_vm ON operations (vm, id);
+
+  -- No row: the original holds the volume (a shared volume is the original's).
+  CREATE TABLE volume_holders (
+    vm          TEXT NOT NULL,
+    vdev        TEXT NOT NULL,
+    holder      TEXT NOT NULL CHECK (holder IN ('original', 'clone')),
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (vm, vdev)
+  ) STRICT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -34,6 +34,9 @@ import {
   REQUESTER_PATTERN,
   type Requester,
   type StepRecord,
+  VOLUME_SIDES,
+  type VolumeHolderRecord,
+  type VolumeSide,
 } from './types.js';
 
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -135,6 +138,15 @@ function enableWal(db: DatabaseSync, timeoutMs: number): void {
   }
 }
 
+function holderFromRow(r: Row): VolumeHolderRecord {
+  return {
+    vm: String(r.vm),
+    vdev: String(r.vdev),
+    holder: r.holder as VolumeSide,
+    updatedAt: num(r.updated_at),
+  };
+}
+
 function stepFromRow(r: Row): StepRecord {
   return {
     opId: num(r.op_id),
@@ -233,6 +245,17 @@ export class StateStore {
   #migrate(): void {
     // The common case needs no write lock, so opening never waits on a busy writer.
     if (this.schemaVersion === SCHEMA_VERSION) return;
+    // A migration may rebuild a referenced table; the pragma is a no-op inside
+    // a transaction, so it is switched here and the keys are checked before commit.
+    this.#db.exec('PRAGMA foreign_keys = OFF');
+    try {
+      this.#migrateLocked();
+    } finally {
+      this.#db.exec('PRAGMA foreign_keys = ON');
+    }
+  }
+
+  #migrateLocked(): void {
     this.#write(() => {
       const version = this.schemaVersion;
       if (version > SCHEMA_VERSION) {
@@ -244,6 +267,13 @@ export class StateStore {
       for (let v = version; v < SCHEMA_VERSION; v++) {
         this.#db.exec(MIGRATIONS[v]!);
         this.#db.exec(`PRAGMA user_version = ${v + 1}`);
+      }
+      const broken = this.#db.prepare('PRAGMA foreign_key_check').all();
+      if (broken.length > 0) {
+        throw new StateError(
+          'STATE_OPEN',
+          `migrating ${this.file} broke ${broken.length} foreign key(s); nothing was changed`,
+        );
       }
     });
   }
@@ -374,6 +404,48 @@ export class StateStore {
   deleteClone(vm: string): boolean {
     return this.#write(
       () => Number(this.#db.prepare('DELETE FROM clones WHERE vm = ?').run(vm).changes) > 0,
+    );
+  }
+
+  // ---- shared volume holders -------------------------------------------
+
+  /** Recorded holders of `vm`'s shared volumes; a volume without a record is the original's. */
+  volumeHolders(vm: string): VolumeHolderRecord[] {
+    return (
+      this.#db.prepare('SELECT * FROM volume_holders WHERE vm = ? ORDER BY vdev').all(vm) as Row[]
+    ).map(holderFromRow);
+  }
+
+  volumeHolder(vm: string, vdev: string): VolumeSide {
+    const row = this.#db
+      .prepare('SELECT holder FROM volume_holders WHERE vm = ? AND vdev = ?')
+      .get(vm, vdev) as Row | undefined;
+    return row === undefined ? 'original' : (row.holder as VolumeSide);
+  }
+
+  setVolumeHolder(vm: string, vdev: string, holder: VolumeSide): VolumeHolderRecord {
+    checkVm(vm);
+    if (!/^[a-z][a-z0-9]{1,15}$/.test(vdev)) throw invalid(`invalid vdev ${JSON.stringify(vdev)}`);
+    if (!VOLUME_SIDES.includes(holder)) throw invalid(`invalid holder ${JSON.stringify(holder)}`);
+    return this.#write(() => {
+      this.#db
+        .prepare(
+          `INSERT INTO volume_holders (vm, vdev, holder, updated_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (vm, vdev) DO UPDATE SET holder = excluded.holder, updated_at = excluded.updated_at`,
+        )
+        .run(vm, vdev, holder, this.#now());
+      return holderFromRow(
+        this.#db
+          .prepare('SELECT * FROM volume_holders WHERE vm = ? AND vdev = ?')
+          .get(vm, vdev) as Row,
+      );
+    });
+  }
+
+  /** Forgets `vm`'s holder records: every shared volume is the original's again. */
+  clearVolumeHolders(vm: string): number {
+    return this.#write(() =>
+      Number(this.#db.prepare('DELETE FROM volume_holders WHERE vm = ?').run(vm).changes),
     );
   }
 

@@ -13,6 +13,7 @@ export const OPERATION_KINDS = [
   'activate',
   'deactivate',
   'remove',
+  'switch-volume',
 ] as const;
 export type OperationKind = (typeof OPERATION_KINDS)[number];
 
@@ -65,6 +66,17 @@ export interface ClonePatch {
   cloneDomid?: number | null;
   cloneUuid?: string | null;
   snapshots?: Json[];
+}
+
+/** Which side of a VM and its clone holds a shared volume (the only one that may attach it). */
+export const VOLUME_SIDES = ['original', 'clone'] as const;
+export type VolumeSide = (typeof VOLUME_SIDES)[number];
+
+export interface VolumeHolderRecord {
+  readonly vm: string;
+  readonly vdev: string;
+  readonly holder: VolumeSide;
+  readonly updatedAt: number;
 }
 
 export interface StepRecord {

@@ -11,6 +11,7 @@ export const SUBTREES = {
   vm: `${ZC_ROOT}/vm`,
   net: `${ZC_ROOT}/net`,
   console: `${ZC_ROOT}/console`,
+  'console-tickets': `${ZC_ROOT}/console-tickets`,
   daemons: `${ZC_ROOT}/daemons`,
   control: `${ZC_ROOT}/control`,
 } as const;
@@ -18,6 +19,9 @@ export const SUBTREES = {
 export const VM_ROOT = SUBTREES.vm;
 export const NET_ROOT = SUBTREES.net;
 export const DAEMONS_ROOT = SUBTREES.daemons;
+
+/** The version of this layout (absent: 1); `vmclone upgrade` migrates older ones. */
+export const LAYOUT_VERSION_NODE = `${ZC_ROOT}/layout-version`;
 
 /** Any write makes clone_monitor re-check everything at once. */
 export const KICK_NODE = `${SUBTREES.control}/kick`;
@@ -66,6 +70,36 @@ export const daemonNode = (daemon: string): string => `${DAEMONS_ROOT}/${daemon}
 export const daemonLeaf = (daemon: string, leaf: DaemonLeaf): string =>
   `${daemonNode(daemon)}/${leaf}`;
 
+/** dom0 writes a console ticket's record here; the console domain reads single nodes. */
+export const TICKET_ROOT = SUBTREES['console-tickets'];
+export const ticketNode = (hash: string): string => `${TICKET_ROOT}/${hash}`;
+/** Written by clone_console_monitor. */
+export const CONSOLE_ROOT = SUBTREES.console;
+export const CONSOLE_URL_NODE = `${CONSOLE_ROOT}/url`;
+export const REDEEMED_ROOT = `${CONSOLE_ROOT}/redeemed`;
+export const SESSIONS_ROOT = `${CONSOLE_ROOT}/sessions`;
+export const redeemedNode = (hash: string): string => `${REDEEMED_ROOT}/${hash}`;
+export const sessionNode = (id: string): string => `${SESSIONS_ROOT}/${id}`;
+
+/**
+ * A guest's side of clone_guest_orchestrator, relative to the guest's
+ * `/local/domain/$DOMID`: the request it writes under its own `data/`, and
+ * the dom0-owned `zynclone/` it can only read.
+ */
+export const GUEST_REQUEST_NODE = 'data/zynclone/request';
+export const GUEST_REPLY_ROOT = 'zynclone';
+export const GUEST_PROTOCOL_NODE = `${GUEST_REPLY_ROOT}/protocol`;
+export const GUEST_REJECTED_NODE = `${GUEST_REPLY_ROOT}/rejected`;
+export const GUEST_REPLY_FIELDS = [
+  'state',
+  'op',
+  'code',
+  'message',
+  'clone-state',
+  'clone-name',
+] as const;
+export const guestReplyNode = (id: string): string => `${GUEST_REPLY_ROOT}/reply/${id}`;
+
 /** The VM a path under `vm/` concerns (a watch event); undefined for `vm/` itself or anything else. */
 export function vmOfPath(path: string): string | undefined {
   if (!path.startsWith(`${VM_ROOT}/`)) return undefined;
@@ -73,15 +107,24 @@ export function vmOfPath(path: string): string | undefined {
   return name === '' ? undefined : name;
 }
 
-/** Every node of the contract, with `$VM`, `$DEVID` and `$DAEMON` for the variable parts. */
+/** Every node of the contract, with `$VM`, `$DEVID`, `$DAEMON`, `$HASH` and `$ID` for the variable parts. */
 export function contractNodes(): string[] {
   return [
     ...VM_LEAVES.map((leaf) => vmLeaf('$VM', leaf)),
     ...VIF_LISTS.flatMap((list) => VIF_LEAVES.map((leaf) => vifLeaf('$VM', list, '$DEVID', leaf))),
+    LAYOUT_VERSION_NODE,
     KICK_NODE,
     ackNode('$VM'),
     appliedNode('$VM'),
     RULESET_GENERATION_NODE,
     ...DAEMON_LEAVES.map((leaf) => daemonLeaf('$DAEMON', leaf)),
+    ticketNode('$HASH'),
+    CONSOLE_URL_NODE,
+    redeemedNode('$HASH'),
+    sessionNode('$ID'),
+    GUEST_REQUEST_NODE,
+    GUEST_PROTOCOL_NODE,
+    GUEST_REJECTED_NODE,
+    ...GUEST_REPLY_FIELDS.map((field) => `${guestReplyNode('$ID')}/${field}`),
   ];
 }

@@ -12,6 +12,7 @@ import {
   stopOnSignal,
   xenstoreSocket,
 } from '../common/process.js';
+import { type ConsoleAudit, startConsoleAudit } from './console-audit.js';
 import { CloneMonitor, DEFAULT_POLL_MS } from './monitor.js';
 
 export const DAEMON_NAME = 'clone-monitor';
@@ -103,8 +104,10 @@ export async function runCloneMonitor(argv: string[]): Promise<number> {
     ...(manageBridge === undefined ? {} : { manageBridge }),
   });
   let heartbeat: ReturnType<typeof startHeartbeat> | undefined;
+  let consoleAudit: ConsoleAudit | undefined;
   try {
     await monitor.start();
+    consoleAudit = await startConsoleAudit(xs, store, log);
     heartbeat = startHeartbeat(xs, DAEMON_NAME, version, heartbeatMs, log);
     log.info('watching', { path: '/tool/zynclone/vm' });
     await stop.stopped;
@@ -113,6 +116,7 @@ export async function runCloneMonitor(argv: string[]): Promise<number> {
     return 1;
   } finally {
     heartbeat?.stop();
+    await consoleAudit?.stop();
     await monitor.stop();
     await xs.close().catch(() => {});
     store.close();

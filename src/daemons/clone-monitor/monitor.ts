@@ -1,21 +1,17 @@
 import { ensureIsolationBridge } from '../../core/clones/bridge.js';
+import { CloneLifecycle, type RecoveryReport } from '../../core/clones/lifecycle.js';
 import {
-  type PublishedVif,
-  type VmPublication,
-  publishVm,
-  unpublishVm,
-  vmNode,
-} from '../../core/clones/publish.js';
-import { type ZyncloneConfig, defaultConfig, effectiveConfig } from '../../core/config/index.js';
-import {
-  type VifMask,
-  formatVifMask,
-  isMasked,
-  parseVifMask,
-} from '../../core/lockdown/vif-mask.js';
+  type CloneLockdown,
+  cloneLockdown,
+  configOrError,
+  liveDomains,
+} from '../../core/clones/lockdown.js';
+import { type CloneMeta, readCloneMeta } from '../../core/clones/meta.js';
+import { XL_DEFAULT_BRIDGE } from '../../core/clones/plan.js';
+import { publishVmIf, unpublishVm, vmNode } from '../../core/clones/publish.js';
 import type { ZynclonePaths } from '../../core/paths.js';
 import type { CloneRecord, StateStore } from '../../core/state/index.js';
-import { type VifSpec, type XlDriver, printVif } from '../../xen/index.js';
+import { type XlDriver, parseVif, printVif } from '../../xen/index.js';
 import { type XsClient, type XsWatch, isXsErrno } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
 // clone_monitor's loop: state store + configuration + xl -> /tool/zynclone/vm
@@ -33,9 +29,14 @@ import type { DaemonLogger } from '../common/log.js';
 //   commits (PRAGMA data_version), configuration file changes, the kick node,
 //   domains appearing or going (@introduceDomain/@releaseDomain), and any
 //   change under vm/ (a deleted or tampered node is put back).
+// - Crash recovery: an operation whose owner (a vmclone process) died is
+//   finished or rolled back here, within a poll of the death, with no command
+//   typed: a create killed inside the original's pause leaves it paused only
+//   that long. This daemon does it because it is the one that always runs in
+//   the control domain, next to the state store and xl, which recovery needs;
+//   the net and console monitors run in other domains without either.
 import { PassScheduler } from '../common/pass-scheduler.js';
 import { ChangeProbe } from './change-probe.js';
-import { type CloneFacts, XL_DEFAULT_BRIDGE, readCloneFacts } from './facts.js';
 import {
   expectedLeaves,
   fingerprint,
@@ -83,10 +84,7 @@ export interface CloneMonitorOptions {
 
 interface Desired {
   readonly clone: CloneRecord;
-  readonly pub: VmPublication;
-  readonly facts: CloneFacts;
-  readonly isolationBridge: string;
-  readonly clonePrefix: string;
+  readonly lockdown: CloneLockdown;
 }
 
 export interface PassReport {
@@ -98,15 +96,6 @@ export interface PassReport {
 
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function maskOr(text: string | undefined, fallback: VifMask): VifMask {
-  if (text === undefined) return fallback;
-  try {
-    return parseVifMask(text);
-  } catch {
-    return fallback;
-  }
 }
 
 export class CloneMonitor {
@@ -128,6 +117,10 @@ export class CloneMonitor {
   private readonly loops: Promise<void>[] = [];
   private stopped = false;
   private readonly passListeners = new Set<(r: PassReport) => void>();
+  private readonly lifecycle: CloneLifecycle;
+  private recovering: Promise<void> | undefined;
+  /** Operations whose recovery failed (this process owns them now): when to try again. */
+  private readonly retryAt = new Map<number, number>();
 
   constructor(opts: CloneMonitorOptions) {
     this.o = opts;
@@ -140,6 +133,18 @@ export class CloneMonitor {
         this.o.log.error('reconcile pass failed; retrying', { error: err, retryMs }),
       retryMinMs: RETRY_MIN_MS,
       retryMaxMs: RETRY_MAX_MS,
+    });
+    this.lifecycle = new CloneLifecycle({
+      paths: opts.paths,
+      store: opts.store,
+      xl: opts.xl,
+      xs: async () => opts.xs,
+      requestedBy: 'system:clone-monitor',
+      manageBridge: this.manageBridge,
+      progress: (e) => {
+        if (e.kind === 'warn') opts.log.warn(e.message, {});
+        else if (e.kind !== 'progress') opts.log.info(e.message, { kind: e.kind });
+      },
     });
   }
 
@@ -173,6 +178,7 @@ export class CloneMonitor {
     }
     this.pollTimer = setInterval(() => this.poll(), this.pollMs);
     this.passes.markFull();
+    this.recoverStale();
   }
 
   async stop(): Promise<void> {
@@ -181,6 +187,7 @@ export class CloneMonitor {
     if (this.pollTimer) clearInterval(this.pollTimer);
     await Promise.all(this.watches.map((w) => w.close().catch(() => {})));
     await Promise.all(this.loops);
+    await this.recovering;
     await this.passes.stop();
     this.probe?.close();
   }
@@ -195,8 +202,52 @@ export class CloneMonitor {
     return this.passes.idle();
   }
 
+  /**
+   * Finishes or rolls back every operation whose owner died (one recovery
+   * at a time; the next poll looks again).
+   */
+  private recoverStale(): void {
+    if (this.stopped || this.recovering !== undefined) return;
+    let stale: number;
+    try {
+      stale = this.o.store.staleOperations().length;
+    } catch (err) {
+      this.o.log.warn('cannot look for operations left by dead processes', { error: err });
+      return;
+    }
+    const now = Date.now();
+    const due = [...this.retryAt].filter(([, at]) => at <= now).map(([id]) => id);
+    if (stale === 0 && due.length === 0) return;
+    this.recovering = this.lifecycle
+      .recover(due)
+      .then((reports: RecoveryReport[]) => {
+        // Finished meanwhile by someone else: nothing to retry.
+        for (const id of due) if (!reports.some((r) => r.opId === id)) this.retryAt.delete(id);
+        for (const r of reports) {
+          const fields = { vm: r.vm, opId: r.opId, kind: r.kind, outcome: r.outcome };
+          if (r.outcome === 'failed') {
+            this.retryAt.set(r.opId, Date.now() + RETRY_MAX_MS);
+            this.o.log.error('recovery of an operation left by a dead process failed; retrying', {
+              ...fields,
+              error: r.error,
+              retryMs: RETRY_MAX_MS,
+            });
+          } else {
+            this.retryAt.delete(r.opId);
+            this.o.log.info('recovered an operation left by a dead process', fields);
+          }
+        }
+      })
+      .catch((err) => this.o.log.error('crash recovery failed', { error: err }))
+      .finally(() => {
+        this.recovering = undefined;
+        this.requestFullPass();
+      });
+  }
+
   private poll(): void {
     if (this.stopped || !this.probe) return;
+    this.recoverStale();
     try {
       const c = this.probe.poll();
       if (c.store || c.config) {
@@ -265,6 +316,11 @@ export class CloneMonitor {
   // ---- what should be published -------------------------------------------
 
   private async refreshDesired(): Promise<void> {
+    try {
+      await this.lifecycle.reconcile(); // its notes are logged as progress warnings
+    } catch (err) {
+      this.o.log.warn('cannot reconcile the state store with the domains', { error: err });
+    }
     const clones = this.o.store.listClones();
     try {
       const list = await this.o.xl.list();
@@ -279,77 +335,20 @@ export class CloneMonitor {
 
   private async desiredFor(clone: CloneRecord): Promise<Desired> {
     const log = this.o.log.child({ vm: clone.vm });
-    let cfg: ZyncloneConfig | undefined;
+    let meta: CloneMeta | undefined;
     try {
-      cfg = effectiveConfig(clone.vm, this.o.paths).values;
+      meta = readCloneMeta(this.o.paths, clone.cloneName);
     } catch (err) {
-      log.error("the VM's configuration is invalid; publishing the masks recorded at creation", {
-        error: err,
-      });
+      log.error("the clone's metadata is unreadable; its vifs stay dropped", { error: err });
     }
-    const defaults = defaultConfig();
-    const isolationBridge = cfg?.isolation_bridge ?? defaults.isolation_bridge;
-    const facts = readCloneFacts(this.o.paths, clone, isolationBridge);
-    for (const p of facts.problems) log.warn('clone files incomplete', { problem: p });
-    // Fail closed: an unreadable clone mask locks every clone vif.
-    const cloneMask = maskOr(cfg?.clone_vif_mask ?? facts.cloneVifMask, { all: true });
-    const originalMask = maskOr(
-      cfg?.original_vif_mask ?? facts.originalVifMask,
-      parseVifMask(defaults.original_vif_mask),
-    );
-    const originalDomid = this.domains.get(clone.vm);
-    const cloneDomid = this.domains.get(clone.cloneName);
-
-    let originalVifs: PublishedVif[];
-    const fromFacts = (domid: number | undefined) =>
-      facts.originalVifs.map((v) => ({
-        devid: v.devid,
-        name: v.vifname ?? (domid === undefined ? `vif-.${v.devid}` : `vif${domid}.${v.devid}`),
-        masked: isMasked(originalMask, v.devid),
-      }));
-    if (originalDomid === undefined) {
-      originalVifs = fromFacts(undefined);
-    } else {
-      try {
-        const [details] = await this.o.xl.listLong(clone.vm);
-        originalVifs = (details?.nics ?? []).map((n, i) => {
-          const devid = n.devid ?? i;
-          return {
-            devid,
-            name: n.vifname ?? `vif${originalDomid}.${devid}`,
-            masked: isMasked(originalMask, devid),
-          };
-        });
-      } catch (err) {
-        log.warn("cannot list the running original's vifs; using its config", { error: err });
-        originalVifs = fromFacts(originalDomid);
-      }
+    const config = configOrError(clone.vm, this.o.paths);
+    if (config instanceof Error) {
+      log.error("the VM's configuration is invalid; every clone vif is masked", { error: config });
     }
-    const pub: VmPublication = {
-      vm: clone.vm,
-      state: clone.state,
-      cloneName: clone.cloneName,
-      cloneDomid,
-      originalDomid,
-      cloneVifMask: formatVifMask(cloneMask),
-      originalVifMask: formatVifMask(originalMask),
-      cloneVifs: facts.cloneVifs.map((v) => ({
-        devid: v.devid,
-        name: v.name,
-        masked: isMasked(cloneMask, v.devid),
-      })),
-      originalVifs: originalVifs.sort((a, b) => a.devid - b.devid),
-      console: {
-        type: facts.consoleType,
-        enabled: (cfg?.console_enabled ?? defaults.console_enabled) && facts.consoleType === 'vnc',
-      },
-    };
+    const live = await liveDomains(this.o.xl, clone.vm, clone.cloneName, this.domains);
     return {
       clone,
-      pub,
-      facts,
-      isolationBridge,
-      clonePrefix: cfg?.clone_vif_prefix ?? defaults.clone_vif_prefix,
+      lockdown: cloneLockdown(clone.vm, clone.cloneName, meta, clone.state, config, live),
     };
   }
 
@@ -380,26 +379,42 @@ export class CloneMonitor {
       return;
     }
     const actual = (await readLeaves(xs, base)) ?? new Map<string, string>();
-    const key = publicationKey(d.pub);
+    const key = publicationKey(d.lockdown.publication);
     const seen = this.agreed.get(vm);
     const fp = fingerprint(actual);
     if (seen?.key === key && seen.fp === fp) return;
-    if (matchesPublication(actual, expectedLeaves(d.pub))) {
+    if (matchesPublication(actual, expectedLeaves(d.lockdown.publication))) {
       this.agreed.set(vm, { key, fp });
       return;
     }
-    const generation = await publishVm(xs, d.pub);
+    // Never backwards: an operation may have begun or ended since `d` was
+    // computed (it is then newer than `d`), or published meanwhile.
+    const now = store.getClone(vm);
+    if (
+      store.runningOperation(vm) !== undefined ||
+      now?.updatedAt !== d.clone.updatedAt ||
+      now.state !== d.clone.state ||
+      now.cloneDomid !== d.clone.cloneDomid
+    ) {
+      this.passes.markFull();
+      return;
+    }
+    const generation = await publishVmIf(xs, d.lockdown.publication, actual.get('generation'));
+    if (generation === undefined) {
+      this.passes.markDirty(vm);
+      return;
+    }
     const after = (await readLeaves(xs, base)) ?? new Map<string, string>();
     this.agreed.set(vm, { key, fp: fingerprint(after) });
     report.published.push(vm);
     log.info('published', {
       vm,
       generation,
-      state: d.pub.state,
-      cloneDomid: d.pub.cloneDomid,
-      originalDomid: d.pub.originalDomid,
-      cloneVifMask: d.pub.cloneVifMask,
-      originalVifMask: d.pub.originalVifMask,
+      state: d.lockdown.publication.state,
+      cloneDomid: d.lockdown.publication.cloneDomid,
+      originalDomid: d.lockdown.publication.originalDomid,
+      cloneVifMask: d.lockdown.publication.cloneVifMask,
+      originalVifMask: d.lockdown.publication.originalVifMask,
       reason:
         seen === undefined
           ? 'differed from the state store'
@@ -419,7 +434,8 @@ export class CloneMonitor {
   private async frontend(d: Desired, report: PassReport): Promise<void> {
     const { xl, log, store } = this.o;
     const { vm } = d.clone;
-    if (d.pub.cloneDomid === undefined || store.runningOperation(vm) !== undefined) return;
+    if (d.lockdown.publication.cloneDomid === undefined || store.runningOperation(vm) !== undefined)
+      return;
     const problems: string[] = [];
     let details: Awaited<ReturnType<XlDriver['listLong']>>[number] | undefined;
     try {
@@ -427,16 +443,11 @@ export class CloneMonitor {
     } catch (err) {
       problems.push(`cannot list the clone's vifs: ${errText(err)}`);
     }
-    for (const v of details === undefined ? [] : d.facts.cloneVifs) {
+    for (const v of details === undefined ? [] : d.lockdown.cloneVifs) {
       const nic = details!.nics.find((n, i) => (n.devid ?? i) === v.devid);
       if (nic === undefined) continue;
-      const masked = d.pub.cloneVifs.find((p) => p.devid === v.devid)?.masked ?? true;
+      const { masked, bridge: target } = v;
       const current = nic.bridge ?? XL_DEFAULT_BRIDGE;
-      const target = masked ? d.isolationBridge : v.productionBridge;
-      if (target === undefined) {
-        problems.push(`vif ${v.devid}: its production bridge is unknown; it stays on ${current}`);
-        continue;
-      }
       if (current === target) continue;
       const where = masked
         ? `it stays on ${current}; the network domain still drops its frames`
@@ -449,28 +460,15 @@ export class CloneMonitor {
       }
       if (masked && this.manageBridge) {
         try {
-          await this.ensureBridge(target, d.clonePrefix);
+          await this.ensureBridge(target, d.lockdown.clonePrefix);
         } catch (err) {
           problems.push(`vif ${v.devid} not moved: ${errText(err)}; ${where}`);
           continue;
         }
       }
-      const spec: VifSpec = {
-        ...(v.spec ?? { extra: [] }),
-        extra: [...(v.spec?.extra ?? [])],
-        devid: v.devid,
-        vifname: v.name,
-        bridge: target,
-      };
-      const mac = nic.mac ?? v.spec?.mac;
-      if (mac !== undefined) spec.mac = mac;
-      if (masked) {
-        // A routed or NATed vif would bypass the isolation bridge.
-        spec.gatewaydev = undefined;
-        if (spec.script !== undefined && !/(^|\/)vif-bridge$/.test(spec.script)) {
-          spec.script = 'vif-bridge';
-        }
-      }
+      // Its spec as locked now, with the MAC the running clone has (libxl may have made it up).
+      const spec = parseVif(v.spec);
+      if (nic.mac !== undefined) spec.mac = nic.mac;
       let text: string;
       try {
         text = printVif(spec);

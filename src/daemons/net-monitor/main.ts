@@ -2,6 +2,7 @@
 // only XenStore and keeps one nftables table of its own (nft-script.ts).
 import { packageVersion } from '../../cli/version.js';
 import { checkTableSpec } from '../../core/lockdown/nft-script.js';
+import { VM_ROOT } from '../../core/xenstore/index.js';
 import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from '../common/heartbeat.js';
 import { createLogger } from '../common/log.js';
 import {
@@ -101,7 +102,7 @@ export async function runNetMonitor(argv: string[]): Promise<number> {
   const heartbeat = startHeartbeat(xs, DAEMON_NAME, version, heartbeatMs, log);
   try {
     await monitor.start();
-    log.info('watching', { path: '/tool/zynclone/vm' });
+    log.info('watching', { path: VM_ROOT });
     await stop.stopped;
   } catch (err) {
     log.error('net monitor failed', { error: err });

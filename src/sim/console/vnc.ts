@@ -1,8 +1,9 @@
 // A domain's VNC console, served by real QEMU as on a Xen HVM guest. QEMU
 // boots a 512-byte boot sector that clears the VGA text screen, writes the
-// domain's name and halts the CPU, so the console shows the name and costs no
-// CPU while idle (TCG or KVM, whichever is usable). The name is also the VNC
-// desktop name (-name).
+// domain's name and its boot count and halts the CPU until an interrupt, so
+// the console shows the name, costs no CPU while idle (TCG or KVM, whichever
+// is usable) and reboots on Ctrl-Alt-Del. The name is also the VNC desktop
+// name (-name).
 import { spawn } from 'node:child_process';
 import { constants, accessSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -18,65 +19,46 @@ export interface VncConsole {
   image: string;
 }
 
-/** Real-mode code: set text mode 3 (clears the screen), hide the cursor, print, halt. */
+/**
+ * Real-mode code: set text mode 3 (clears the screen), hide the cursor, count
+ * the boots in CMOS byte 0x34 (kept across a reset), print the text and the
+ * count mod 10, then idle with interrupts on, so the BIOS keyboard handler
+ * sees Ctrl-Alt-Del and resets the machine: the next boot shows the next count.
+ */
 export function bootSector(text: string): Buffer {
-  const msg = Buffer.from(
-    text
-      .replace(/[^\x20-\x7e]/g, '?')
-      .slice(0, 78)
-      .padEnd(1, ' '),
-    'latin1',
-  );
+  const msg = Buffer.from(`${text.replace(/[^\x20-\x7e]/g, '?').slice(0, 70)} boot `, 'latin1');
   const row = 12;
-  const col = Math.max(0, Math.floor((80 - msg.length) / 2));
+  const col = Math.max(0, Math.floor((80 - msg.length - 1) / 2));
   const di = (row * 80 + col) * 2;
-  const code: number[] = [
-    0xb8,
-    0x03,
-    0x00, // mov ax,0x0003
-    0xcd,
-    0x10, // int 0x10
-    0xb4,
-    0x01,
-    0xb9,
-    0x00,
-    0x20, // mov ah,1 ; mov cx,0x2000
-    0xcd,
-    0x10, // int 0x10 (cursor off)
-    0x31,
-    0xc0, // xor ax,ax
-    0x8e,
-    0xd8, // mov ds,ax
-    0xb8,
-    0x00,
-    0xb8, // mov ax,0xb800
-    0x8e,
-    0xc0, // mov es,ax
-    0xbf,
-    di & 0xff,
-    di >> 8, // mov di,imm16
-    0xbe,
-    0,
-    0, // mov si,imm16 (patched below)
-    0xb4,
-    0x1f, // mov ah,0x1f (white on blue)
-    0xac, // lodsb
-    0x84,
-    0xc0, // test al,al
-    0x74,
-    0x03, // jz +3
-    0xab, // stosw
-    0xeb,
-    0xf8, // jmp lodsb
-    0xfa, // cli
-    0xf4, // hlt
-    0xeb,
-    0xfd, // jmp hlt
+  // biome-ignore format: one instruction per line
+  const head: number[] = [
+    0xb8, 0x03, 0x00, 0xcd, 0x10, //  mov ax,0x0003 ; int 0x10
+    0xb4, 0x01, 0xb9, 0x00, 0x20, //  mov ah,1 ; mov cx,0x2000
+    0xcd, 0x10, //                    int 0x10 (cursor off)
+    0x31, 0xc0, 0x8e, 0xd8, //        xor ax,ax ; mov ds,ax
+    0xb0, 0x34, 0xe6, 0x70, //        mov al,0x34 ; out 0x70,al
+    0xe4, 0x71, 0xfe, 0xc0, //        in al,0x71 ; inc al
+    0x88, 0xc3, //                    mov bl,al
+    0xb0, 0x34, 0xe6, 0x70, //        mov al,0x34 ; out 0x70,al
+    0x88, 0xd8, 0xe6, 0x71, //        mov al,bl ; out 0x71,al
+    0xb8, 0x00, 0xb8, 0x8e, 0xc0, //  mov ax,0xb800 ; mov es,ax
+    0xbf, di & 0xff, di >> 8, //      mov di,imm16
   ];
+  // biome-ignore format: one instruction per line
+  const tail: number[] = [
+    0xb4, 0x1f, //                    mov ah,0x1f (white on blue)
+    0xac, 0x84, 0xc0, 0x74, 0x03, //  lodsb ; test al,al ; jz +3
+    0xab, 0xeb, 0xf8, //              stosw ; jmp lodsb
+    0x88, 0xd8, 0x30, 0xe4, //        mov al,bl ; xor ah,ah
+    0xb1, 0x0a, 0xf6, 0xf1, //        mov cl,10 ; div cl
+    0x88, 0xe0, 0x04, 0x30, //        mov al,ah ; add al,'0'
+    0xb4, 0x1f, 0xab, //              mov ah,0x1f ; stosw
+    0xfb, 0xf4, 0xeb, 0xfd, //        sti ; hlt ; jmp hlt
+  ];
+  // mov si,imm16: the text follows the code.
+  const si = 0x7c00 + head.length + 3 + tail.length;
+  const code = [...head, 0xbe, si & 0xff, si >> 8, ...tail];
   const msgAt = code.length;
-  const si = 0x7c00 + msgAt;
-  code[25] = si & 0xff;
-  code[26] = si >> 8;
   const sector = Buffer.alloc(512);
   Buffer.from(code).copy(sector, 0);
   msg.copy(sector, msgAt);

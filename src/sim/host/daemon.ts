@@ -10,6 +10,7 @@ import type { SimPaths } from '../paths.js';
 import { XenstoreServer } from '../xenstored/server.js';
 import { XlCommands, hostInfo } from '../xl/commands.js';
 import { DomainManager } from './domains.js';
+import { runGuestCommand } from './guest-disk.js';
 
 export interface DaemonOptions {
   network?: boolean;
@@ -52,8 +53,16 @@ export class SimDaemon {
     await xs.write('/local/pool/0/name', 'Pool-0');
     const net = await SimNetwork.init(paths, journal, opts.network ?? true);
     if (!net.enabled) log('network disabled', { reason: net.reason });
-    const dm = new DomainManager(xs, net, journal, paths.domains, hostInfo(), log, (domid) =>
-      xsd.domainSocketPath(domid),
+    const detachTimeout = Number(process.env.ZYNCLONE_SIM_DETACH_TIMEOUT_MS ?? '');
+    const dm = new DomainManager(
+      xs,
+      net,
+      journal,
+      paths.domains,
+      hostInfo(),
+      log,
+      (domid) => xsd.domainSocketPath(domid),
+      Number.isInteger(detachTimeout) && detachTimeout > 0 ? detachTimeout : undefined,
     );
     const daemon = new SimDaemon(paths, journal, xsd, xs, net, dm, new XlCommands(dm), log);
     await daemon.listen();
@@ -111,6 +120,12 @@ export class SimDaemon {
     } else if (req.op === 'xl') {
       const code = await this.xl.run(req.argv, {
         cwd: req.cwd,
+        out: (text) => send({ out: text }),
+        err: (text) => send({ err: text }),
+      });
+      send({ exit: code });
+    } else if (req.op === 'guest') {
+      const code = await runGuestCommand(this.dm, req.argv, {
         out: (text) => send({ out: text }),
         err: (text) => send({ err: text }),
       });

@@ -8,6 +8,7 @@ import {
   mkdirSync,
   openSync,
   readSync,
+  realpathSync,
   rmSync,
   statSync,
   writeSync,
@@ -56,6 +57,8 @@ export interface Domain {
   vnc?: VncConsole;
   dir: string;
   waiters: Array<() => void>;
+  /** Disks (devids) the guest has mounted: its frontend refuses to close them. */
+  busy: Set<number>;
 }
 
 /** Highest domid for guests (DOMID_FIRST_RESERVED - 1); allocation then wraps to 1. */
@@ -84,6 +87,8 @@ export class DomainManager {
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void,
     /** The XenStore socket whose connections act as the given domain. */
     private readonly guestSocket: (domid: number) => string,
+    /** How long a non-forced block-detach waits for the guest (libxl: 10 s). */
+    private readonly detachTimeoutMs = 10_000,
   ) {}
 
   /** Serialises mutations, so ids, names and host objects stay consistent. */
@@ -146,6 +151,7 @@ export class DomainManager {
           );
         }
       }
+      for (const disk of spec.disks) this.refuseSharing(domid, disk, spec.disks);
       const dir = join(this.domainsDir, String(domid));
       const d: Domain = {
         domid,
@@ -155,6 +161,7 @@ export class DomainManager {
         connected: false,
         dir,
         waiters: [],
+        busy: new Set(),
       };
       this.domains.set(domid, d);
       try {
@@ -463,6 +470,7 @@ export class DomainManager {
           `libxl: error: libxl_device.c:468:libxl__device_disk_set_backend: Disk vdev=${disk.vdev} failed to stat: ${disk.target}: No such file or directory`,
         ]);
       }
+      this.refuseSharing(d.domid, disk, [disk]);
       await this.xs.transaction((tx) => writeVbd(tx, d.domid, vbdLayout(disk)));
       d.spec.disks.push(disk);
       if (d.connected) {
@@ -479,17 +487,73 @@ export class DomainManager {
     });
   }
 
-  async detachDisk(d: Domain, disk: DiskDev): Promise<void> {
+  /**
+   * The block hotplug script's check_sharing, for every backend type and with
+   * no exemption for domains of the same VM: a writable disk may be attached
+   * nowhere else, a read-only one nowhere writable. `own` are the disks the
+   * new domain (or attach) brings, checked against each other too.
+   */
+  private refuseSharing(domid: number, disk: DiskDev, own: readonly DiskDev[]): void {
+    if (disk.target === '' || disk.format === 'empty' || disk.devtype === 'cdrom') return;
+    const path = realTarget(disk.target);
+    const others = [
+      ...this.list().flatMap((o) => o.spec.disks.map((x) => ({ domid: o.domid, x }))),
+      ...own.filter((x) => x !== disk).map((x) => ({ domid, x })),
+    ];
+    const clash = others.find(
+      ({ x }) =>
+        x.target !== '' &&
+        realTarget(x.target) === path &&
+        (disk.access === 'w' || x.access === 'w'),
+    );
+    if (clash === undefined) return;
+    const what = disk.backendtype === 'phy' ? `Device ${disk.target}` : `File ${disk.target}`;
+    throw new LibxlError(
+      [
+        `libxl: error: libxl_exec.c:117:libxl_report_child_exitstatus: /etc/xen/scripts/block add [${process.pid}] exited with error status 1`,
+        `libxl: error: libxl_device.c:1286:device_hotplug_child_death_cb: script: ${what} is mounted in a guest domain (domain ${clash.domid}, ${clash.x.vdev}), and so cannot be mounted ${disk.access === 'w' ? 'read-write' : 'read-only'} now.`,
+        `libxl: error: libxl_create.c:1862:domcreate_attach_devices: Domain ${domid}:unable to add disk devices`,
+      ],
+      'XL_DISK_SHARED',
+    );
+  }
+
+  /**
+   * libxl_device_disk_remove: without force, the backend is told to close
+   * (online 0, state Closing) and the guest's frontend must close too; a
+   * guest with the disk mounted refuses and writes its error node (Linux's
+   * xenbus_dev_error, or Windows xenvbd's frontend `error`), a paused one
+   * cannot answer. After `detachTimeoutMs` xl gives up (Xen 4.15+) and the
+   * device stays. With force, or for a guest that never connected, the
+   * device is removed at once.
+   */
+  async detachDisk(d: Domain, disk: DiskDev, opts: { force?: boolean } = {}): Promise<void> {
+    const fe = vbdFrontendPath(d.domid, disk.devid);
+    const be = vbdBackendPath(d.domid, vbdLayout(disk));
+    if (!opts.force && d.connected) {
+      await this.xs.transaction(async (tx) => {
+        await tx.write(`${be}/online`, '0');
+        await tx.write(`${be}/state`, '5');
+      });
+      const guest = d.guest;
+      const canClose = d.state === 'running' && guest !== undefined && !d.busy.has(disk.devid);
+      if (!canClose) {
+        if (d.state === 'running' && guest !== undefined) {
+          await guest.refuseClose(fe, disk.devid, d.spec.type === 'hvm');
+        }
+        await sleep(this.detachTimeoutMs);
+        throw new LibxlError([
+          `libxl: error: libxl_device.c:1101:device_backend_callback: Domain ${d.domid}:unable to remove device with path ${be}`,
+          `libxl: error: libxl_device.c:1309:device_addrm_aocomplete: unable to remove vbd with id ${disk.devid}`,
+        ]);
+      }
+      await guest.closeFrontend(fe);
+      await this.xs.write(`${be}/state`, '6');
+    }
     await this.exclusive(async () => {
-      await this.xs.transaction((tx) =>
-        removeDevice(
-          tx,
-          d.domid,
-          vbdFrontendPath(d.domid, disk.devid),
-          vbdBackendPath(d.domid, vbdLayout(disk)),
-        ),
-      );
+      await this.xs.transaction((tx) => removeDevice(tx, d.domid, fe, be));
       d.spec.disks = d.spec.disks.filter((x) => x.devid !== disk.devid);
+      d.busy.delete(disk.devid);
     });
   }
 
@@ -573,6 +637,14 @@ export class LibxlError extends Error {
   ) {
     super(lines.join('\n'));
     this.name = 'LibxlError';
+  }
+}
+
+function realTarget(target: string): string {
+  try {
+    return realpathSync(target);
+  } catch {
+    return target;
   }
 }
 

@@ -69,6 +69,29 @@ export class GuestXenbus {
     });
   }
 
+  /** blkfront letting go of a disk: Closing, then Closed. */
+  async closeFrontend(frontend: string): Promise<void> {
+    if (this.closed) return;
+    await this.xs.write(`${frontend}/state`, '5');
+    await this.xs.write(`${frontend}/state`, '6');
+  }
+
+  /**
+   * A frontend that keeps a disk in use says so where its OS does: Windows
+   * xenvbd in the frontend's `error`, Linux (xenbus_dev_error) under the
+   * domain's error/ tree as "<errno> <message>".
+   */
+  async refuseClose(frontend: string, devid: number, windows: boolean): Promise<void> {
+    if (this.closed) return;
+    if (windows) await this.xs.write(`${frontend}/error`, 'Unplug failed due to open handle(s)!');
+    else {
+      await this.xs.write(
+        `${this.home}/error/device/vbd/${devid}/error`,
+        '16 Device in use; refusing to close',
+      );
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -85,8 +85,10 @@ export async function writeDomain(x: Ops, d: DomainLayout): Promise<void> {
   });
   for (let cpu = 0; cpu < d.vcpus; cpu++) await x.write(`${dom}/cpu/${cpu}/availability`, 'online');
   // The primary console: frontend in the domain's home, backend in dom0's.
+  // libxl adds it read-only to the guest (libxl__device_console_add, ro_front):
+  // owned by dom0, so the guest cannot forge vnc-port or vnc-listen below it.
   const con = `${dom}/console`;
-  await mknod(x, con, [n(d.domid), r(0)]);
+  await mknod(x, con, [n(0), r(d.domid)]);
   await writeAll(x, con, {
     'backend-id': '0',
     limit: '1048576',

@@ -570,7 +570,15 @@ export class XlCommands {
       io.err(`Error: Device ${vdev} not connected.\n`);
       return 1;
     }
-    await this.dm.detachDisk(d, disk);
+    try {
+      await this.dm.detachDisk(d, disk, { force: p.opts.has('f') });
+    } catch (e) {
+      if (e instanceof LibxlError) {
+        io.err(`${e.lines.join('\n')}\nlibxl_device_disk_safe_remove failed.\n`);
+        return 1;
+      }
+      throw e;
+    }
     return 0;
   }
 

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ensureIsolationBridge } from '../../../src/core/clones/bridge.js';
+import { ensureIsolationBridge, refuseProductionBridge } from '../../../src/core/clones/bridge.js';
 
 // A directory laid out like /sys/class/net (bridge/ marks a bridge, brif/ lists its ports).
 describe('isolation bridge', () => {
@@ -64,5 +64,19 @@ describe('isolation bridge', () => {
         },
       }),
     ).rejects.toThrow(/cannot create isolation bridge zc-isolated: Operation not permitted/);
+  });
+
+  it('refuses a bridge the VM uses, and one carrying production ports, naming them', () => {
+    const opts = { vm: 'web', clonePrefix: 'zcl', productionBridges: ['xenbr0'], sysNet: sys };
+    expect(() => refuseProductionBridge('xenbr0', opts)).toThrow(
+      /isolation_bridge xenbr0 is a production bridge: a vif of web/,
+    );
+    bridge('br-lan', ['vif3.0', 'eth1']);
+    expect(() => refuseProductionBridge('br-lan', opts)).toThrow(
+      /br-lan has ports that are not clone vifs \((eth1, vif3\.0|vif3\.0, eth1)\)/,
+    );
+    bridge('zc-isolated', ['zcl0a1b2c3d.0']);
+    expect(() => refuseProductionBridge('zc-isolated', opts)).not.toThrow();
+    expect(() => refuseProductionBridge('not-here-yet', opts)).not.toThrow();
   });
 });

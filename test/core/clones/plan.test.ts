@@ -107,8 +107,26 @@ describe('clone plan', () => {
       cloneUuid: CLONE_UUID,
       snapshots: winSnapshots.slice(0, 1),
     });
+    // The original holds it: the clone's config leaves it out (detached, the default)...
     const disks = XlConfig.parse(plan.configText).getStrings('disk')!.map(parseDisk);
-    expect(disks[1]!.target).toBe('/srv/xen/win2019/data,1.qcow2');
+    expect(disks.map((d) => d.vdev)).toEqual(['hda', 'hdc']);
+    expect(plan.disks[1]).toMatchObject({ action: 'share', cloneSpec: null });
+    // ...or carries it read-only.
+    const ro = planClone({
+      vm: 'win2019-prod',
+      original,
+      config: cfg({ shared_volumes: ['hdb'], shared_volume_mode: 'ro' }),
+      kind: 'online',
+      cloneName: 'c1',
+      cloneUuid: CLONE_UUID,
+      snapshots: winSnapshots.slice(0, 1),
+    });
+    const roDisks = XlConfig.parse(ro.configText).getStrings('disk')!.map(parseDisk);
+    expect(roDisks.map((d) => [d.vdev, d.target, d.access])).toEqual([
+      ['hda', '/var/lib/zynclone/volumes/win2019-prod-clone.hda', 'rw'],
+      ['hdb', '/srv/xen/win2019/data,1.qcow2', 'ro'],
+      ['hdc', '/srv/iso/virtio-win.iso', 'ro'],
+    ]);
   });
 
   it('names every clone vif with the prefix, within 15 characters, and moves masked ones to the isolation bridge', () => {

@@ -2,9 +2,11 @@
 // in-process: the clone monitor, and the net monitor with its nftables table
 // in the simulator's network domain namespace.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setOverride, unsetOverride } from '../../../src/core/config/index.js';
 import { type Finding, runDoctor } from '../../../src/core/health/index.js';
 import { zynclonePaths } from '../../../src/core/paths.js';
 import { openStateStore } from '../../../src/core/state/index.js';
@@ -47,6 +49,11 @@ describe('doctor without a Xen host', () => {
       expect(hb).toMatchObject({ ok: false, severity: 'error' });
       expect(hb?.fix).toMatch(/systemctl start zynclone-net-monitor/);
       expect(find(fs, 'heartbeat:console-monitor')).toMatchObject({ ok: true });
+      // The orchestrator is optional; its finding says where its log is.
+      expect(find(fs, 'heartbeat:orchestrator')).toMatchObject({ ok: true });
+      expect(find(fs, 'heartbeat:orchestrator')?.message).toMatch(
+        /journalctl -u zynclone-orchestrator/,
+      );
       const cfg = find(fs, 'config:web');
       expect(cfg).toMatchObject({ ok: false, severity: 'error' });
       expect(cfg?.message).toMatch(/clone_vif_msk.*did you mean "clone_vif_mask"/);
@@ -80,15 +87,9 @@ describe.skipIf(skipWithout(isRoot && hasNft, 'root and nft'))(
         ...extra,
       });
 
-    beforeAll(async () => {
-      host = await SimHost.create('zc-doctor-sim-');
-      await host.makeCloneOfWeb();
-      xs = await host.xs();
-      const log = createLogger('test', { write: () => {} });
-      nft = createNftExecutor({ netns: host.netdd, backend: 'cli' });
-      const spec = { table, cloneVifPrefix: 'zcv' };
-      await ensureTable(nft, spec);
-      clone = new CloneMonitor({
+    const log = createLogger('test', { write: () => {} });
+    const startCloneMonitor = async () => {
+      const m = new CloneMonitor({
         xs,
         store: host.store,
         paths: host.paths,
@@ -96,17 +97,30 @@ describe.skipIf(skipWithout(isRoot && hasNft, 'root and nft'))(
         log,
         ids: { netdd: 0, console: 0 },
       });
-      await clone.start();
+      await m.start();
+      return m;
+    };
+    const acked = () =>
+      waitFor('the net monitor ack', async () => {
+        const gen = await xs.tryRead('/tool/zynclone/vm/web/generation');
+        const ack = await xs.tryRead('/tool/zynclone/net/ack/web');
+        return gen !== undefined && ack === gen ? true : undefined;
+      });
+
+    beforeAll(async () => {
+      host = await SimHost.create('zc-doctor-sim-');
+      await host.makeCloneOfWeb();
+      xs = await host.xs();
+      nft = createNftExecutor({ netns: host.netdd, backend: 'cli' });
+      const spec = { table, cloneVifPrefix: 'zcv' };
+      await ensureTable(nft, spec);
+      clone = await startCloneMonitor();
       net = new NetMonitor({ xs, nft, spec, log });
       await net.start();
       beats.push(startHeartbeat(xs, 'clone-monitor', '0.1.0', 1000, log));
       beats.push(startHeartbeat(xs, 'net-monitor', '0.1.0', 1000, log));
       await clone.idle();
-      await waitFor('the net monitor ack', async () => {
-        const gen = await xs.tryRead('/tool/zynclone/vm/web/generation');
-        const ack = await xs.tryRead('/tool/zynclone/net/ack/web');
-        return gen !== undefined && ack === gen ? true : undefined;
-      });
+      await acked();
       await Promise.all(beats.map((b) => b.beat()));
     });
 
@@ -150,6 +164,69 @@ describe.skipIf(skipWithout(isRoot && hasNft, 'root and nft'))(
       } finally {
         await ip('link', 'del', 'zcup0');
       }
+    });
+
+    it('compares the published and applied lockdown with what the current configuration demands, per vif', async () => {
+      // clone_monitor is down when the mask changes: nothing republishes.
+      await clone.stop();
+      setOverride('web', 'clone_vif_mask', 'none', host.paths);
+      try {
+        const f = find(await doctor(), 'lockdown:web');
+        expect(f).toMatchObject({ ok: false, severity: 'error' });
+        expect(f?.message).toMatch(
+          /clone vif 0: the configuration demands zcv1234abcd\.0 masked=0, published is zcv1234abcd\.0 masked=1/,
+        );
+        expect(f?.message).toMatch(
+          /the applied allowed clone vifs lacks zcv1234abcd\.0, zcv1234abcd\.1/,
+        );
+        expect(f?.fix).toMatch(/zynclone-clone-monitor/);
+        // Back up: it publishes the current masks, the net monitor applies them.
+        clone = await startCloneMonitor();
+        await clone.idle();
+        await acked();
+        expect(find(await doctor(), 'lockdown:web')).toMatchObject({ ok: true });
+      } finally {
+        unsetOverride('web', 'clone_vif_mask', host.paths);
+      }
+      // The monitor notices the configuration change at its next poll.
+      await waitFor('the lockdown as configured again', async () =>
+        find(await doctor(), 'lockdown:web')?.ok ? true : undefined,
+      );
+    });
+
+    it('reports an original paused by an operation whose process died; clone_monitor unpauses it', async () => {
+      await clone.stop();
+      // What a vmclone create killed inside the pause leaves: a running
+      // operation owned by a dead process, its pause step journaled, web paused.
+      const dead = openStateStore({
+        paths: host.paths,
+        owner: { pid: 2 ** 22 + 1, hostname: hostname(), startTime: '1', bootId: null },
+      });
+      try {
+        const op = dead.beginOperation('web', 'create', { requestedBy: 'user:test' });
+        dead.journalStep(op.id, 'pause-snapshot', {}, [
+          { action: 'unpause', name: 'web', uuid: null },
+        ]);
+      } finally {
+        dead.close();
+      }
+      expect((await exec(`${host.root}/bin/xl`, ['pause', 'web'])).code).toBe(0);
+      const f = find(await doctor(), 'paused-original:web');
+      expect(f).toMatchObject({ ok: false, severity: 'error' });
+      expect(f?.message).toMatch(
+        /web is paused by unfinished operation \d+ \(create\); its process \(pid \d+\) died/,
+      );
+      expect(f?.fix).toMatch(/zynclone-clone-monitor/);
+
+      clone = await startCloneMonitor();
+      await waitFor('web unpaused by clone_monitor', async () => {
+        const [d] = await host.xl.list().then((l) => l.filter((x) => x.name === 'web'));
+        return d !== undefined && !d.flags.paused ? true : undefined;
+      });
+      await waitFor('the operation rolled back', () =>
+        host.store.runningOperation('web') === undefined ? true : undefined,
+      );
+      expect(find(await doctor(), 'paused-originals')).toMatchObject({ ok: true });
     });
 
     it('reports nftables sets that differ from XenStore, and a missing table', async () => {

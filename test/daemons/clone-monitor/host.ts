@@ -158,18 +158,19 @@ sim_ip = [ "10.91.0.10/24", "10.92.0.10/24" ]
     writeFileSync(
       join(clones, 'web-clone.json'),
       JSON.stringify({
-        version: 1,
+        version: 2,
         vm: 'web',
         cloneName: 'web-clone',
         cloneUuid: CLONE_UUID,
         kind: 'online',
-        configFile: cloneCfg,
         originalConfigFile: originalCfg,
-        cloneVifMask: 'all',
-        originalVifMask: 'none',
-        cloneVifs: CLONE_VIFS.map((name, devid) => ({ devid, name, masked: true })),
-        originalVifs: [0, 1].map((devid) => ({ devid, vifname: null, masked: false })),
-        console: { type: 'none', enabled: false },
+        cloneVifs: CLONE_VIFS.map((name, devid) => ({
+          devid,
+          name,
+          productionSpec: `mac=00:16:3e:00:00:0${devid + 1},bridge=xenbr${devid},vifname=${name},devid=${devid}`,
+        })),
+        originalVifs: [0, 1].map((devid) => ({ devid, vifname: null })),
+        consoleType: 'none',
       }),
     );
     for (const cfg of [originalCfg, cloneCfg]) {

@@ -174,6 +174,82 @@ describe('clone monitor on the simulator', () => {
     expect(await xs.tryRead(`${VM}/frontend/problems`)).toBeUndefined();
   });
 
+  it('never publishes backwards: a pass computed before an operation ended does not overwrite it', async () => {
+    // xl list -l of the original (asked while the pass computes what to
+    // publish) waits until the test lets it go.
+    let release: () => void = () => {};
+    let entered: () => void = () => {};
+    let blocked = false;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const waiting = new Promise<void>((r) => {
+      entered = r;
+    });
+    const xl = Object.create(host.xl) as typeof host.xl;
+    xl.listLong = async (...args) => {
+      if (blocked) {
+        entered();
+        await gate;
+      }
+      return host.xl.listLong(...args);
+    };
+    monitor = new CloneMonitor({
+      xs,
+      store: host.store,
+      paths: host.paths,
+      xl,
+      log: createLogger('clone-monitor', { write: (l) => logs.push(l) }),
+      ids: { netdd: 0, console: 0 },
+      pollMs: 50,
+    });
+    await monitor.start();
+    await monitor.idle();
+    expect(await xs.read(`${VM}/state`)).toBe('running');
+    const passDone = new Promise<void>((r) => {
+      const off = monitor!.onPass(() => {
+        off();
+        r();
+      });
+    });
+    blocked = true;
+    monitor.requestFullPass();
+    await waiting; // the pass read the store and now waits in xl list -l
+    // Meanwhile an operation (as vmclone stop does) publishes and records `active`.
+    const before = host.store.getClone('web')!;
+    const op = host.store.beginOperation('web', 'stop', { requestedBy: 'user:test' });
+    const { publishVm } = await import('../../../src/core/clones/publish.js');
+    const published = await publishVm(xs, {
+      vm: 'web',
+      state: 'active',
+      cloneName: 'web-clone',
+      cloneVifMask: 'all',
+      originalVifMask: 'none',
+      cloneVifs: [],
+      originalVifs: [],
+      console: { type: 'none', enabled: false },
+    });
+    host.store.updateClone('web', { state: 'active' });
+    host.store.finishOperation(op.id, 'done');
+    const from = logs.length;
+    try {
+      blocked = false;
+      release();
+      await passDone;
+      await monitor.idle();
+      expect(await xs.read(`${VM}/state`)).toBe('active');
+      expect(Number(await xs.read(`${VM}/generation`))).toBeGreaterThanOrEqual(published);
+      // What the monitor published after the operation (its log says each one).
+      const after = logs
+        .slice(from)
+        .map((l) => JSON.parse(l) as { msg: string; state?: string })
+        .filter((l) => l.msg === 'published');
+      expect(after.map((l) => l.state)).not.toContain('running');
+    } finally {
+      host.store.updateClone('web', { state: before.state, cloneDomid: before.cloneDomid });
+    }
+  });
+
   it('follows the original stopping and starting, and the clone leaving the store', async () => {
     await startMonitor();
     const r = await exec(host.root + '/bin/xl', ['destroy', 'web']);
@@ -181,7 +257,8 @@ describe('clone monitor on the simulator', () => {
     await waitFor('original-domid gone', async () =>
       (await xs.tryRead(`${VM}/original-domid`)) === undefined ? true : undefined,
     );
-    expect(await xs.read(`${VM}/original-vif/0/name`)).toBe('vif-.0');
+    // A shut-down original's vifs have no backend name: nothing to drop until it starts.
+    expect(await xs.tryRead(`${VM}/original-vif/0/name`)).toBeUndefined();
     const c = await exec(host.root + '/bin/xl', ['create', `${host.root}/etc/xen/web.cfg`]);
     expect(c.code).toBe(0);
     const domid = await host.domid('web');
@@ -202,5 +279,17 @@ describe('clone monitor on the simulator', () => {
     await waitFor('vm/web back', async () =>
       (await xs.tryRead(`${VM}/state`)) === 'running' ? true : undefined,
     );
+  });
+
+  it('makes a clone whose domain was destroyed behind its back active, and publishes that', async () => {
+    await startMonitor();
+    expect(host.store.getClone('web')?.state).toBe('running');
+    expect((await exec(`${host.root}/bin/xl`, ['destroy', 'web-clone'])).code).toBe(0);
+    await waitFor('vm/web active', async () =>
+      (await xs.tryRead(`${VM}/state`)) === 'active' ? true : undefined,
+    );
+    expect(host.store.getClone('web')).toMatchObject({ state: 'active', cloneDomid: null });
+    expect(host.store.auditLog({ vm: 'web', limit: 1 })[0]).toMatchObject({ action: 'reconcile' });
+    expect(await xs.tryRead(`${VM}/clone-domid`)).toBeUndefined();
   });
 });

@@ -4,11 +4,12 @@ import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { skipWithout } from '../../prerequisites.js';
 import { Lab, run } from './lab.js';
 
 const isRoot = process.getuid?.() === 0;
 
-describe.skipIf(!isRoot)('net monitor test lab (root)', () => {
+describe.skipIf(skipWithout(isRoot, 'root'))('net monitor test lab (root)', () => {
   const saved = process.env.PATH;
   let bin = '';
   afterEach(() => {

@@ -1,0 +1,39 @@
+/**
+ * The journal's step names, per operation, in the order a successful
+ * operation journals them. The lifecycle journals exactly these (its unit
+ * tests check that), and the crash and failure tests derive their matrices
+ * from them. `remove-snapshot` is journaled once per volume as
+ * `remove-snapshot:<vdev>`.
+ */
+const BOOT = ['create-domain', 'publish-domid', 'wait-ack', 'unpause-clone'] as const;
+
+export const CREATE_STEPS = {
+  offline: ['plan', 'write-config', 'snapshot', 'publish', ...BOOT, 'record'],
+  online: ['plan', 'write-config', 'pause-snapshot', 'publish', ...BOOT, 'record'],
+  memory: [
+    'plan',
+    'write-config',
+    'save-original',
+    'snapshot',
+    'unpause-original',
+    'publish',
+    'restore-domain',
+    'publish-domid',
+    'wait-ack',
+    'unpause-clone',
+    'remove-save-image',
+    'record',
+  ],
+} as const;
+
+export const START_STEPS = ['write-config', 'publish', ...BOOT, 'record'] as const;
+export const STOP_STEPS = ['stop-domain', 'publish', 'record'] as const;
+export const ACTIVATE_STEPS = ['publish', 'wait-ack', 'record'] as const;
+export const DEACTIVATE_STEPS = ['publish', 'record'] as const;
+export const REMOVE_STEPS = [
+  'destroy-domain',
+  'unpublish',
+  'remove-snapshot',
+  'remove-files',
+  'delete-record',
+] as const;

@@ -1,0 +1,3 @@
+export * from './errors.js';
+export * from './legacy-guest.js';
+export * from './upgrade.js';

@@ -1,0 +1,3 @@
+export * from './attachments.js';
+export * from './errors.js';
+export * from './switch.js';

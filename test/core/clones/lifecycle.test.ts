@@ -1,0 +1,271 @@
+// The lifecycle in-process and fast: a fake xl driver (domains in a map; the
+// real driver is held to the simulator's xl by test/contract), the
+// simulator's XenStore server on a socket with a stand-in that acknowledges
+// every published generation, a temporary state store and root. A table
+// fails every journal step of every clone kind and checks the rollback
+// leaves nothing: no domain, no paused original, no file, no XenStore node,
+// no record, no running operation.
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CloneLifecycle } from '../../../src/core/clones/lifecycle.js';
+import { CREATE_STEPS, START_STEPS } from '../../../src/core/clones/steps.js';
+import { type ZynclonePaths, zynclonePaths } from '../../../src/core/paths.js';
+import { type StateStore, openStateStore } from '../../../src/core/state/index.js';
+import { XenstoreServer } from '../../../src/sim/xenstored/server.js';
+import { XlConfig, type XlDriver, parseVif } from '../../../src/xen/index.js';
+import { XsClient } from '../../../src/xenstore/index.js';
+
+interface FakeDomain {
+  domid: number;
+  uuid: string;
+  paused: boolean;
+  nics: { devid: number; mac?: string; bridge?: string; vifname?: string }[];
+}
+
+/** The part of xl the lifecycle uses, over a map of domains. */
+class FakeXl {
+  readonly domains = new Map<string, FakeDomain>();
+  private nextDomid = 1;
+
+  boot(cfgPath: string, paused: boolean): number {
+    const cfg = XlConfig.parse(readFileSync(cfgPath, 'utf8'), cfgPath);
+    const name = cfg.getString('name')!;
+    if (this.domains.has(name))
+      throw Object.assign(new Error(`domain ${name} exists`), { code: 'XL_FAILED' });
+    const domid = this.nextDomid++;
+    const nics = (cfg.getStrings('vif') ?? []).map((t, i) => {
+      const v = parseVif(t);
+      return { devid: v.devid ?? i, mac: v.mac, bridge: v.bridge, vifname: v.vifname };
+    });
+    this.domains.set(name, { domid, uuid: cfg.getString('uuid') ?? `0000-${domid}`, paused, nics });
+    return domid;
+  }
+
+  private get(name: string): FakeDomain {
+    const d = this.domains.get(name);
+    if (!d) throw Object.assign(new Error(`no domain ${name}`), { code: 'XL_NO_SUCH_DOMAIN' });
+    return d;
+  }
+
+  async list() {
+    return [...this.domains].map(([name, d]) => ({
+      name,
+      domid: d.domid,
+      memMiB: 64,
+      vcpus: 1,
+      state: d.paused ? '--p---' : '-b----',
+      flags: {
+        running: false,
+        blocked: !d.paused,
+        paused: d.paused,
+        shutdown: false,
+        dying: false,
+      },
+      cpuSeconds: 0,
+    }));
+  }
+  async listLong(name: string) {
+    const d = this.get(name);
+    return [
+      {
+        domid: d.domid,
+        name,
+        uuid: d.uuid,
+        type: 'pv',
+        disks: [],
+        nics: d.nics,
+        pcidevs: [],
+        usbdevs: [],
+        vtpms: [],
+        config: {},
+      },
+    ];
+  }
+  async create(cfgPath: string, opts: { paused?: boolean } = {}) {
+    return this.boot(cfgPath, opts.paused ?? false);
+  }
+  async restore(file: string, opts: { paused?: boolean; cfgPath?: string } = {}) {
+    if (!existsSync(file)) throw new Error(`no save file ${file}`);
+    return this.boot(opts.cfgPath!, opts.paused ?? false);
+  }
+  async save(name: string, file: string, opts: { paused?: boolean } = {}) {
+    const d = this.get(name);
+    writeFileSync(file, 'memory image');
+    if (opts.paused) d.paused = true;
+    else this.domains.delete(name);
+  }
+  async pause(name: string) {
+    this.get(name).paused = true;
+  }
+  async unpause(name: string) {
+    this.get(name).paused = false;
+  }
+  async destroy(name: string) {
+    this.get(name);
+    this.domains.delete(name);
+  }
+  async shutdown(name: string) {
+    await this.destroy(name);
+  }
+}
+
+const ORIGINAL_UUID = '5a5a5a5a-0000-4000-8000-000000000001';
+
+describe('CloneLifecycle with a fake xl', () => {
+  let dir: string;
+  let paths: ZynclonePaths;
+  let server: XenstoreServer;
+  let xs: XsClient;
+  let store: StateStore;
+  let xl: FakeXl;
+  let ackLoop: Promise<void>;
+  let closeAck: () => Promise<void>;
+
+  const lifecycle = (fail?: string) =>
+    new CloneLifecycle({
+      paths,
+      store,
+      xl: xl as unknown as XlDriver,
+      xs: async () => xs,
+      requestedBy: 'user:test',
+      crash: { fail },
+      manageBridge: false,
+      replicationProbe: () => undefined,
+    });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'zc-lifecycle-'));
+    paths = zynclonePaths(join(dir, 'root'));
+    const etc = paths.resolve('/etc/xen');
+    mkdirSync(join(etc, 'clone'), { recursive: true });
+    const disk = join(dir, 'web.img');
+    writeFileSync(disk, Buffer.alloc(1024 * 1024, 7));
+    writeFileSync(
+      join(etc, 'web.cfg'),
+      `name = "web"\nuuid = "${ORIGINAL_UUID}"\ntype = "pv"\nkernel = "/boot/vmlinuz"\nmemory = 64\n` +
+        `disk = [ 'format=raw,vdev=xvda,access=rw,target=${disk}' ]\n` +
+        `vif = [ 'mac=00:16:3e:00:00:01,bridge=xenbr0' ]\n`,
+    );
+    writeFileSync(
+      paths.baseConfigFile,
+      JSON.stringify({ storage_backend: 'copy', lockdown_ack_timeout_ms: 3000 }),
+    );
+    server = await XenstoreServer.start({ socketPath: join(dir, 'xs.sock') });
+    xs = await XsClient.connect({ path: join(dir, 'xs.sock'), transport: 'socket' });
+    // Stand-in for the net monitor: acknowledges every generation it sees.
+    const acker = await XsClient.connect({ path: join(dir, 'xs.sock'), transport: 'socket' });
+    const watch = await acker.watch('/tool/zynclone/vm');
+    ackLoop = (async () => {
+      for await (const _ of watch) {
+        for (const vm of await acker.directory('/tool/zynclone/vm').catch(() => [] as string[])) {
+          const g = await acker.tryRead(`/tool/zynclone/vm/${vm}/generation`);
+          if (g !== undefined) await acker.write(`/tool/zynclone/net/ack/${vm}`, g);
+        }
+      }
+    })().catch(() => {});
+    closeAck = async () => {
+      await watch.close();
+      await acker.close();
+    };
+    store = openStateStore({ paths });
+  });
+
+  afterEach(() => {
+    xl.domains.clear();
+  });
+
+  afterAll(async () => {
+    store?.close();
+    await closeAck?.();
+    await ackLoop;
+    await xs?.close();
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Everything a clone of web may leave behind; empty when nothing is. */
+  async function leftovers(): Promise<string[]> {
+    const left: string[] = [];
+    for (const [name, d] of xl.domains) {
+      if (name !== 'web') left.push(`domain ${name}`);
+      else if (d.paused) left.push('web left paused');
+    }
+    for (const sub of ['clones', 'volumes', 'save']) {
+      const d = join(paths.stateDir, sub);
+      if (existsSync(d)) for (const f of readdirSync(d)) left.push(`file ${sub}/${f}`);
+    }
+    if ((await xs.tryRead('/tool/zynclone/vm/web/state')) !== undefined) left.push('vm/web');
+    if (store.getClone('web') !== undefined) left.push('clone record');
+    if (store.runningOperation('web') !== undefined) left.push('running operation');
+    return left;
+  }
+
+  function bootOriginal(): void {
+    xl.domains.set('web', {
+      domid: 100,
+      uuid: ORIGINAL_UUID,
+      paused: false,
+      nics: [{ devid: 0, mac: '00:16:3e:00:00:01', bridge: 'xenbr0' }],
+    });
+  }
+
+  it.each(['offline', 'memory'] as const)('journals exactly the %s create steps', async (kind) => {
+    xl = new FakeXl();
+    if (kind === 'memory') bootOriginal();
+    const r = await lifecycle().create('web', { kind });
+    expect(r.clone.state).toBe('running');
+    const [op] = store.listOperations({ vm: 'web', limit: 1 });
+    expect(op!.steps.map((s) => s.name)).toEqual([...CREATE_STEPS[kind]]);
+    expect(xl.domains.get('web-clone')?.paused).toBe(false);
+    expect(xl.domains.get('web')?.paused ?? false).toBe(false);
+    expect(await xs.read('/tool/zynclone/vm/web/clone-vif/0/masked')).toBe('1');
+    await lifecycle().remove('web');
+    expect(await leftovers()).toEqual([]);
+  });
+
+  const table = (['offline', 'memory'] as const).flatMap((kind) =>
+    CREATE_STEPS[kind].map((step) => [kind, step] as const),
+  );
+  it.each(table)(
+    'a %s create failing at %s is rolled back, leaving nothing',
+    async (kind, step) => {
+      xl = new FakeXl();
+      if (kind === 'memory') bootOriginal();
+      await expect(lifecycle(step).create('web', { kind })).rejects.toThrow(
+        `injected failure at step ${step}`,
+      );
+      const [op] = store.listOperations({ vm: 'web', limit: 1 });
+      expect(op).toMatchObject({ kind: 'create', status: 'rolled-back' });
+      expect(await leftovers()).toEqual([]);
+    },
+  );
+
+  it.each(START_STEPS.map((s) => [s]))(
+    'a start failing at %s is rolled back to active',
+    async (step) => {
+      xl = new FakeXl();
+      await lifecycle().create('web', { kind: 'offline', start: false });
+      await expect(lifecycle(step).start('web')).rejects.toThrow(
+        `injected failure at step ${step}`,
+      );
+      expect(store.getClone('web')?.state).toBe('active');
+      expect(xl.domains.has('web-clone')).toBe(false);
+      expect(await xs.read('/tool/zynclone/vm/web/state')).toBe('active');
+      expect(store.listOperations({ vm: 'web', limit: 1 })[0]?.steps.map((s) => s.name)).toEqual(
+        START_STEPS.slice(0, START_STEPS.indexOf(step) + 1),
+      );
+      await lifecycle().remove('web');
+      expect(await leftovers()).toEqual([]);
+    },
+  );
+});

@@ -1,0 +1,130 @@
+// The WebSocket-to-VNC proxy alone, in-process, against byte sources faster
+// than any VNC server: back-pressure holds memory bounded both ways, and
+// every byte arrives, in order, once the slow side reads again. (The same
+// proxy against QEMU, through the monitor process: console-monitor.test.ts.)
+import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { CLOSE, VncProxy } from '../../../src/daemons/console-monitor/proxy.js';
+
+const MiB = 1024 * 1024;
+const TOTAL = 48 * MiB;
+const CHUNK = 64 * 1024;
+
+/** Byte i of the test stream: a pattern that makes lost, doubled or reordered bytes visible. */
+const chunkAt = (offset: number) => {
+  const b = Buffer.alloc(CHUNK);
+  for (let i = 0; i < CHUNK; i += 4) b.writeUInt32LE((offset + i) >>> 2, i);
+  return b;
+};
+
+const listen = (srv: Server | WebSocketServer) =>
+  new Promise<number>((r) => {
+    if (srv instanceof WebSocketServer)
+      srv.once('listening', () => r((srv.address() as AddressInfo).port));
+    else srv.listen(0, '127.0.0.1', () => r((srv.address() as AddressInfo).port));
+  });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanup.splice(0)) c();
+});
+
+/** A "VNC server" (any TCP source), a WebSocket server proxying to it, and its last proxy. */
+async function rig(onVnc: (s: Socket) => void) {
+  const vnc = createServer(onVnc);
+  const vncPort = await listen(vnc);
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  const wsPort = await listen(wss);
+  const proxies: VncProxy[] = [];
+  wss.on('connection', (ws) =>
+    proxies.push(new VncProxy(ws, { host: '127.0.0.1', port: vncPort })),
+  );
+  cleanup.push(() => {
+    vnc.close();
+    wss.close();
+    for (const c of wss.clients) c.terminate();
+  });
+  const client = new WebSocket(`ws://127.0.0.1:${wsPort}/`, ['binary']);
+  await new Promise((r) => client.once('open', r));
+  return { client, proxies, vnc };
+}
+
+describe('VncProxy', () => {
+  it('stops reading the VNC server while the browser does not read, and loses nothing', async () => {
+    let accepted = 0;
+    const { client } = await rig((sock) => {
+      const pump = () => {
+        while (accepted < TOTAL) {
+          const ok = sock.write(chunkAt(accepted));
+          accepted += CHUNK;
+          if (!ok) return void sock.once('drain', pump);
+        }
+        sock.end();
+      };
+      pump();
+    });
+    client.pause();
+    await sleep(1500);
+    const stalledAt = accepted;
+    await sleep(1000);
+    // Stalled: what the VNC server got rid of is the proxy's 1 MiB plus socket buffers.
+    expect(accepted).toBe(stalledAt);
+    expect(accepted).toBeLessThan(24 * MiB);
+
+    let received = 0;
+    let corrupt = false;
+    const done = new Promise<void>((r) => {
+      client.on('message', (d: Buffer) => {
+        // Check the aligned words (frames need not end on a word boundary).
+        for (let i = (4 - (received % 4)) % 4; i + 4 <= d.length && !corrupt; i += 4092) {
+          if (d.readUInt32LE(i) !== (received + i) >>> 2) corrupt = true;
+        }
+        received += d.length;
+        if (received >= TOTAL) r();
+      });
+    });
+    client.resume();
+    await done;
+    expect(corrupt).toBe(false);
+    expect(received).toBe(TOTAL);
+  }, 30_000);
+
+  it('stops reading the browser while the VNC server does not read, and loses nothing', async () => {
+    let server: Socket | undefined;
+    let got = 0;
+    const { client, proxies } = await rig((sock) => {
+      server = sock;
+      sock.pause();
+      sock.on('data', (d: Buffer) => {
+        got += d.length;
+      });
+    });
+    for (let off = 0; off < TOTAL; off += CHUNK) client.send(chunkAt(off));
+    await sleep(2000);
+    // The proxy took only what the VNC socket could buffer; the rest waits in the browser.
+    expect(proxies[0]!.stats.bytesToVnc).toBeLessThan(24 * MiB);
+    expect(client.bufferedAmount).toBeGreaterThan(0);
+    server!.resume();
+    await expect.poll(() => got, { timeout: 20_000 }).toBe(TOTAL);
+    expect(proxies[0]!.stats.bytesToVnc).toBe(TOTAL);
+  }, 30_000);
+
+  it('closes the browser side with 4002 when the VNC server goes, 4001 when it is not there', async () => {
+    const { client, vnc } = await rig((sock) => setTimeout(() => sock.destroy(), 100));
+    const code = await new Promise<number>((r) => client.once('close', (c) => r(c)));
+    expect(code).toBe(CLOSE.VNC_CLOSED);
+    const gone = (vnc.address() as AddressInfo).port;
+    await new Promise((r) => vnc.close(r));
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    const port = await listen(wss);
+    cleanup.push(() => wss.close());
+    // The port of the closed server: nobody listens there now.
+    wss.on('connection', (ws) => new VncProxy(ws, { host: '127.0.0.1', port: gone }));
+    const c2 = new WebSocket(`ws://127.0.0.1:${port}/`, ['binary']);
+    const code2 = await new Promise<number>((r) => c2.once('close', (c) => r(c)));
+    expect(code2).toBe(CLOSE.VNC_UNREACHABLE);
+  });
+});

@@ -1,0 +1,191 @@
+// The web console in a real browser (Debian's chromium driven by
+// playwright-core): open the URL `vmclone console` printed for a simulator
+// clone and see that clone's own QEMU screen; Ctrl-Alt-Del reaches QEMU; a
+// reboot of the clone (new domid, new VNC port) reconnects by itself.
+// Screenshots are kept in test-artifacts/console-browser/.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { grabScreen } from '../../bench/rfb-client.js';
+import { qemuBinary } from '../../src/sim/console/vnc.js';
+import { ConsoleHost, waitFor } from '../daemons/console-monitor/console-host.js';
+import { skipWithout } from '../prerequisites.js';
+import { E2E_NEEDS, canRunE2e } from './clone-helpers.js';
+
+export const CHROMIUM = '/usr/bin/chromium';
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const ARTIFACTS = resolve(__dirname, '../../test-artifacts/console-browser');
+
+interface Probe {
+  connects: number;
+  disconnects: number;
+  desktopName: string;
+  firstPaintAt: number;
+  sessionOpen: boolean;
+  status?: { domid: number | null; state: string; console: string };
+}
+
+const probe = (page: Page) =>
+  page.evaluate(() => {
+    const p = (window as unknown as { zcConsole: Probe & { rfb?: unknown } }).zcConsole;
+    return { ...p, rfb: undefined } as Probe;
+  });
+
+/** SHA-256 of the canvas as RGB (noVNC's framebuffer), computed in the page. */
+function canvasDigest(page: Page): Promise<string> {
+  return page.evaluate(async () => {
+    const rfb = (window as unknown as { zcConsole: { rfb?: { getImageData(): ImageData } } })
+      .zcConsole.rfb;
+    if (!rfb) return 'no connection';
+    const rgba = rfb.getImageData().data;
+    const rgb = new Uint8Array((rgba.length / 4) * 3);
+    for (let i = 0, o = 0; i < rgba.length; i += 4, o += 3) {
+      rgb[o] = rgba[i]!;
+      rgb[o + 1] = rgba[i + 1]!;
+      rgb[o + 2] = rgba[i + 2]!;
+    }
+    const d = new Uint8Array(await crypto.subtle.digest('SHA-256', rgb));
+    return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+  });
+}
+
+/** True when the canvas shows exactly what QEMU's VNC server at `port` shows. */
+async function showsScreenOf(page: Page, port: number): Promise<boolean> {
+  const [canvas, screen] = await Promise.all([canvasDigest(page), grabScreen('127.0.0.1', port)]);
+  return canvas === createHash('sha256').update(screen.rgb).digest('hex');
+}
+
+describe.skipIf(
+  skipWithout(
+    canRunE2e && qemuBinary() !== undefined && existsSync(CHROMIUM),
+    `${E2E_NEEDS}, qemu-system-x86 and chromium`,
+  ),
+)('web console in chromium', () => {
+  let h: ConsoleHost;
+  let browser: BrowserContext;
+  let profile: string;
+  let page: Page;
+
+  const vnc = async () => {
+    const domid = Number(await h.host.xsRead('/tool/zynclone/vm/win01/clone-domid'));
+    const port = Number(await h.host.xsRead(`/local/domain/${domid}/console/vnc-port`));
+    return { domid, port };
+  };
+  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    h = await ConsoleHost.create();
+    await h.startCloneMonitor();
+    await h.startConsoleMonitor();
+    profile = mkdtempSync(join(tmpdir(), 'zc-chromium-'));
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_FLAGS,
+      viewport: { width: 1024, height: 600 },
+    });
+    page = browser.pages()[0] ?? (await browser.newPage());
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close().catch(() => {});
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await h?.dispose();
+  }, 60_000);
+
+  it(
+    "opens the printed URL and shows the clone's own QEMU screen",
+    { timeout: 60_000 },
+    async () => {
+      const t = await h.ticketUrl();
+      await page.goto(t.url);
+      await waitFor('the first frame painted', async () => {
+        const p = await probe(page);
+        return p.connects >= 1 && p.firstPaintAt > 0 ? p : undefined;
+      });
+      const p = await probe(page);
+      expect(p.desktopName).toBe('QEMU (win01-clone)');
+      // The ticket left the address bar with its one use.
+      expect(page.url()).not.toContain('ticket');
+      await expect.poll(() => page.textContent('#clone-name')).toBe('win01-clone');
+      expect(await page.textContent('#vm')).toBe('win01');
+      expect(await page.textContent('#state')).toBe(`running (domain ${t.domid})`);
+      expect(await page.textContent('#lockdown')).toMatch(/^acknowledged \(generation \d+\)$/);
+
+      const { port } = await vnc();
+      await expect.poll(() => showsScreenOf(page, port), { timeout: 10_000 }).toBe(true);
+      // The screen is QEMU's text page with the name on it, not an empty canvas.
+      const screen = await grabScreen('127.0.0.1', port);
+      expect(new Set(screen.rgb.toString('hex').match(/.{6}/g)).size).toBeGreaterThan(1);
+      await shot('1-connected');
+    },
+  );
+
+  it(
+    'sends Ctrl-Alt-Del to QEMU (the guest BIOS reboots and counts one more boot)',
+    { timeout: 60_000 },
+    async () => {
+      const { port } = await vnc();
+      const before = await grabScreen('127.0.0.1', port);
+      await page.click('#ctrl-alt-del');
+      const after = await waitFor('QEMU to reboot the guest', async () => {
+        const now = await grabScreen('127.0.0.1', port);
+        return now.rgb.equals(before.rgb) ? undefined : now;
+      });
+      // Same domain, same VNC server: the page shows the new boot without reconnecting.
+      await expect.poll(() => showsScreenOf(page, port), { timeout: 10_000 }).toBe(true);
+      expect(after.desktopName).toBe('QEMU (win01-clone)');
+      await shot('2-after-ctrl-alt-del');
+    },
+  );
+
+  it('follows a reboot of the clone to its new domain and VNC port', async () => {
+    const old = await vnc();
+    const connects = (await probe(page)).connects;
+    const r = await h.host.xl('reboot', '-F', 'win01-clone');
+    expect(r.code, r.stderr).toBe(0);
+    const now = await waitFor(
+      'the clone in a new domain',
+      async () => {
+        const v = await vnc().catch(() => undefined);
+        return v && v.domid !== old.domid && v.port > 0 ? v : undefined;
+      },
+      30_000,
+    );
+    const p = await waitFor(
+      'the page to reconnect',
+      async () => {
+        const x = await probe(page);
+        return x.connects > connects && x.status?.domid === now.domid ? x : undefined;
+      },
+      30_000,
+    );
+    expect(p.disconnects).toBeGreaterThanOrEqual(1);
+    expect(p.sessionOpen).toBe(true);
+    await expect.poll(() => page.textContent('#state')).toBe(`running (domain ${now.domid})`);
+    await expect.poll(() => showsScreenOf(page, now.port), { timeout: 10_000 }).toBe(true);
+    await shot('3-after-reboot');
+  }, 90_000);
+
+  it('says the console is over when the clone is removed', async () => {
+    expect((await h.vmclone(['remove', 'win01', '-q'])).code).toBe(0);
+    await expect
+      .poll(() => page.textContent('#message'), { timeout: 15_000 })
+      .toMatch(/console session ended: the clone of win01 was removed/);
+    expect((await probe(page)).sessionOpen).toBe(false);
+    await shot('4-removed');
+  });
+});
