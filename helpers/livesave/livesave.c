@@ -14,6 +14,11 @@
  * --resume resumes a domain left suspended by a helper that was killed in
  * its final pause; it refuses a domain that is not suspended.
  *
+ * The helper gets SIGTERM when its parent dies (PR_SET_PDEATHSIG): while it
+ * holds the domain suspended it resumes it as on end of stdin; before that
+ * it stops at once, the domain still running (or, killed inside libxl's own
+ * suspend, left suspended for --resume).
+ *
  * Output: one JSON object per line on stdout (events and the final result);
  * libxl's warnings and errors go to stderr. Exit 0 on success, 1 on a
  * failure (the domain is resumed whenever it was suspended), 2 on bad usage.
@@ -22,11 +27,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -176,13 +183,56 @@ static int write_header(libxl_ctx *ctx, uint32_t domid, int fd, const char *file
     return rc ? fail("WRITE", "cannot write the header of %s", file) : 0;
 }
 
-/* Waits for one line (or end of file) on stdin: the caller's go-ahead. */
+/* Set while the domain is held suspended: SIGTERM then only ends the wait. */
+static volatile sig_atomic_t holding;
+
+static void on_sigterm(int sig)
+{
+    (void)sig;
+    if (!holding)
+        _exit(1);
+}
+
+/*
+ * Waits for one line (or end of file, or SIGTERM) on stdin: the caller's
+ * go-ahead. read(2), not stdio, so that SIGTERM (installed without
+ * SA_RESTART) interrupts it.
+ */
 static void wait_for_go_ahead(void)
 {
-    int c;
-    do
-        c = getchar();
-    while (c != EOF && c != '\n');
+    char c;
+    holding = 1;
+    while (read(STDIN_FILENO, &c, 1) == 1 && c != '\n')
+        ;
+}
+
+/*
+ * A live save needs the hypervisor to track dirty pages: HAP for PVH and
+ * HVM guests, shadow paging for PV ones. Debian's Xen 4.17 is built without
+ * shadow paging, where libxc would fail only after the header is written.
+ */
+static int check_live_possible(libxl_ctx *ctx, uint32_t domid)
+{
+    libxl_dominfo info;
+    libxl_physinfo phys;
+    libxl_dominfo_init(&info);
+    libxl_physinfo_init(&phys);
+    int rc = libxl_domain_info(ctx, &info, domid);
+    if (!rc)
+        rc = libxl_get_physinfo(ctx, &phys);
+    bool pv = info.domain_type == LIBXL_DOMAIN_TYPE_PV;
+    bool tracked = pv ? phys.cap_shadow : (phys.cap_hap || phys.cap_shadow);
+    libxl_dominfo_dispose(&info);
+    libxl_physinfo_dispose(&phys);
+    if (rc)
+        return fail("NO_DOMAIN", "cannot read domain %" PRIu32 " or the host's capabilities", domid);
+    if (!tracked)
+        return fail("NO_LOG_DIRTY",
+                    "domain %" PRIu32 " is %s and this hypervisor has no %s: it cannot track "
+                    "the pages the guest dirties, so it cannot be saved live",
+                    domid, pv ? "a PV guest" : "an HVM/PVH guest",
+                    pv ? "shadow paging" : "HAP or shadow paging");
+    return 0;
 }
 
 static int resume(libxl_ctx *ctx, uint32_t domid)
@@ -203,6 +253,8 @@ static int run_resume(libxl_ctx *ctx, uint32_t domid)
 static int run_save(libxl_ctx *ctx, struct timing_logger *lg, uint32_t domid,
                     const struct livesave_args *args)
 {
+    if (check_live_possible(ctx, domid))
+        return 1;
     int fd = open(args->file, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
         return fail("OPEN", "cannot create %s: %s", args->file, strerror(errno));
@@ -258,6 +310,12 @@ int main(int argc, char **argv)
         return 0;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigterm; /* no SA_RESTART: it interrupts the wait for the go-ahead */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
 
     struct timing_logger lg = {
         .vtable = {.vmessage = timing_vmessage,

@@ -285,7 +285,7 @@ export function buildProgram(
     )
     .option(
       '--memory',
-      'with memory: xl save -p, snapshot disks, unpause the original, restore the clone',
+      'with memory: copy memory while the original runs (live pre-copy; else xl save -p), snapshot disks in its final pause, resume it, restore the clone',
     )
     .option('--no-start', 'stop at state active (configured, not running)')
     .option('--config <file>', "the original's xl config file (default <root>/etc/xen/<vm>.cfg)")
@@ -325,6 +325,7 @@ export function buildProgram(
             printJson(io, {
               clone: cloneJson(r.clone),
               originalPauseMs: r.originalPauseMs ?? null,
+              memoryCopy: r.memoryCopy ?? null,
               totalMs: r.totalMs,
               removedPeripherals: r.plan.removedPeripherals,
               vifs: r.plan.cloneVifs.map((v) => ({
@@ -340,7 +341,13 @@ export function buildProgram(
             const pause =
               r.originalPauseMs === undefined
                 ? ''
-                : `; ${vm} paused ${formatMs(r.originalPauseMs)}`;
+                : `; ${vm} paused ${formatMs(r.originalPauseMs)}${
+                    r.memoryCopy === undefined
+                      ? ''
+                      : r.memoryCopy.method === 'live'
+                        ? ' (live pre-copy)'
+                        : ` (xl save -p: ${r.memoryCopy.fallback})`
+                  }`;
             io.stdout.write(
               `clone ${r.clone.cloneName} of ${vm} is ${r.clone.state} (${r.clone.kind}, ${formatMs(r.totalMs)}${pause})\n`,
             );

@@ -33,6 +33,7 @@ import { VolumeSwitcher } from '../volumes/switch.js';
 import { ensureIsolationBridge, refuseProductionBridge } from './bridge.js';
 import { CloneError } from './errors.js';
 import { type CrashPoints, JournaledOperation, type UndoAction } from './journal.js';
+import { type LiveSaver, helperLiveSaver } from './live-save.js';
 import {
   type CloneLockdown,
   type LiveDomains,
@@ -42,6 +43,7 @@ import {
   liveDomains,
   lockedCloneConfig,
 } from './lockdown.js';
+import { type MemoryCopy, copyMemoryLive, liveHelperChoice } from './memory-copy.js';
 import {
   type CloneMeta,
   cloneConfigFile,
@@ -92,6 +94,8 @@ export interface LifecycleOptions {
   readonly manageBridge?: boolean;
   /** Reads /proc to detect Remus replication of a VM; tests may replace it. */
   readonly replicationProbe?: (vm: string) => string | undefined;
+  /** Runs the live save helper at a path; tests may replace it. */
+  readonly liveSaver?: (helper: string) => LiveSaver;
 }
 
 export interface CreateOptions {
@@ -112,6 +116,8 @@ export interface CreateResult {
   readonly originalPauseMs?: number;
   /** The part of the pause spent between the two xl commands (snapshotting), in ms. */
   readonly originalPauseInnerMs?: number;
+  /** Memory clones: live pre-copy or xl save -p, and why. */
+  readonly memoryCopy?: MemoryCopy;
   /** From the operation's start until the clone was ready, in ms. */
   readonly totalMs: number;
   readonly warnings: readonly string[];
@@ -234,7 +240,12 @@ export class CloneLifecycle {
   // ---- undo (undo.ts) ---------------------------------------------------
 
   private undoContext(): UndoContext {
-    return { xl: this.xl, store: this.store, xs: () => this.xs() };
+    return {
+      xl: this.xl,
+      store: this.store,
+      xs: () => this.xs(),
+      liveSaver: this.o.liveSaver,
+    };
   }
 
   private undoAction(u: UndoAction): Promise<void> {
@@ -675,6 +686,7 @@ export class CloneLifecycle {
     // Snapshot the disks (inside the original's pause for online and memory clones).
     let originalPauseMs: number | undefined;
     let originalPauseInnerMs: number | undefined;
+    let memoryCopy: MemoryCopy | undefined;
     let records: SnapshotRecord[] = [];
     const snapshotUndo: UndoAction[] = plans.map((p) => ({
       action: 'remove-snapshot',
@@ -741,37 +753,61 @@ export class CloneLifecycle {
       }
     } else {
       mkdirSync(dirname(saveFile), { recursive: true });
-      let tp = 0;
-      await op.step(
-        'save-original',
-        { saveFile },
-        [
-          { action: 'unpause', name: vm, uuid: originalUuidOrNull },
-          { action: 'rm-file', path: saveFile },
-        ],
-        () =>
-          this.timed(`saving ${vm}'s memory (xl save -p)`, async () => {
-            tp = now();
-            await this.xl.save(vm, saveFile, { paused: true });
-          }),
-      );
-      try {
-        records = await op.step(
-          'snapshot',
-          { disks: plans.length },
-          snapshotUndo,
+      const choice = liveHelperChoice(cfg, this.o.paths);
+      const live =
+        'helper' in choice
+          ? await copyMemoryLive(op, {
+              vm,
+              uuid: originalUuidOrNull,
+              saveFile,
+              helper: choice.helper,
+              saver: (this.o.liveSaver ?? helperLiveSaver)(choice.helper),
+              snapshot: () => snapAll('paused'),
+              disks: plans.length,
+              snapshotUndo,
+              timed: (message, fn) => this.timed(message, fn),
+            })
+          : choice;
+      if ('records' in live) {
+        records = live.records;
+        originalPauseMs = live.pauseMs;
+        memoryCopy = { method: 'live', fallback: null, copyMs: live.copyMs };
+        this.emit('info', `${vm} was paused for ${originalPauseMs.toFixed(1)} ms (live pre-copy)`);
+      } else {
+        this.emit('info', `no live memory copy: ${live.fallback}; using xl save -p`);
+        memoryCopy = { method: 'save-pause', fallback: live.fallback, copyMs: null };
+        let tp = 0;
+        await op.step(
+          'save-original',
+          { saveFile },
+          [
+            { action: 'unpause', name: vm, uuid: originalUuidOrNull },
+            { action: 'rm-file', path: saveFile },
+          ],
           () =>
-            this.timed(`snapshotting ${plans.length} disk(s) of ${vm}`, () => snapAll('paused')),
-          (r) => r as unknown as Json,
+            this.timed(`saving ${vm}'s memory (xl save -p)`, async () => {
+              tp = now();
+              await this.xl.save(vm, saveFile, { paused: true });
+            }),
         );
-      } finally {
-        // The original must never stay paused because the clone failed.
-        await op.step('unpause-original', { name: vm }, null, async () => {
-          await this.undoAction({ action: 'unpause', name: vm, uuid: originalUuidOrNull });
-          originalPauseMs = now() - tp;
-        });
+        try {
+          records = await op.step(
+            'snapshot',
+            { disks: plans.length },
+            snapshotUndo,
+            () =>
+              this.timed(`snapshotting ${plans.length} disk(s) of ${vm}`, () => snapAll('paused')),
+            (r) => r as unknown as Json,
+          );
+        } finally {
+          // The original must never stay paused because the clone failed.
+          await op.step('unpause-original', { name: vm }, null, async () => {
+            await this.undoAction({ action: 'unpause', name: vm, uuid: originalUuidOrNull });
+            originalPauseMs = now() - tp;
+          });
+        }
+        this.emit('info', `${vm} was paused for ${originalPauseMs!.toFixed(1)} ms (xl save -p)`);
       }
-      this.emit('info', `${vm} was paused for ${originalPauseMs!.toFixed(1)} ms`);
       await op.step('publish', { generation: 'next' }, { action: 'unpublish', vm }, async () =>
         publishVm(await this.xs(), lockdown.publication),
       );
@@ -788,7 +824,7 @@ export class CloneLifecycle {
           rmSync(saveFile, { force: true }),
         );
       }
-      return this.finishCreate(
+      const result = await this.finishCreate(
         op,
         meta,
         state,
@@ -800,6 +836,7 @@ export class CloneLifecycle {
         warnings,
         plan,
       );
+      return memoryCopy === undefined ? result : { ...result, memoryCopy };
     }
 
     await op.step('publish', { generation: 'next', state }, { action: 'unpublish', vm }, async () =>

@@ -10,12 +10,15 @@ import type { StateStore } from '../state/store.js';
 import type { CloneRecord, OperationRecord } from '../state/types.js';
 import { parseSnapshotPlan, remove as removeSnapshot } from '../storage/index.js';
 import type { UndoAction } from './journal.js';
+import { type LiveSaver, helperLiveSaver } from './live-save.js';
 import { type PublishClient, type VmPublication, publishVm, unpublishVm } from './publish.js';
 
 export interface UndoContext {
   readonly xl: Pick<XlDriver, 'list' | 'listLong' | 'unpause' | 'destroy'>;
   readonly store: StateStore;
   readonly xs: () => Promise<PublishClient>;
+  /** The live saver of a helper path; default: run that helper. */
+  readonly liveSaver?: ((helper: string) => LiveSaver) | undefined;
 }
 
 /** The UUID of domain `name`, or undefined when there is no such domain. */
@@ -42,6 +45,13 @@ export async function runUndo(ctx: UndoContext, u: UndoAction): Promise<void> {
       if (d === undefined || !d.flags.paused) return;
       if (u.uuid !== null && (await domainUuid(ctx.xl, u.name)) !== u.uuid) return;
       await ctx.xl.unpause(u.name);
+      return;
+    }
+    case 'resume-suspended': {
+      const d = (await ctx.xl.list()).find((x) => x.name === u.name);
+      if (d === undefined || !d.flags.shutdown) return;
+      if (u.uuid !== null && (await domainUuid(ctx.xl, u.name)) !== u.uuid) return;
+      await (ctx.liveSaver ?? helperLiveSaver)(u.helper).resume(u.name);
       return;
     }
     case 'remove-snapshot':
