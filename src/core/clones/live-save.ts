@@ -30,7 +30,9 @@ export interface HeldSave {
 
 /**
  * The helper failed. `suspended` is false when it stopped before the final
- * pause: the original never stopped running, and `xl save -p` may be tried.
+ * pause: the original never stopped running. `helperCode` is the helper's
+ * own code (NO_LOG_DIRTY, SUSPEND, ...), or HELPER_FAILED (it exited without
+ * saying why), HELPER_KILLED (a signal ended it), HELPER_MISSING.
  */
 export class LiveSaveFailed extends CloneError {
   constructor(
@@ -122,7 +124,7 @@ function holdSave(helper: string, vm: string, file: string): Promise<HeldSave> {
     const how = why.signal === null ? `exited with ${why.code}` : `was killed (${why.signal})`;
     const tail = stderr.trim().split('\n').slice(-3).join(' | ');
     return new LiveSaveFailed(
-      'HELPER_DIED',
+      why.signal === null ? 'HELPER_FAILED' : 'HELPER_KILLED',
       `live save of ${vm} failed: ${helper} ${how}${tail ? `: ${tail}` : ''}`,
       suspended,
     );

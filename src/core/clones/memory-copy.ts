@@ -63,7 +63,8 @@ export type LiveCopyOutcome =
  * Runs the live steps. A helper that fails before it suspended the original
  * (a PV guest without shadow paging, a copy error) leaves it running: its
  * step is undone at once and the outcome says why, so the caller falls back
- * to xl save -p in the same operation. Any later failure throws (rollback).
+ * to xl save -p in the same operation. A helper killed by a signal, or any
+ * failure once the original is suspended, throws (the create rolls back).
  */
 export async function copyMemoryLive(
   op: JournaledOperation,
@@ -88,7 +89,11 @@ export async function copyMemoryLive(
         }),
     );
   } catch (err) {
-    if (!(err instanceof LiveSaveFailed) || err.suspended) throw err;
+    // A helper killed by a signal (an operator, the OOM killer) is not a
+    // reason to pause the original for a full copy: roll back instead.
+    if (!(err instanceof LiveSaveFailed) || err.suspended || err.helperCode === 'HELPER_KILLED') {
+      throw err;
+    }
     // The original never stopped: nothing but the partial image to undo.
     const step = op.refresh().steps.at(-1);
     rmSync(c.saveFile, { force: true });

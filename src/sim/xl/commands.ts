@@ -672,6 +672,17 @@ export class XlCommands {
   }
 }
 
-export function hostInfo(): { totalMiB: number; dom0MiB: number; cpus: number } {
-  return { totalMiB: Math.round(totalmem() / 1048576), dom0MiB: 1024, cpus: cpus().length };
+export function hostInfo(): {
+  totalMiB: number;
+  dom0MiB: number;
+  cpus: number;
+  shadowPaging: boolean;
+} {
+  // No shadow paging, as in Debian's Xen 4.17: PV guests cannot be saved live.
+  return {
+    totalMiB: Math.round(totalmem() / 1048576),
+    dom0MiB: 1024,
+    cpus: cpus().length,
+    shadowPaging: false,
+  };
 }
