@@ -74,6 +74,9 @@ struct timing_logger {
     bool verbose;
     double suspend_requested_ms;
     unsigned suspend_requests;
+    /* libxc's rounds ("Frames iteration N" progress): how many, and the last one's pages. */
+    unsigned rounds;
+    unsigned long final_round_pages;
 };
 
 static void timing_vmessage(xentoollog_logger *logger, xentoollog_level level, int errnoval,
@@ -96,6 +99,13 @@ static void timing_progress(xentoollog_logger *logger, const char *context,
                             unsigned long total)
 {
     struct timing_logger *lg = (struct timing_logger *)logger;
+    unsigned iteration;
+    if (doing_what && sscanf(doing_what, "Frames iteration %u", &iteration) == 1) {
+        if (iteration + 1 > lg->rounds)
+            lg->rounds = iteration + 1;
+        if (iteration + 1 == lg->rounds)
+            lg->final_round_pages = total;
+    }
     if (lg->verbose)
         fprintf(stderr, "%s: %s %d%% (%lu/%lu)\n", context ? context : "libxl", doing_what,
                 percent, done, total);
@@ -292,8 +302,12 @@ static int run_save(libxl_ctx *ctx, struct timing_logger *lg, uint32_t domid,
         printf(",\"pauseMs\":%.1f", resumed - lg->suspend_requested_ms);
     else
         printf(",\"pauseMs\":null");
-    printf(",\"copyMs\":%.1f,\"resumeMs\":%.1f,\"totalMs\":%.1f}\n", saved - start,
+    printf(",\"copyMs\":%.1f,\"resumeMs\":%.1f,\"totalMs\":%.1f", saved - start,
            resumed - before_resume, resumed - start);
+    if (lg->rounds)
+        printf(",\"rounds\":%u,\"finalRoundPages\":%lu}\n", lg->rounds, lg->final_round_pages);
+    else
+        printf(",\"rounds\":null,\"finalRoundPages\":null}\n");
     return 0;
 }
 

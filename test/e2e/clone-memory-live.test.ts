@@ -20,7 +20,12 @@ const LIVE_STEPS = CREATE_STEPS['memory-live'];
 interface CreateJson {
   clone: { state: string; kind: string };
   originalPauseMs: number | null;
-  memoryCopy: { method: string; fallback: string | null; copyMs: number | null } | null;
+  memoryCopy: {
+    method: string;
+    fallback: string | null;
+    copyMs: number | null;
+    rounds: number | null;
+  } | null;
 }
 
 describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('memory clones: live pre-copy', () => {
@@ -71,7 +76,10 @@ describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))('memory clones: live pre-copy
   it('copies a PVH guest live, snapshots its disks while it is suspended and resumes it', async () => {
     const { out, stderr } = await createJson(VM);
     expect(out.clone).toMatchObject({ state: 'running', kind: 'memory' });
-    expect(out.memoryCopy).toMatchObject({ method: 'live', fallback: null });
+    expect(out.memoryCopy).toMatchObject({ method: 'live', fallback: null, rounds: 2 });
+    expect(stderr).toMatch(
+      /app01 was paused for [\d.]+ ms \(live pre-copy; 2 rounds, 2048 pages in the final one\)/,
+    );
     expect(out.memoryCopy?.copyMs).toBeGreaterThan(0);
     expect(out.originalPauseMs).toBeGreaterThan(0);
     expect(lastSteps(VM)).toEqual([...LIVE_STEPS]);

@@ -43,7 +43,12 @@ import {
   liveDomains,
   lockedCloneConfig,
 } from './lockdown.js';
-import { type MemoryCopy, copyMemoryLive, liveHelperChoice } from './memory-copy.js';
+import {
+  type MemoryCopy,
+  copyMemoryLive,
+  describeLiveCopy,
+  liveHelperChoice,
+} from './memory-copy.js';
 import {
   type CloneMeta,
   cloneConfigFile,
@@ -771,11 +776,17 @@ export class CloneLifecycle {
       if ('records' in live) {
         records = live.records;
         originalPauseMs = live.pauseMs;
-        memoryCopy = { method: 'live', fallback: null, copyMs: live.copyMs };
-        this.emit('info', `${vm} was paused for ${originalPauseMs.toFixed(1)} ms (live pre-copy)`);
+        memoryCopy = live.copy;
+        this.emit('info', describeLiveCopy(vm, live.pauseMs, live.copy));
       } else {
         this.emit('info', `no live memory copy: ${live.fallback}; using xl save -p`);
-        memoryCopy = { method: 'save-pause', fallback: live.fallback, copyMs: null };
+        memoryCopy = {
+          method: 'save-pause',
+          fallback: live.fallback,
+          copyMs: null,
+          rounds: null,
+          finalRoundPages: null,
+        };
         let tp = 0;
         await op.step(
           'save-original',

@@ -18,6 +18,9 @@ export interface LiveSaveResult {
   readonly pauseMs: number | null;
   readonly copyMs: number;
   readonly totalMs: number;
+  /** libxc's rounds, the final one included, and that one's pages; null when not reported. */
+  readonly rounds: number | null;
+  readonly finalRoundPages: number | null;
 }
 
 /** The original, suspended with its memory image complete. */
@@ -69,6 +72,8 @@ interface HelperEvent {
   readonly pauseMs?: unknown;
   readonly copyMs?: unknown;
   readonly totalMs?: unknown;
+  readonly rounds?: unknown;
+  readonly finalRoundPages?: unknown;
 }
 
 function parseEvent(line: string): HelperEvent | undefined {
@@ -81,6 +86,8 @@ function parseEvent(line: string): HelperEvent | undefined {
 }
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+const numOrNull = (v: unknown): number | null =>
+  typeof v === 'number' && Number.isFinite(v) ? v : null;
 
 /** The live saver that runs zynclone-livesave at `helper`. */
 export function helperLiveSaver(helper: string): LiveSaver {
@@ -157,9 +164,11 @@ function holdSave(helper: string, vm: string, file: string): Promise<HeldSave> {
         const why = await exited;
         if (why.code !== 0 || result?.event !== 'saved') throw failure(why);
         return {
-          pauseMs: typeof result.pauseMs === 'number' ? result.pauseMs : null,
+          pauseMs: numOrNull(result.pauseMs),
           copyMs: num(result.copyMs),
           totalMs: num(result.totalMs),
+          rounds: numOrNull(result.rounds),
+          finalRoundPages: numOrNull(result.finalRoundPages),
         };
       },
       abort() {

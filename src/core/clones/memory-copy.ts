@@ -21,6 +21,9 @@ export interface MemoryCopy {
   readonly fallback: string | null;
   /** The live copy's time while the original ran and in its final round, in ms. */
   readonly copyMs: number | null;
+  /** libxc's rounds (the final, suspended one included) and that round's pages. */
+  readonly rounds: number | null;
+  readonly finalRoundPages: number | null;
 }
 
 /** The helper to use, or why the live path is off. */
@@ -55,7 +58,7 @@ export type LiveCopyOutcome =
       readonly records: SnapshotRecord[];
       /** The helper's pause (suspend request to end of resume), else measured here. */
       readonly pauseMs: number;
-      readonly copyMs: number;
+      readonly copy: MemoryCopy;
     }
   | { readonly fallback: string };
 
@@ -124,6 +127,30 @@ export async function copyMemoryLive(
   return {
     records,
     pauseMs: result.pauseMs ?? performance.now() - suspendedAt,
-    copyMs: result.copyMs,
+    copy: {
+      method: 'live',
+      fallback: null,
+      copyMs: result.copyMs,
+      rounds: result.rounds,
+      finalRoundPages: result.finalRoundPages,
+    },
   };
+}
+
+/**
+ * libxc's default pre-copy policy (xc_sr_save.c, simple_precopy_policy) stops
+ * after 5 live iterations whatever is still dirty; counted with the first
+ * full pass and the final round, more rounds than this mean it hit that limit.
+ */
+const ROUND_LIMIT = 6;
+
+/** How the live copy went, in words, for the progress output. */
+export function describeLiveCopy(vm: string, pauseMs: number, c: MemoryCopy): string {
+  const rounds =
+    c.rounds === null || c.finalRoundPages === null
+      ? ''
+      : c.rounds < ROUND_LIMIT
+        ? `; ${c.rounds} rounds, ${c.finalRoundPages} pages in the final one`
+        : `; ${c.rounds} rounds: ${vm} dirtied memory as fast as it was copied, so the round limit ended the copy and the final round copied ${c.finalRoundPages} pages with ${vm} suspended`;
+  return `${vm} was paused for ${pauseMs.toFixed(1)} ms (live pre-copy${rounds})`;
 }

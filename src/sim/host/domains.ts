@@ -600,7 +600,14 @@ export class DomainManager {
     d: Domain,
     file: string,
     opts: { hold: () => Promise<void>; onSuspended: () => void; signal: AbortSignal },
-  ): Promise<{ pauseMs: number; copyMs: number; resumeMs: number; totalMs: number }> {
+  ): Promise<{
+    pauseMs: number;
+    copyMs: number;
+    resumeMs: number;
+    totalMs: number;
+    rounds: number;
+    finalRoundPages: number;
+  }> {
     if (d.spec.type === 'pv' && !this.host.shadowPaging) {
       throw new LibxlError(
         [
@@ -613,6 +620,7 @@ export class DomainManager {
     const fd = openSync(file, 'wx', 0o600);
     let suspendedAt = 0;
     let copied = 0;
+    const dirty = Math.max(1, Math.ceil(d.spec.memoryMiB / 32));
     try {
       const meta = Buffer.from(
         JSON.stringify({ version: 1, spec: d.spec, memoryMiB: d.spec.memoryMiB }),
@@ -647,7 +655,6 @@ export class DomainManager {
         d.shutdownReason = 2;
       });
       // The final round: the pages dirtied during the first, rewritten in place.
-      const dirty = Math.max(1, Math.ceil(d.spec.memoryMiB / 32));
       for (let i = 0; i < dirty; i++) {
         writeSync(fd, chunk, 0, chunk.length, memoryAt + i * chunk.length);
       }
@@ -668,6 +675,8 @@ export class DomainManager {
       copyMs: copied - t0,
       resumeMs: resumed - beforeResume,
       totalMs: resumed - t0,
+      rounds: 2,
+      finalRoundPages: dirty * 256,
     };
   }
 

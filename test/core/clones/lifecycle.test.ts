@@ -147,7 +147,7 @@ class FakeLiveSaver implements LiveSaver {
       release: async () => {
         if (this.fail.release) throw new LiveSaveFailed('RESUME', 'resume failed', true);
         d.suspended = false;
-        return { pauseMs: 7, copyMs: 40, totalMs: 47 };
+        return { pauseMs: 7, copyMs: 40, totalMs: 47, rounds: 3, finalRoundPages: 20 };
       },
       abort: () => {},
     };
@@ -293,7 +293,13 @@ describe('CloneLifecycle with a fake xl', () => {
     bootOriginal();
     installLiveSaver();
     const r = await lifecycle().create('web', { kind: 'memory' });
-    expect(r.memoryCopy).toEqual({ method: 'live', fallback: null, copyMs: 40 });
+    expect(r.memoryCopy).toEqual({
+      method: 'live',
+      fallback: null,
+      copyMs: 40,
+      rounds: 3,
+      finalRoundPages: 20,
+    });
     expect(r.originalPauseMs).toBe(7);
     const [op] = store.listOperations({ vm: 'web', limit: 1 });
     expect(op!.steps.map((s) => s.name)).toEqual([...CREATE_STEPS['memory-live']]);
