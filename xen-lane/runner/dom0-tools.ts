@@ -141,12 +141,18 @@ export interface GuestSpec {
   uuid?: string;
   /** Default pv. PVH needs HAP; live saves need it (Debian's Xen has no shadow paging for PV log-dirty). */
   type?: 'pv' | 'pvh';
+  /** Seconds between heartbeats (guest default 2). */
+  beatSeconds?: number;
+  /** MiB of memory the guest keeps rewriting (a fast dirtier). */
+  dirtyMiB?: number;
 }
 
 export function guestConfig(spec: GuestSpec): string {
   const extra = ['console=hvc0', 'loglevel=4', `zc.name=${spec.name}`];
   if (spec.ip) extra.push(`zc.ip=${spec.ip}`);
   if (spec.disks?.length) extra.push('zc.disk=1');
+  if (spec.beatSeconds !== undefined) extra.push(`zc.beat=${spec.beatSeconds}`);
+  if (spec.dirtyMiB !== undefined) extra.push(`zc.dirty=${spec.dirtyMiB}`);
   const lines = [
     `name = "${spec.name}"`,
     `type = "${spec.type ?? 'pv'}"`,
