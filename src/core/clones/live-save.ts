@@ -27,8 +27,6 @@ export interface LiveSaveResult {
 export interface HeldSave {
   /** Resumes the original; resolves with the helper's figures. */
   release(): Promise<LiveSaveResult>;
-  /** Ends the helper without waiting (it resumes the original as it goes). */
-  abort(): void;
 }
 
 /**
@@ -170,10 +168,6 @@ function holdSave(helper: string, vm: string, file: string): Promise<HeldSave> {
           rounds: numOrNull(result.rounds),
           finalRoundPages: numOrNull(result.finalRoundPages),
         };
-      },
-      abort() {
-        child.stdin.end();
-        if (!suspended) child.kill('SIGTERM');
       },
     };
   });

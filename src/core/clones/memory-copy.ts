@@ -12,7 +12,13 @@ import type { ZynclonePaths } from '../paths.js';
 import type { Json } from '../state/types.js';
 import type { SnapshotRecord } from '../storage/index.js';
 import type { JournaledOperation, UndoAction } from './journal.js';
-import { LiveSaveFailed, type LiveSaver, installedHelper } from './live-save.js';
+import {
+  type HeldSave,
+  LiveSaveFailed,
+  type LiveSaveResult,
+  type LiveSaver,
+  installedHelper,
+} from './live-save.js';
 
 /** How a memory clone copied the original's memory, as `vmclone create --json` shows it. */
 export interface MemoryCopy {
@@ -78,7 +84,7 @@ export async function copyMemoryLive(
     { action: 'resume-suspended', name: c.vm, uuid: c.uuid, helper: c.helper },
     { action: 'rm-file', path: c.saveFile },
   ];
-  let held: Awaited<ReturnType<LiveSaver['save']>>;
+  let held: HeldSave;
   try {
     held = await op.step(
       'live-save-original',
@@ -105,7 +111,7 @@ export async function copyMemoryLive(
   }
   op.checkpoint('suspended');
   let records: SnapshotRecord[] = [];
-  let result: Awaited<ReturnType<typeof held.release>> | undefined;
+  let result: LiveSaveResult;
   try {
     records = await op.step(
       'snapshot',

@@ -149,7 +149,6 @@ class FakeLiveSaver implements LiveSaver {
         d.suspended = false;
         return { pauseMs: 7, copyMs: 40, totalMs: 47, rounds: 3, finalRoundPages: 20 };
       },
-      abort: () => {},
     };
   }
 
