@@ -154,8 +154,16 @@ async function bootGuest(ctx: ScenarioContext, name: string, dirtyMiB?: number) 
     beatSeconds: BEAT_SECONDS,
     ...(dirtyMiB === undefined ? {} : { dirtyMiB }),
   });
-  await xl(['create', cfg], { timeoutMs: 90_000, log: ctx.log });
-  await waitConsole(name, /ZC-GUEST-HEARTBEAT 10\b/, { timeoutMs: 120_000, signal: ctx.signal });
+  await xl(['create', cfg], { timeoutMs: 180_000, log: ctx.log });
+  try {
+    // A guest boots in about a minute under TCG on a quiet host; much more on a busy one.
+    await waitConsole(name, /ZC-GUEST-HEARTBEAT 10\b/, { timeoutMs: 300_000, signal: ctx.signal });
+  } catch (err) {
+    const text = await readConsole(name);
+    ctx.log(`console of ${name} (${text.length} bytes), its end:\n${text.slice(-1500)}`);
+    ctx.log(`xl list: ${JSON.stringify(await domainByName(name))}`);
+    throw err;
+  }
 }
 
 /** One memory clone with the heartbeat watched; removed afterwards. */
@@ -295,7 +303,7 @@ async function fastDirtier(ctx: ScenarioContext, root: string) {
 const scenario: Scenario = {
   name: 'live-save',
   title: 'vmclone create --memory, live pre-copy vs xl save -p; helper killed; fast dirtier',
-  timeoutMs: 900_000,
+  timeoutMs: 1_800_000,
   async run(ctx) {
     await ensureIsolationBridge('zc-isolated', 'zcv');
     const root = await makeRoot(ctx.workDir);
