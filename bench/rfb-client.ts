@@ -133,27 +133,32 @@ export interface RfbSession {
 }
 
 /** RFB 3.8 handshake with security None over the proxy; returns the ServerInit facts. */
-export function rfbHandshake(ws: WebSocket, early: Buffer[] = []): Promise<RfbSession> {
-  return rfbHandshakeOver(ByteReader.ofWebSocket(ws, early), (d) => ws.send(d));
+export function rfbHandshake(
+  ws: WebSocket,
+  early: Buffer[] = [],
+  timeoutMs?: number,
+): Promise<RfbSession> {
+  return rfbHandshakeOver(ByteReader.ofWebSocket(ws, early), (d) => ws.send(d), timeoutMs);
 }
 
 /** The same handshake over any byte stream (a TCP socket: ByteReader.ofSocket). */
 export async function rfbHandshakeOver(
   reader: ByteReader,
   send: (d: Buffer) => void,
+  timeoutMs?: number,
 ): Promise<RfbSession> {
   const ws = { send };
-  const version = (await reader.read(12)).toString('latin1');
+  const version = (await reader.read(12, timeoutMs)).toString('latin1');
   if (!version.startsWith('RFB 003.')) throw new Error(`not RFB: ${JSON.stringify(version)}`);
   ws.send(Buffer.from('RFB 003.008\n', 'latin1'));
-  const n = (await reader.read(1))[0]!;
-  const types = [...(await reader.read(n))];
+  const n = (await reader.read(1, timeoutMs))[0]!;
+  const types = [...(await reader.read(n, timeoutMs))];
   if (!types.includes(1)) throw new Error(`no None security: ${types}`);
   ws.send(Buffer.from([1]));
-  if ((await reader.read(4)).readUInt32BE(0) !== 0) throw new Error('security failed');
+  if ((await reader.read(4, timeoutMs)).readUInt32BE(0) !== 0) throw new Error('security failed');
   ws.send(Buffer.from([1])); // shared
-  const init = await reader.read(24);
-  const name = await reader.read(init.readUInt32BE(20));
+  const init = await reader.read(24, timeoutMs);
+  const name = await reader.read(init.readUInt32BE(20), timeoutMs);
   return {
     reader,
     send,

@@ -2,9 +2,8 @@
 # `make deb`: builds dist/zynclone_<version>_amd64.deb with dpkg-deb.
 #
 # The package carries its own Node.js (Debian 12 has only 18) under
-# /usr/lib/zynclone/node, the esbuild bundles under /usr/lib/zynclone/lib and,
-# only if the bundles import it, the better-sqlite3 addon compiled against
-# that Node. See docs/packaging.md for why.
+# /usr/lib/zynclone/node and the esbuild bundles under /usr/lib/zynclone/lib
+# (state lives in node:sqlite: no native addon). See docs/packaging.md for why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -33,46 +32,14 @@ mkdir -p "$cache" "$repo/dist"
 rm -rf "$stage"
 lib="$stage/usr/lib/zynclone"
 mkdir -p "$lib/lib"
-# ESM bundles that still load CommonJS modules (the addon) need a require().
+# ESM bundles of CommonJS dependencies (ws) need a real require() for Node's built-ins.
 banner="import { createRequire as __zcCreateRequire } from 'node:module'; const require = __zcCreateRequire(import.meta.url);"
 node_modules/.bin/esbuild src/bin/vmclone.ts src/bin/zynclone.ts sim=src/sim/bin.ts \
   --bundle --splitting --platform=node --format=esm "--target=node${node_version%%.*}" \
   --outdir="$lib/lib" --out-extension:.js=.mjs --chunk-names=chunks/[name]-[hash] \
-  --external:better-sqlite3 "--banner:js=$banner" "--define:ZYNCLONE_VERSION=\"$version\"" \
-  --legal-comments=none --log-level=warning --metafile="$cache/meta.json"
+  "--banner:js=$banner" "--define:ZYNCLONE_VERSION=\"$version\"" \
+  --legal-comments=none --log-level=warning
 
-# better-sqlite3 ships only if a bundle imports it (the state store may move to
-# node:sqlite); its addon is compiled against the shipped Node's headers, since
-# an addon built for another Node major does not load.
-uses_addon=$(node -e '
-  const meta = require(process.argv[1]);
-  const hit = Object.values(meta.outputs).some((o) => o.imports.some((i) => i.path === "better-sqlite3"));
-  console.log(hit ? "yes" : "no");' "$cache/meta.json")
-if [ "$uses_addon" = yes ]; then
-  bsq_version=$(node -p 'require("./node_modules/better-sqlite3/package.json").version')
-  addon="$cache/better-sqlite3-$bsq_version-node$node_version"
-  if [ ! -f "$addon/build/Release/better_sqlite3.node" ]; then
-    say "compiling better-sqlite3 $bsq_version for Node.js $node_version (once; cached)"
-    rm -rf "$addon" && mkdir -p "$addon"
-    cp -r node_modules/better-sqlite3/{package.json,binding.gyp,lib,src,deps} "$addon/"
-    gyp=$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js
-    (cd "$addon" && "$node24" "$gyp" rebuild --release \
-      --nodedir="$runtime" --jobs=2 >"$cache/addon-build.log" 2>&1) || {
-      say "addon build failed; see $cache/addon-build.log"
-      exit 1
-    }
-  fi
-  nm="$lib/node_modules"
-  mkdir -p "$nm/better-sqlite3/build/Release"
-  cp -r "$addon/package.json" "$addon/lib" "$nm/better-sqlite3/"
-  install -m 644 "$addon/build/Release/better_sqlite3.node" "$nm/better-sqlite3/build/Release/"
-  strip --strip-unneeded "$nm/better-sqlite3/build/Release/better_sqlite3.node"
-  for dep in bindings file-uri-to-path; do
-    mkdir -p "$nm/$dep"
-    cp "node_modules/$dep/package.json" "node_modules/$dep"/*.js "$nm/$dep/"
-  done
-fi
-say "better-sqlite3 addon: $uses_addon"
 
 # The live pre-copy helper of memory clones (helpers/livesave), linked against
 # Debian's libxenlight 4.17; vmclone falls back to xl save -p without it.

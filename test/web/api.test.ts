@@ -315,6 +315,10 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
   }, 60_000);
 
   it('lets one of concurrent creates through the API and the CLI win; the other is busy', async () => {
+    // The held create must outlive a slow machine's CLI start-up and API round trip.
+    await browser.request('PATCH', '/api/v1/vms/db01/config', {
+      set: { lockdown_ack_timeout_ms: 120_000 },
+    });
     // The stand-in holds the first create at its lockdown ack: both clients meet it running.
     ackStandIn().pause();
     const first = browser.post('/api/v1/clones/db01', { kind: 'offline' });
@@ -345,7 +349,10 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
     expect((await cli).code).toBe(0);
     expect((await admin.request('DELETE', '/api/v1/clones/db01')).status).toBe(200);
     expect(await host.leftovers('db01')).toEqual([]);
-  }, 120_000);
+    await browser.request('PATCH', '/api/v1/vms/db01/config', {
+      unset: ['lockdown_ack_timeout_ms'],
+    });
+  }, 180_000);
 
   it('refuses cross-site, CSRF-less and replayed requests of a session', async () => {
     const auth = browser.auth as { cookie: string; csrf: string };

@@ -3,12 +3,37 @@
 // socket stops being read while the browser has more than HIGH_WATER bytes
 // unsent, and the WebSocket stops being read while the VNC socket's write
 // buffer is full, so a slow browser or a slow server bounds memory.
+//
+// QEMU listens for VNC with a backlog of one. A burst of connections (a
+// dashboard opening many consoles, a page reconnecting) overflows its accept
+// queue, and an overflowed connection is established on our side yet never
+// accepted: it would hang without a byte. So connections to one VNC server
+// open one at a time, each holding its turn until the server's greeting (RFB
+// servers speak first) or a deadline.
 import { type Socket, connect } from 'node:net';
 import type { WebSocket } from 'ws';
 
 export const HIGH_WATER = 1024 * 1024;
 export const LOW_WATER = 256 * 1024;
 const CONNECT_TIMEOUT_MS = 5000;
+const GREETING_TIMEOUT_MS = 5000;
+
+/** Turns per VNC server: the next connection starts when the previous one is greeted or failed. */
+const turns = new Map<string, Promise<void>>();
+
+function takeTurn(key: string): Promise<() => void> {
+  const previous = turns.get(key) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => {
+    release = r;
+  });
+  const tail = previous.then(() => mine);
+  turns.set(key, tail);
+  void tail.then(() => {
+    if (turns.get(key) === tail) turns.delete(key);
+  });
+  return previous.then(() => release);
+}
 
 export interface ProxyStats {
   bytesToBrowser: number;
@@ -32,9 +57,10 @@ export const CLOSE = {
 export class VncProxy {
   readonly stats: ProxyStats = { bytesToBrowser: 0, bytesToVnc: 0 };
   readonly ended: Promise<ProxyEnd>;
-  private readonly tcp: Socket;
+  private tcp: Socket | undefined;
   private finish!: (end: ProxyEnd) => void;
   private done = false;
+  private releaseTurn: (() => void) | undefined;
 
   constructor(
     private readonly ws: WebSocket,
@@ -43,48 +69,74 @@ export class VncProxy {
     this.ended = new Promise((r) => {
       this.finish = r;
     });
-    this.tcp = connect({ host: target.host, port: target.port });
-    this.tcp.setNoDelay(true);
-    this.tcp.setTimeout(CONNECT_TIMEOUT_MS, () =>
-      this.close(CLOSE.VNC_UNREACHABLE, 'VNC server did not answer'),
-    );
-    let connected = false;
-    this.tcp.once('connect', () => {
-      connected = true;
-      this.tcp.setTimeout(0);
-    });
-    this.tcp.on('data', (chunk: Buffer) => this.toBrowser(chunk));
-    this.tcp.on('drain', () => ws.resume());
-    this.tcp.on('error', (err: NodeJS.ErrnoException) =>
-      this.close(
-        connected ? CLOSE.VNC_CLOSED : CLOSE.VNC_UNREACHABLE,
-        `VNC server: ${err.code ?? err.message}`,
-      ),
-    );
-    this.tcp.on('close', () => this.close(CLOSE.VNC_CLOSED, 'VNC server closed the connection'));
-
+    // The browser speaks only after the server's greeting; until then it is not read.
+    ws.pause();
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (!isBinary || this.done) return;
+      if (!isBinary || this.done || !this.tcp) return;
       this.stats.bytesToVnc += data.length;
       if (!this.tcp.write(data)) ws.pause();
     });
     ws.on('close', () => this.close(1000, 'browser closed the connection'));
     ws.on('error', () => this.close(1011, 'browser connection failed'));
+    void takeTurn(`${target.host}:${target.port}`).then((release) => {
+      this.releaseTurn = release;
+      if (this.done) this.endTurn();
+      else this.connect(target);
+    });
+  }
+
+  private connect(target: { host: string; port: number }): void {
+    const tcp = connect({ host: target.host, port: target.port });
+    this.tcp = tcp;
+    tcp.setNoDelay(true);
+    let connected = false;
+    tcp.setTimeout(CONNECT_TIMEOUT_MS);
+    tcp.on('timeout', () =>
+      this.close(
+        CLOSE.VNC_UNREACHABLE,
+        connected ? 'VNC server did not greet' : 'VNC server did not answer',
+      ),
+    );
+    tcp.once('connect', () => {
+      connected = true;
+      tcp.setTimeout(GREETING_TIMEOUT_MS);
+    });
+    tcp.once('data', () => {
+      tcp.setTimeout(0);
+      this.endTurn();
+      this.ws.resume();
+    });
+    tcp.on('data', (chunk: Buffer) => this.toBrowser(chunk));
+    tcp.on('drain', () => this.ws.resume());
+    tcp.on('error', (err: NodeJS.ErrnoException) =>
+      this.close(
+        connected ? CLOSE.VNC_CLOSED : CLOSE.VNC_UNREACHABLE,
+        `VNC server: ${err.code ?? err.message}`,
+      ),
+    );
+    tcp.on('close', () => this.close(CLOSE.VNC_CLOSED, 'VNC server closed the connection'));
+  }
+
+  private endTurn(): void {
+    this.releaseTurn?.();
+    this.releaseTurn = undefined;
   }
 
   private toBrowser(chunk: Buffer): void {
     this.stats.bytesToBrowser += chunk.length;
+    const tcp = this.tcp!;
     this.ws.send(chunk, { binary: true }, () => {
-      if (this.ws.bufferedAmount <= LOW_WATER && this.tcp.isPaused()) this.tcp.resume();
+      if (this.ws.bufferedAmount <= LOW_WATER && tcp.isPaused()) tcp.resume();
     });
-    if (this.ws.bufferedAmount > HIGH_WATER) this.tcp.pause();
+    if (this.ws.bufferedAmount > HIGH_WATER) tcp.pause();
   }
 
   /** Ends both sides; the first call's reason is the one reported. */
   close(code: number, reason: string): void {
     if (this.done) return;
     this.done = true;
-    this.tcp.destroy();
+    this.tcp?.destroy();
+    this.endTurn();
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
       // A close reason is at most 123 bytes (RFC 6455).
       this.ws.close(code, Buffer.from(reason).subarray(0, 120).toString());

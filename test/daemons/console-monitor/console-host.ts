@@ -56,9 +56,8 @@ export class ConsoleHost {
         bundle: true,
         platform: 'node',
         format: 'esm',
-        target: 'node20',
+        target: 'node24',
         outfile: zynclone,
-        external: ['better-sqlite3'],
         banner: { js: REQUIRE_BANNER },
         logLevel: 'error',
       });

@@ -97,6 +97,7 @@ describe('VncProxy', () => {
     let got = 0;
     const { client, proxies } = await rig((sock) => {
       server = sock;
+      sock.write('RFB 003.008\n'); // RFB servers speak first
       sock.pause();
       sock.on('data', (d: Buffer) => {
         got += d.length;
@@ -127,4 +128,57 @@ describe('VncProxy', () => {
     const code2 = await new Promise<number>((r) => c2.once('close', (c) => r(c)));
     expect(code2).toBe(CLOSE.VNC_UNREACHABLE);
   });
+
+  it('opens a burst of connections to one server one at a time, each until it is greeted', async () => {
+    // QEMU accepts VNC connections with a backlog of one: a burst it is slow to
+    // greet must never find more than one connection waiting.
+    let waiting = 0;
+    let mostWaiting = 0;
+    const vnc = createServer((sock) => {
+      waiting++;
+      mostWaiting = Math.max(mostWaiting, waiting);
+      setTimeout(() => {
+        waiting--;
+        sock.write('RFB 003.008\n');
+      }, 30);
+    });
+    const vncPort = await listen(vnc);
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    const wsPort = await listen(wss);
+    wss.on('connection', (ws) => new VncProxy(ws, { host: '127.0.0.1', port: vncPort }));
+    cleanup.push(() => {
+      vnc.close();
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    });
+    const greetings = await Promise.all(
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<string>((resolve, reject) => {
+            const c = new WebSocket(`ws://127.0.0.1:${wsPort}/`, ['binary']);
+            c.once('message', (d: Buffer) => resolve(d.toString('latin1')));
+            c.once('close', (code) => reject(new Error(`closed ${code}`)));
+          }),
+      ),
+    );
+    expect(greetings).toEqual(Array(20).fill('RFB 003.008\n'));
+    expect(mostWaiting).toBe(1);
+  });
+
+  it('gives up on a server that accepts and never greets, and lets the next connection try', async () => {
+    let accepted = 0;
+    const { client } = await rig((sock) => {
+      if (++accepted > 1) sock.write('RFB 003.008\n');
+    });
+    const closed = await new Promise<{ code: number; reason: string }>((r) =>
+      client.once('close', (code, reason) => r({ code, reason: reason.toString() })),
+    );
+    expect(closed).toEqual({ code: CLOSE.VNC_UNREACHABLE, reason: 'VNC server did not greet' });
+    const wsPort = Number(new URL(client.url).port);
+    const next = new WebSocket(`ws://127.0.0.1:${wsPort}/`, ['binary']);
+    const greeting = await new Promise<Buffer>((r) => next.once('message', r));
+    expect(greeting.toString('latin1')).toBe('RFB 003.008\n');
+    next.close();
+  }, 15_000);
 });
