@@ -40,7 +40,6 @@ node_modules/.bin/esbuild src/bin/vmclone.ts src/bin/zynclone.ts sim=src/sim/bin
   "--banner:js=$banner" "--define:ZYNCLONE_VERSION=\"$version\"" \
   --legal-comments=none --log-level=warning
 
-
 # The live pre-copy helper of memory clones (helpers/livesave), linked against
 # Debian's libxenlight 4.17; vmclone falls back to xl save -p without it.
 make -s -C helpers/livesave OUT="$cache/livesave" >/dev/null
