@@ -146,8 +146,9 @@ async function processesNamed(prefix: string): Promise<number[]> {
 
 const saveHelpers = () => processesNamed('libxl-save-hel');
 
-async function bootGuest(ctx: ScenarioContext, name: string, dirtyMiB?: number) {
-  const cfg = await writeGuestConfig(ctx.workDir, {
+/** Boots `name` from a config where vmclone finds it (`<root>/etc/xen/<name>.cfg`). */
+async function bootGuest(ctx: ScenarioContext, root: string, name: string, dirtyMiB?: number) {
+  const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
     name,
     memoryMb: 128,
     type: 'pvh',
@@ -197,7 +198,7 @@ async function watchedClone(ctx: ScenarioContext, root: string, vm: string, tag:
 async function liveAndBaseline(ctx: ScenarioContext, root: string) {
   const vm = 'zc-live';
   try {
-    await bootGuest(ctx, vm);
+    await bootGuest(ctx, root, vm);
     const live = await watchedClone(ctx, root, vm, 'live');
     assertTrue(
       live.r.memoryCopy?.method === 'live',
@@ -245,7 +246,7 @@ async function killHelper(ctx: ScenarioContext, root: string) {
   const vm = 'zc-live-kill';
   const image = join(root, 'var/lib/zynclone/save', `${vm}-clone.save`);
   try {
-    await bootGuest(ctx, vm);
+    await bootGuest(ctx, root, vm);
     // Failing with exit 1 (CLONE_FAILED, rolled back) is what this test wants.
     const create = vmclone(root, ['create', vm, '--memory'], { log: ctx.log, expect: 1 });
     create.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
@@ -279,7 +280,7 @@ async function killHelper(ctx: ScenarioContext, root: string) {
 async function fastDirtier(ctx: ScenarioContext, root: string) {
   const vm = 'zc-live-dirty';
   try {
-    await bootGuest(ctx, vm, 48);
+    await bootGuest(ctx, root, vm, 48);
     const { r, progress } = await watchedClone(ctx, root, vm, 'dirty');
     const said = progress
       .split('\n')
