@@ -195,7 +195,8 @@ async function watchedClone(ctx: ScenarioContext, root: string, vm: string, tag:
   return { r, pauseMs, beats, cloneFirst, progress: created.stderr };
 }
 
-async function liveAndBaseline(ctx: ScenarioContext, root: string) {
+/** Live, then xl save -p, then the helper killed: one guest (a boot costs minutes under TCG). */
+async function liveBaselineKill(ctx: ScenarioContext, root: string) {
   const vm = 'zc-live';
   try {
     await bootGuest(ctx, root, vm);
@@ -235,6 +236,7 @@ async function liveAndBaseline(ctx: ScenarioContext, root: string) {
     ctx.note('pause_ratio', Number((paused.pauseMs / live.pauseMs).toFixed(1)));
     await vmclone(root, ['config', vm, '--unset', 'memory_clone_live'], { log: ctx.log });
     await assertNothingLeft(root, vm, ctx.log);
+    await killHelper(ctx, root, vm);
   } finally {
     await destroyQuietly(`${vm}-clone`, ctx.log);
     await destroyQuietly(vm, ctx.log);
@@ -242,38 +244,31 @@ async function liveAndBaseline(ctx: ScenarioContext, root: string) {
 }
 
 /** SIGKILL the helper while it copies: the create rolls back, the original runs. */
-async function killHelper(ctx: ScenarioContext, root: string) {
-  const vm = 'zc-live-kill';
+async function killHelper(ctx: ScenarioContext, root: string, vm: string) {
   const image = join(root, 'var/lib/zynclone/save', `${vm}-clone.save`);
-  try {
-    await bootGuest(ctx, root, vm);
-    // Failing with exit 1 (CLONE_FAILED, rolled back) is what this test wants.
-    const create = vmclone(root, ['create', vm, '--memory'], { log: ctx.log, expect: 1 });
-    create.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
-    const killedAt = await waitFor(
-      'the live copy to write 8 MiB',
-      async () => {
-        const size = (await stat(image).catch(() => undefined))?.size ?? 0;
-        const [pid] = await processesNamed('zynclone-livesa');
-        if (size < 8 << 20 || pid === undefined) return undefined;
-        process.kill(pid, 'SIGKILL');
-        return size;
-      },
-      { timeoutMs: 60_000, intervalMs: 50, signal: ctx.signal },
-    );
-    const failed = await create;
-    ctx.note('kill_at_bytes', killedAt);
-    assertTrue(
-      /was killed \(SIGKILL\)/.test(failed.stderr) && !/using xl save -p/.test(failed.stderr),
-      'LANE_KILL_OUTPUT',
-      failed.stderr.trim().split('\n').slice(-3).join(' | '),
-    );
-    await assertOriginalRuns(ctx, vm);
-    await assertNothingLeft(root, vm, ctx.log);
-  } finally {
-    await destroyQuietly(`${vm}-clone`, ctx.log);
-    await destroyQuietly(vm, ctx.log);
-  }
+  // Failing with exit 1 (CLONE_FAILED, rolled back) is what this test wants.
+  const create = vmclone(root, ['create', vm, '--memory'], { log: ctx.log, expect: 1 });
+  create.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
+  const killedAt = await waitFor(
+    'the live copy to write 8 MiB',
+    async () => {
+      const size = (await stat(image).catch(() => undefined))?.size ?? 0;
+      const [pid] = await processesNamed('zynclone-livesa');
+      if (size < 8 << 20 || pid === undefined) return undefined;
+      process.kill(pid, 'SIGKILL');
+      return size;
+    },
+    { timeoutMs: 60_000, intervalMs: 50, signal: ctx.signal },
+  );
+  const failed = await create;
+  ctx.note('kill_at_bytes', killedAt);
+  assertTrue(
+    /was killed \(SIGKILL\)/.test(failed.stderr) && !/using xl save -p/.test(failed.stderr),
+    'LANE_KILL_OUTPUT',
+    failed.stderr.trim().split('\n').slice(-3).join(' | '),
+  );
+  await assertOriginalRuns(ctx, vm);
+  await assertNothingLeft(root, vm, ctx.log);
 }
 
 /** A guest that rewrites 48 MiB without pause: converged by the round limit, or a fallback. */
@@ -314,8 +309,7 @@ const scenario: Scenario = {
     let netmon: NetMonitorHandle | undefined;
     try {
       netmon = await startNetMonitor({ log: ctx.log, signal: ctx.signal });
-      await liveAndBaseline(ctx, root);
-      await killHelper(ctx, root);
+      await liveBaselineKill(ctx, root);
       await fastDirtier(ctx, root);
     } finally {
       await netmon?.stop();
