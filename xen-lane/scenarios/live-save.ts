@@ -75,10 +75,18 @@ class HeartbeatWatch {
     })();
   }
 
-  /** The longest time without a new beat, and the last beat before it. */
-  async stop(): Promise<{ gapMs: number; beatBefore: number; firstBeat: number }> {
+  async stop(): Promise<HeartbeatWatch> {
     this.running = false;
     await this.loop;
+    return this;
+  }
+
+  get firstBeat(): number {
+    return this.arrivals[0]?.beat ?? 0;
+  }
+
+  /** The longest time without a new beat, and the last beat before it. */
+  longestGap(): { gapMs: number; beatBefore: number } {
     let gapMs = 0;
     let beatBefore = 0;
     for (let i = 1; i < this.arrivals.length; i++) {
@@ -88,7 +96,24 @@ class HeartbeatWatch {
         beatBefore = this.arrivals[i - 1]!.beat;
       }
     }
-    return { gapMs, beatBefore, firstBeat: this.arrivals[0]?.beat ?? 0 };
+    return { gapMs, beatBefore };
+  }
+
+  /**
+   * The silence after beat `beat` or the one before it: where the clone's
+   * first beat says the memory image was taken, i.e. the final pause. (The
+   * clone prints either the last beat before the pause again, from the
+   * console ring in its memory, or the next one.)
+   */
+  gapAround(beat: number): number {
+    let gapMs = 0;
+    for (let i = 1; i < this.arrivals.length; i++) {
+      const before = this.arrivals[i - 1]!;
+      if (before.beat === beat || before.beat === beat - 1) {
+        gapMs = Math.max(gapMs, this.arrivals[i]!.at - before.at);
+      }
+    }
+    return gapMs;
   }
 }
 
@@ -185,11 +210,12 @@ async function watchedClone(ctx: ScenarioContext, root: string, vm: string, tag:
   );
   ctx.note(`${tag}_pause_ms`, Math.round(pauseMs));
   ctx.note(`${tag}_total_ms`, created.ms);
-  ctx.note(`${tag}_longest_beat_gap_ms`, beats.gapMs);
-  ctx.note(
-    `${tag}_beats`,
-    `copy_start=${beats.firstBeat} final_pause=${beats.beatBefore} clone_first=${cloneFirst}`,
-  );
+  const longest = beats.longestGap();
+  ctx.note(`${tag}_pause_beat_gap_ms`, beats.gapAround(cloneFirst));
+  // Under TCG on a busy host the original's vCPU also starves while dom0
+  // restores the clone: that silence is not a pause, but it is shown.
+  ctx.note(`${tag}_longest_beat_gap_ms`, `${longest.gapMs} after beat ${longest.beatBefore}`);
+  ctx.note(`${tag}_beats`, `copy_start=${beats.firstBeat} clone_first=${cloneFirst}`);
   await assertOriginalRuns(ctx, vm);
   await vmclone(root, ['remove', vm], { log: ctx.log });
   return { r, pauseMs, beats, cloneFirst, progress: created.stderr };
@@ -212,17 +238,20 @@ async function liveBaselineKill(ctx: ScenarioContext, root: string) {
     );
     // The guest cannot print while suspended: its longest silence covers the
     // pause, plus at most one beat interval and dom0's view of the log.
-    const slackMs = BEAT_SECONDS * 1000 + 2500;
+    // The silence at the clone's first beat is the final pause: at least
+    // about the reported pause (so the clone continues from there), at most
+    // the pause plus a beat interval and dom0's view of the log.
+    const slackMs = BEAT_SECONDS * 1000 + 3500;
+    const gap = live.beats.gapAround(live.cloneFirst);
     assertTrue(
-      live.beats.gapMs <= live.pauseMs + slackMs,
-      'LANE_GAP_LONGER_THAN_PAUSE',
-      `${vm} was silent for ${live.beats.gapMs} ms, but the pause was ${Math.round(live.pauseMs)} ms`,
+      gap >= live.pauseMs / 2 && gap <= live.pauseMs + slackMs,
+      'LANE_PAUSE_GAP',
+      `${vm} was silent for ${gap} ms at beat ${live.cloneFirst} (the clone's first), but the pause was ${Math.round(live.pauseMs)} ms`,
     );
     assertTrue(
-      Math.abs(live.cloneFirst - live.beats.beatBefore) <= 2 &&
-        live.cloneFirst > live.beats.firstBeat + 5,
+      live.cloneFirst > live.beats.firstBeat + 5,
       'LANE_CLONE_OLD_STATE',
-      `clone's first beat ${live.cloneFirst}; the original's at the final pause ${live.beats.beatBefore}, at the copy start ${live.beats.firstBeat}`,
+      `clone's first beat ${live.cloneFirst}, the original's at the copy start ${live.beats.firstBeat}`,
     );
 
     await vmclone(root, ['config', vm, '--set', 'memory_clone_live=false'], { log: ctx.log });
