@@ -26,7 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloneLifecycle } from '../src/core/clones/lifecycle.js';
 import { setOverride } from '../src/core/config/index.js';
-import { zynclonePaths } from '../src/core/paths.js';
+import { validateVmName, zynclonePaths } from '../src/core/paths.js';
 import { openStateStore } from '../src/core/state/index.js';
 import { execute, planSnapshot, remove } from '../src/core/storage/index.js';
 import { VM_ROOT, ackNode, vmLeaf } from '../src/core/xenstore/index.js';
@@ -135,7 +135,7 @@ export async function run(): Promise<BenchResult[]> {
     });
 
     for (const gb of sizes) {
-      const vm = `bench${gb}g`;
+      const vm = validateVmName(`bench${gb}g`);
       const disk = join(root, `${vm}.img`);
       const data = makeDisk(disk, gb * GiB, divisor);
       const cfg = join(root, 'etc/xen', `${vm}.cfg`);
@@ -212,7 +212,7 @@ export async function run(): Promise<BenchResult[]> {
 
     const memories = (process.env.ZC_BENCH_MEMORY_MIB ?? '128,512').split(',').map(Number);
     for (const mib of memories) {
-      const vm = `benchmem${mib}`;
+      const vm = validateVmName(`benchmem${mib}`);
       const disk = join(root, `${vm}.img`);
       makeDisk(disk, 64 * MiB, 1);
       const cfg = join(root, 'etc/xen', `${vm}.cfg`);

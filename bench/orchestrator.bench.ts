@@ -1,6 +1,11 @@
 // clone_guest_orchestrator's figures, all processes real: the simulator's
 // xenstored and `zynclone orchestrator` as child processes, 100 well-behaved
-// guests and one hostile guest as clients on their own domain sockets.
+// guests on their own domain sockets in this process, and one hostile guest
+// on its own socket in a process of its own (hostile-guest-process.ts).
+// - the baseline first: the same guests against reply-floor-process.ts, which
+//   answers `accepted` as the orchestrator writes it and does nothing else
+//   (the protocol's floor on this machine now); the orchestrator's p99 as a
+//   ratio of it;
 // - request -> accepted (the reply's watch event at the guest), p50/p99, with
 //   100 guests asking, quiet and while the hostile guest floods 100k writes
 //   and a watch flood; the ratio of the p99s;
@@ -14,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { zynclonePaths } from '../src/core/paths.js';
 import { REQUEST_NODE } from '../src/daemons/orchestrator/protocol.js';
-import { flood, hostileOps, watchFlood } from '../src/sim/host/hostile-guest.js';
+import type { FloodResult } from '../src/sim/host/hostile-guest.js';
 import { writeDomain } from '../src/sim/host/layout.js';
 import { XsClient } from '../src/xenstore/client.js';
 import type { BenchResult } from './types.js';
@@ -22,8 +27,12 @@ import type { BenchResult } from './types.js';
 const GUESTS = Number(process.env.ZYNCLONE_BENCH_GUESTS ?? 100);
 const HOSTILE_WRITES = Number(process.env.ZYNCLONE_BENCH_FLOOD ?? 100_000);
 const QUIET_REQUESTS = 4;
+const FLOOR_FLOOD = Math.min(HOSTILE_WRITES, 20_000);
 const HOSTILE = GUESTS + 1;
-const ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../src/bin/zynclone.js');
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ENTRY = join(HERE, '../src/bin/zynclone.js');
+const HOSTILE_ENTRY = join(HERE, 'hostile-guest-process.js');
+const FLOOR_ENTRY = join(HERE, 'reply-floor-process.js');
 const CLK_TCK = 100;
 
 function percentile(sorted: number[], p: number): number {
@@ -44,9 +53,9 @@ function usage(pid: number): { cpuS: number; rssMiB: number } {
   return { cpuS, rssMiB: Number(rss) / 1024 };
 }
 
-function start(args: string[], log: string, ready: RegExp): Promise<ChildProcess> {
+function start(args: string[], log: string, ready: RegExp, entry = ENTRY): Promise<ChildProcess> {
   const out = openSync(log, 'a');
-  const child = spawn(process.execPath, [ENTRY, ...args], { stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', out, out] });
   return new Promise((resolve, reject) => {
     const deadline = Date.now() + 30_000;
     const poll = () => {
@@ -62,7 +71,7 @@ function start(args: string[], log: string, ready: RegExp): Promise<ChildProcess
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null) return;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
   const t = setTimeout(() => child.kill('SIGKILL'), 5000);
@@ -120,16 +129,17 @@ export async function run(): Promise<BenchResult[]> {
   writeFileSync(paths.baseConfigFile, JSON.stringify({ guest_orchestration: true }));
   let xenstored: ChildProcess | undefined;
   let orchestrator: ChildProcess | undefined;
+  let hostile: ChildProcess | undefined;
+  let floor: ChildProcess | undefined;
   const guests: Guest[] = [];
-  const clients: XsClient[] = [];
+  let dom0: XsClient | undefined;
   try {
     xenstored = await start(
       ['xenstored', '--socket', socket, '--domain-socket-dir', join(dir, 'domains')],
       join(dir, 'xenstored.log'),
       /"ready"/,
     );
-    const dom0 = await XsClient.connect({ path: socket, transport: 'socket' });
-    clients.push(dom0);
+    dom0 = await XsClient.connect({ path: socket, transport: 'socket' });
     const names = new Map<number, string>();
     for (let domid = 1; domid <= HOSTILE; domid++) {
       const name = domid === HOSTILE ? 'hostile' : `guest${String(domid).padStart(3, '0')}`;
@@ -148,18 +158,11 @@ export async function run(): Promise<BenchResult[]> {
       );
       await dom0.introduce(domid, 0x10000 + domid, 1);
     }
-    const log = join(dir, 'orchestrator.log');
-    orchestrator = await start(
-      ['orchestrator', '--xenstore', socket, '--root', paths.root, '--scan-ms', '60000'],
-      log,
-      /"msg":"watching"/,
-    );
-    const pid = orchestrator.pid!;
     for (let domid = 1; domid <= GUESTS; domid++) {
       guests.push(await Guest.connect(join(dir, 'domains', `dom${domid}.sock`), domid));
     }
 
-    // Quiet: every guest asks QUIET_REQUESTS times, one after another.
+    // Every guest asks `min` times (more while keepGoing()), one after another.
     const askAll = async (keepGoing: () => boolean, min: number) => {
       const samples: number[] = [];
       await Promise.all(
@@ -173,6 +176,48 @@ export async function run(): Promise<BenchResult[]> {
       );
       return samples;
     };
+
+    // The hostile guest's flood, `writes` long, while every guest keeps asking.
+    const askDuringFlood = async (writes: number) => {
+      const hostileLog = join(dir, 'hostile.log');
+      hostile = await start(
+        [join(dir, 'domains', `dom${HOSTILE}.sock`), String(writes)],
+        hostileLog,
+        /^ready$/m,
+        HOSTILE_ENTRY,
+      );
+      const flooded = new Promise<FloodResult>((resolve, reject) => {
+        hostile!.once('exit', (code) => {
+          const last = readFileSync(hostileLog, 'utf8').trim().split('\n').at(-1) ?? '';
+          if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as FloodResult);
+          else reject(new Error(`the hostile guest exited with ${code}: ${last}`));
+        });
+      });
+      let flooding = true;
+      return Promise.all([
+        flooded.finally(() => {
+          flooding = false;
+        }),
+        askAll(() => flooding, 2),
+      ]);
+    };
+
+    // Baseline: the protocol's floor, quiet and during a shorter flood of the
+    // same rate (the floor does not answer the hostile guest); then its
+    // replies are cleared away.
+    floor = await start([socket, String(GUESTS)], join(dir, 'floor.log'), /^ready$/m, FLOOR_ENTRY);
+    const base = summary(await askAll(() => false, QUIET_REQUESTS));
+    const baseFlood = summary((await askDuringFlood(FLOOR_FLOOD))[1]);
+    await stopChild(floor);
+    for (let domid = 1; domid <= GUESTS; domid++) await dom0.rm(`/local/domain/${domid}/zynclone`);
+
+    const log = join(dir, 'orchestrator.log');
+    orchestrator = await start(
+      ['orchestrator', '--xenstore', socket, '--root', paths.root, '--scan-ms', '60000'],
+      log,
+      /"msg":"watching"/,
+    );
+    const pid = orchestrator.pid!;
     let u0 = usage(pid);
     let x0 = usage(xenstored.pid!);
     const b0 = process.cpuUsage();
@@ -187,14 +232,6 @@ export async function run(): Promise<BenchResult[]> {
     const quietRss = u1.rssMiB;
 
     // Flood: the hostile guest writes HOSTILE_WRITES times with a watch flood on.
-    const hostile = await XsClient.connect({
-      path: join(dir, 'domains', `dom${HOSTILE}.sock`),
-      transport: 'socket',
-      reconnect: false,
-    });
-    clients.push(hostile);
-    await watchFlood(hostile, [REQUEST_NODE, 'zynclone/reply', 'data'], 128);
-    let flooding = true;
     let peakRss = 0;
     const sampler = setInterval(() => {
       peakRss = Math.max(peakRss, usage(pid).rssMiB);
@@ -202,12 +239,7 @@ export async function run(): Promise<BenchResult[]> {
     u0 = usage(pid);
     x0 = usage(xenstored.pid!);
     t0 = performance.now();
-    const [floodResult, floodSamples] = await Promise.all([
-      flood(hostile, hostileOps(REQUEST_NODE, HOSTILE_WRITES, 42), 64).finally(() => {
-        flooding = false;
-      }),
-      askAll(() => flooding, 2),
-    ]);
+    const [floodResult, floodSamples] = await askDuringFlood(HOSTILE_WRITES);
     const floodSeconds = (performance.now() - t0) / 1000;
     u1 = usage(pid);
     clearInterval(sampler);
@@ -228,12 +260,31 @@ export async function run(): Promise<BenchResult[]> {
     const alive = orchestrator.exitCode === null;
 
     return [
-      { name: 'request -> accepted p50, 100 guests, quiet', value: quiet.p50, unit: 'ms' },
       {
-        name: 'request -> accepted p99, 100 guests, quiet',
+        name: `baseline: reply floor p50, ${GUESTS} guests`,
+        value: base.p50,
+        unit: 'ms',
+        note: 'accepted written by a bare responder',
+      },
+      { name: `baseline: reply floor p99, ${GUESTS} guests`, value: base.p99, unit: 'ms' },
+      {
+        name: 'baseline: reply floor p99, during a flood',
+        value: baseFlood.p99,
+        unit: 'ms',
+        note: `${FLOOR_FLOOD.toLocaleString('en-US')} hostile writes`,
+      },
+      { name: `request -> accepted p50, ${GUESTS} guests, quiet`, value: quiet.p50, unit: 'ms' },
+      {
+        name: `request -> accepted p99, ${GUESTS} guests, quiet`,
         value: quiet.p99,
         unit: 'ms',
         note: 'goal < 100 ms',
+      },
+      {
+        name: 'p99 quiet / p99 of the floor',
+        value: quiet.p99 / base.p99,
+        unit: 'x',
+        note: "the orchestrator's own share",
       },
       {
         name: 'request -> accepted p50, during the flood',
@@ -244,12 +295,22 @@ export async function run(): Promise<BenchResult[]> {
       { name: 'request -> accepted p99, during the flood', value: busy.p99, unit: 'ms' },
       { name: 'p99 flood / p99 quiet', value: busy.p99 / quiet.p99, unit: 'x', note: 'goal <= 2' },
       {
+        name: 'p99 flood / p99 of the floor during a flood',
+        value: busy.p99 / baseFlood.p99,
+        unit: 'x',
+        note: "the orchestrator's own share",
+      },
+      {
         name: 'hostile writes',
         value: floodResult.ops,
         unit: 'writes',
         note: `${Math.round(floodResult.ops / floodSeconds)}/s, ${floodResult.refused} refused by xenstored, 128 watches`,
       },
-      { name: 'orchestrator CPU, quiet (100 guests asking)', value: quietCpu, unit: '% of a core' },
+      {
+        name: `orchestrator CPU, quiet (${GUESTS} guests asking)`,
+        value: quietCpu,
+        unit: '% of a core',
+      },
       { name: 'orchestrator CPU, during the flood', value: floodCpu, unit: '% of a core' },
       {
         name: "simulator's xenstored CPU, quiet",
@@ -257,7 +318,7 @@ export async function run(): Promise<BenchResult[]> {
         unit: '% of a core',
       },
       {
-        name: 'the 100 guest clients (this process) CPU, quiet',
+        name: `the ${GUESTS} guest clients (this process) CPU, quiet`,
         value: quietGuestsCpu,
         unit: '% of a core',
       },
@@ -278,7 +339,9 @@ export async function run(): Promise<BenchResult[]> {
     ];
   } finally {
     for (const g of guests) await g.close().catch(() => {});
-    for (const c of clients) await c.close().catch(() => {});
+    await dom0?.close().catch(() => {});
+    await stopChild(floor);
+    await stopChild(hostile);
     await stopChild(orchestrator);
     await stopChild(xenstored);
     rmSync(dir, { recursive: true, force: true });

@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloneLifecycle } from '../src/core/clones/lifecycle.js';
 import { setOverride } from '../src/core/config/index.js';
-import { zynclonePaths } from '../src/core/paths.js';
+import { validateVmName, zynclonePaths } from '../src/core/paths.js';
 import { openStateStore } from '../src/core/state/index.js';
 import { VolumeSwitcher } from '../src/core/volumes/index.js';
 import { XlDriver } from '../src/xen/index.js';
@@ -73,7 +73,7 @@ export async function run(): Promise<BenchResult[]> {
       await acking;
     });
 
-    const vm = 'benchvol';
+    const vm = validateVmName('benchvol');
     for (const f of ['root.img', 'shared.img', 'other.img']) {
       writeFileSync(join(root, f), Buffer.alloc(4 << 20));
     }

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CloneLifecycle } from '../src/core/clones/lifecycle.js';
-import { zynclonePaths } from '../src/core/paths.js';
+import { validateVmName, zynclonePaths } from '../src/core/paths.js';
 import { openStateStore } from '../src/core/state/index.js';
 import { createLogger } from '../src/daemons/common/log.js';
 import { startWebServer } from '../src/web/server.js';
@@ -171,7 +171,7 @@ export async function run(): Promise<BenchResult[]> {
         'status',
         40,
         () => get('/api/v1/clones/vm42'),
-        async () => JSON.stringify(await lc.status('vm42')),
+        async () => JSON.stringify(await lc.status(validateVmName('vm42'))),
       ],
     ] as const) {
       await api();

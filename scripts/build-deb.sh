@@ -32,9 +32,12 @@ mkdir -p "$cache" "$repo/dist"
 rm -rf "$stage"
 lib="$stage/usr/lib/zynclone"
 mkdir -p "$lib/lib"
+# vmclone exactly as `npm run build` bundles it (start-up is measured on that
+# one: npm run bench -- cli); it cleans the directory's chunks, so it goes first.
+node scripts/bundle-cli.mjs "$lib/lib" .mjs
 # ESM bundles of CommonJS dependencies (ws) need a real require() for Node's built-ins.
 banner="import { createRequire as __zcCreateRequire } from 'node:module'; const require = __zcCreateRequire(import.meta.url);"
-node_modules/.bin/esbuild src/bin/vmclone.ts src/bin/zynclone.ts sim=src/sim/bin.ts \
+node_modules/.bin/esbuild src/bin/zynclone.ts sim=src/sim/bin.ts \
   --bundle --splitting --platform=node --format=esm "--target=node${node_version%%.*}" \
   --outdir="$lib/lib" --out-extension:.js=.mjs --chunk-names=chunks/[name]-[hash] \
   "--banner:js=$banner" "--define:ZYNCLONE_VERSION=\"$version\"" \

@@ -105,9 +105,12 @@ runHost(scenarios, process.argv.slice(2)).then(
 );
 EOF
 banner="import { createRequire as __zcCreateRequire } from 'node:module'; const require = __zcCreateRequire(import.meta.url);"
-cat >"$gen/net-monitor-entry.ts" <<EOF
-import { runNetMonitor } from '$repo/src/daemons/net-monitor/main.ts';
-runNetMonitor(process.argv.slice(2)).then(
+# One entry per daemon the lane runs in dom0, as systemd would start it.
+daemons=(net-monitor:runNetMonitor console-monitor:runConsoleMonitor orchestrator:runOrchestrator)
+for daemon in "${daemons[@]}"; do
+  cat >"$gen/${daemon%%:*}-entry.ts" <<EOF
+import { ${daemon#*:} } from '$repo/src/daemons/${daemon%%:*}/main.ts';
+${daemon#*:}(process.argv.slice(2)).then(
   (rc) => process.exit(rc),
   (e) => {
     console.error(e);
@@ -115,20 +118,24 @@ runNetMonitor(process.argv.slice(2)).then(
   },
 );
 EOF
+done
 # Self-contained bundles: the state store uses Node's built-in node:sqlite,
 # so no native addon has to travel into dom0.
 version=$(node -p 'require("./package.json").version')
 esb=(node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node24 --log-level=warning
   "--banner:js=$banner" "--define:ZYNCLONE_VERSION=\"$version\"")
 "${esb[@]}" "$gen/dom0-entry.ts" --outfile="$gen/dom0-runner.mjs"
-"${esb[@]}" "$gen/net-monitor-entry.ts" --outfile="$gen/net-monitor.mjs"
+for daemon in "${daemons[@]}"; do
+  "${esb[@]}" "$gen/${daemon%%:*}-entry.ts" --outfile="$gen/${daemon%%:*}.mjs"
+done
 "${esb[@]}" "$gen/host-entry.ts" --outfile="$gen/host-harness.mjs"
 
 layer="$gen/layer"
 mkdir -p "$layer/lane"
 cp "$repo/xen-lane/images/dom0-init" "$layer/init"
 chmod 755 "$layer/init"
-cp "$gen/dom0-runner.mjs" "$gen/net-monitor.mjs" "$layer/lane/"
+cp "$gen/dom0-runner.mjs" "$gen/net-monitor.mjs" "$gen/console-monitor.mjs" "$gen/orchestrator.mjs" "$layer/lane/"
+node scripts/build-console-page.mjs "$layer/lane/console-page"
 make -s -C "$repo/helpers/livesave" OUT="$gen/livesave" >/dev/null
 mkdir -p "$layer/usr/local/bin"
 cp "$gen/livesave/zynclone-livesave" "$layer/usr/local/bin/"

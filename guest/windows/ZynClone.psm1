@@ -217,7 +217,7 @@ function New-ZcClone {
     #>
     [CmdletBinding()]
     param(
-        [ValidateSet('offline', 'online', 'memory')] [string]$Kind,
+        [ValidateSet('offline', 'online', 'memory', IgnoreCase = $false)] [string]$Kind,
         [switch]$NoStart,
         [switch]$Wait,
         [ValidateRange(1, 86400)] [int]$TimeoutSec,
@@ -328,6 +328,47 @@ function Remove-ZcClone {
     Invoke-ZcRequest -Op 'remove' -Id $Id -Wait:$Wait -TimeoutSec (Resolve-ZcTimeout -TimeoutSec $TimeoutSec -Wait:$Wait)
 }
 
+function Switch-ZcVolume {
+    <#
+    .SYNOPSIS
+    Moves a shared volume of this VM to its clone, or back.
+    .DESCRIPTION
+    Asks ZynClone to hand the shared volume Vdev (one of the VM's
+    shared_volumes) to the clone or back to this VM. A volume never has two
+    writers: the VM that holds it must let go of it first (take its disk
+    offline, e.g. Set-Disk -IsOffline $true), it is never forced; otherwise the
+    request fails with VOLUME_GUEST_REFUSED and the volume stays where it is.
+    Refusals and failures are terminating errors whose FullyQualifiedErrorId
+    starts with the error code (VOLUME_NOT_SHARED, VOLUME_REFUSED, ...), so a
+    command after Switch-ZcVolume -Wait runs only once the volume has moved.
+    .PARAMETER Vdev
+    The volume's virtual device as the VM's xl configuration names it (xvdb,
+    hdb, sdb...; lower case).
+    .PARAMETER To
+    clone (hand it to the clone) or original (give it back to this VM).
+    .PARAMETER Wait
+    Wait until the volume has moved.
+    .PARAMETER TimeoutSec
+    Give up after this many seconds (default 600 with -Wait, else 30).
+    .PARAMETER Id
+    Request id (1-40 of A-Z a-z 0-9 _ -); the same id never runs twice.
+    .EXAMPLE
+    Switch-ZcVolume xvdb -To clone -Wait
+    .EXAMPLE
+    Set-Disk -Number 1 -IsOffline $true; Switch-ZcVolume -Vdev xvdb -To clone -Wait
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory, Position = 0)] [ValidatePattern('^(xvd|hd|sd)[a-z]{1,2}[0-9]{0,2}$', Options = 'None')] [string]$Vdev,
+        [Parameter(Mandatory)] [ValidateSet('clone', 'original', IgnoreCase = $false)] [string]$To,
+        [switch]$Wait,
+        [ValidateRange(1, 86400)] [int]$TimeoutSec,
+        [ValidatePattern('^[A-Za-z0-9_-]{1,40}$')] [string]$Id
+    )
+    $arguments = @("vdev=$Vdev", "to=$To")
+    Invoke-ZcRequest -Op 'switch-volume' -Arguments $arguments -Id $Id -Wait:$Wait -TimeoutSec (Resolve-ZcTimeout -TimeoutSec $TimeoutSec -Wait:$Wait)
+}
+
 function Wait-ZcRequest {
     <#
     .SYNOPSIS
@@ -361,4 +402,4 @@ function Wait-ZcRequest {
     }
 }
 
-Export-ModuleMember -Function @('New-ZcClone', 'Get-ZcClone', 'Start-ZcClone', 'Stop-ZcClone', 'Remove-ZcClone', 'Wait-ZcRequest')
+Export-ModuleMember -Function @('New-ZcClone', 'Get-ZcClone', 'Start-ZcClone', 'Stop-ZcClone', 'Remove-ZcClone', 'Switch-ZcVolume', 'Wait-ZcRequest')

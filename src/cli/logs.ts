@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { ZynclonePaths } from '../core/paths.js';
 import { ZynCloneError } from '../errors/index.js';
+import type { CliOutput } from './process-io.js';
 
 /** Daemon names as the units spell them: zynclone-<name>.service. */
 const DAEMON_NAME = /^[a-z][a-z0-9-]{0,39}$/;
@@ -65,12 +66,13 @@ export function logsCommand(
 /** Runs `argv` with its output on ours; resolves to its exit status. */
 export function relay(
   argv: readonly string[],
-  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
+  io: { stdout: CliOutput; stderr: CliOutput },
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(io.stdout, { end: false });
-    child.stderr.pipe(io.stderr, { end: false });
+    // vmclone's own output is written synchronously: a slow reader holds up the child.
+    child.stdout.on('data', (chunk: Buffer) => io.stdout.write(chunk));
+    child.stderr.on('data', (chunk: Buffer) => io.stderr.write(chunk));
     child.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') {
         reject(

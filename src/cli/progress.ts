@@ -5,9 +5,10 @@
  * (https://no-color.org). Progress goes to stderr, results to stdout.
  */
 import type { ProgressEvent } from '../core/clones/lifecycle.js';
+import type { CliOutput } from './process-io.js';
 
 export interface ProgressOptions {
-  readonly stream?: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly stream?: CliOutput;
   readonly env?: NodeJS.ProcessEnv;
   /** --quiet: only warnings. */
   readonly quiet?: boolean;
@@ -22,8 +23,11 @@ export function useColor(
 
 export function createProgress(opts: ProgressOptions = {}): (e: ProgressEvent) => void {
   const out = opts.stream ?? process.stderr;
-  const tty = out.isTTY === true;
-  const color = useColor(out, opts.env);
+  // Looked up at the first line shown (a quiet command may show none): on
+  // the process's stderr, isTTY loads node:tty.
+  let tty = false;
+  let color = false;
+  let looked = false;
   const paint = (code: string, s: string) => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
   let open: string | undefined;
   const closeOpen = () => {
@@ -40,6 +44,11 @@ export function createProgress(opts: ProgressOptions = {}): (e: ProgressEvent) =
   };
   return (e) => {
     if (opts.quiet && e.kind !== 'warn') return;
+    if (!looked) {
+      looked = true;
+      tty = out.isTTY === true;
+      color = useColor(out, opts.env);
+    }
     if (e.kind !== 'progress') endProgress();
     switch (e.kind) {
       case 'progress': {

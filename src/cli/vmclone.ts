@@ -1,64 +1,54 @@
 /**
  * `vmclone`: create and manage clones of Xen VMs. A thin shell over
- * src/core/clones: parses the command line, runs crash recovery, calls the
- * lifecycle, prints results (text or --json) and maps errors to exit codes.
+ * src/core/clones: parses the command line (args.ts, by the table in
+ * commands.ts), runs crash recovery, calls the lifecycle, prints results
+ * (text or --json) and maps errors to exit codes.
  *
  * Start-up time is part of the interface (`npm run bench -- cli`): only what
  * parsing the command line needs is imported up front; each command imports
  * the core modules it uses (and with them node:child_process, node:net,
- * node:crypto) when it runs, and `list` reads the state store without the
- * lifecycle unless a dead process left an operation to recover.
+ * node:crypto) when it runs. `list` and `status` read the state store
+ * without the lifecycle unless a dead process left an operation to recover,
+ * or there is a clone (status) or a shared volume (list) to show.
  */
 import { existsSync } from 'node:fs';
-import { userInfo } from 'node:os';
-import { Command, CommanderError, Option } from 'commander';
 import { cloneJson, statusJson } from '../core/clones/json.js';
 import type { CloneLifecycle, CreateResult } from '../core/clones/lifecycle.js';
 import type { ConfigKey } from '../core/config/index.js';
 import type { Finding } from '../core/health/index.js';
-import { validateVmName, zynclonePaths, zyncloneRoot } from '../core/paths.js';
+import {
+  type VmName,
+  type ZynclonePaths,
+  validateVmName,
+  zynclonePaths,
+  zyncloneRoot,
+} from '../core/paths.js';
 import type { StateStore } from '../core/state/index.js';
 import type { UpgradeReport } from '../core/upgrade/index.js';
 import type { SwitchResult, VolumeHolding, VolumeSwitcher } from '../core/volumes/index.js';
 import type { XsClient } from '../xenstore/index.js';
-import { EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
+import { type ParsedOptions, UsageError, commandHelp, parseCommandLine } from './args.js';
+import { COMMANDS } from './commands.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { type CliOutput, fdOutput } from './process-io.js';
 import { createProgress, formatMs } from './progress.js';
 import { packageVersion } from './version.js';
 
 export interface CliIo {
-  readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly stdout: CliOutput;
+  readonly stderr: CliOutput;
   readonly env: NodeJS.ProcessEnv;
   /** For confirmations (switch-volume --force); none: they need --yes. */
   readonly stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
 }
-
-const EXAMPLES = `
-Examples:
-  vmclone create web01                  clone web01 the configured way (default: online)
-  vmclone create web01 --memory         clone with memory: the clone resumes where web01 was
-  vmclone create web01 --offline --no-start
-  vmclone status web01 --json           the clone's state, domain and lockdown ack
-  vmclone stop web01 && vmclone deactivate web01
-  vmclone remove web01                  delete the clone, its volumes and lockdowns
-  vmclone switch-volume db01 xvdb --to clone
-                                        move shared volume xvdb from db01 to its clone
-  vmclone config web01 --set clone_vif_mask=0,2 --set mac_policy=regenerate
-  vmclone list --json
-
-${EXIT_CODES_HELP}
-
-Environment:
-  ZYNCLONE_ROOT    root prefix of every file (default /)
-  XENSTORED_PATH   xenstored socket (default /run/xenstored/socket)
-  NO_COLOR         no colour in progress output`;
 
 function requester(env: NodeJS.ProcessEnv): string {
   const login =
     env.SUDO_USER ||
     (() => {
       try {
-        return userInfo().username;
+        // Looked up here, not imported: only commands that change clones name a requester.
+        return process.getBuiltinModule('node:os').userInfo().username;
       } catch {
         return `uid${process.getuid?.() ?? 'unknown'}`;
       }
@@ -204,10 +194,9 @@ function table(rows: string[][]): string {
 function parseAssignment(text: string): { key: string; value: string } {
   const eq = text.indexOf('=');
   if (eq <= 0) {
-    throw new CommanderError(
-      EXIT.USAGE,
-      'vmclone.usage',
+    throw new UsageError(
       `--set needs key=value, got ${JSON.stringify(text)}`,
+      commandHelp(COMMANDS.find((c) => c.name === 'config')!),
     );
   }
   return { key: text.slice(0, eq), value: text.slice(eq + 1) };
@@ -218,7 +207,7 @@ function parseAssignment(text: string): { key: string; value: string } {
  * a generated cfg for a VM that never existed. A VM is known by its domain,
  * its xl config file, or an override it already has.
  */
-async function refuseUnknownVm(vm: string, s: Session): Promise<void> {
+async function refuseUnknownVm(vm: VmName, s: Session): Promise<void> {
   const paths = s.paths;
   const files = [...paths.xlConfigCandidates(vm), paths.overrideFile(vm)];
   if (files.some((f) => existsSync(f))) return;
@@ -240,509 +229,362 @@ async function refuseUnknownVm(vm: string, s: Session): Promise<void> {
   );
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+/** Whether a VM is configured to share volumes; an unreadable configuration counts (holders() decides). */
+async function sharesVolumes(vms: readonly VmName[], paths: ZynclonePaths): Promise<boolean> {
+  if (vms.length === 0) return false;
+  const { effectiveConfig } = await import('../core/config/index.js');
+  return vms.some((vm) => {
+    try {
+      return effectiveConfig(vm, paths).values.shared_volumes.length > 0;
+    } catch {
+      return true;
+    }
+  });
 }
 
-export function buildProgram(
-  io: CliIo,
-  run: (fn: (s: Session) => Promise<number>, quiet?: boolean) => Promise<void>,
-): Command {
-  const program = new Command()
-    .name('vmclone')
-    .description('Create and manage clones of Xen virtual machines.')
-    .version(packageVersion(), '-V, --version')
-    .configureOutput({
-      writeOut: (s) => io.stdout.write(s),
-      writeErr: (s) => io.stderr.write(s),
-    })
-    .exitOverride()
-    .showHelpAfterError()
-    .addHelpText('after', EXAMPLES);
+type Handler = (
+  s: Session,
+  args: Readonly<Record<string, string>>,
+  o: ParsedOptions,
+) => Promise<number>;
 
-  const vmArg = (vm: string) => {
-    validateVmName(vm);
-    return vm;
-  };
+const vmArg = (vm: string): VmName => validateVmName(vm);
 
-  program
-    .command('create')
-    .description(
-      'clone a VM; the clone is created paused and started once its lockdown is acknowledged',
-    )
-    .argument('<vm>', 'the original VM (domain name)')
-    .addOption(
-      new Option(
-        '--offline',
-        'the original is shut down; its disks are snapshotted or copied',
-      ).conflicts(['online', 'memory']),
-    )
-    .addOption(
-      new Option(
-        '--online',
-        'disk-only: pause the original only while its disks are snapshotted',
-      ).conflicts(['memory']),
-    )
-    .option(
-      '--memory',
-      'with memory: copy memory while the original runs (live pre-copy; else xl save -p), snapshot disks in its final pause, resume it, restore the clone',
-    )
-    .option('--no-start', 'stop at state active (configured, not running)')
-    .option('--config <file>', "the original's xl config file (default <root>/etc/xen/<vm>.cfg)")
-    .option('--json', 'print the result as JSON')
-    .option('-q, --quiet', 'no progress output')
-    .action(
-      (
-        vm: string,
-        o: {
-          offline?: boolean;
-          online?: boolean;
-          memory?: boolean;
-          start: boolean;
-          config?: string;
-          json?: boolean;
-          quiet?: boolean;
-        },
-        cmd: Command,
-      ) =>
-        run(async (s) => {
-          vmArg(vm);
-          const kind = o.offline
-            ? 'offline'
-            : o.memory
-              ? 'memory'
-              : o.online
-                ? 'online'
-                : undefined;
-          const startGiven = cmd.getOptionValueSource('start') === 'cli';
-          const lc = await s.lifecycle();
-          const r: CreateResult = await lc.create(vm, {
-            ...(kind === undefined ? {} : { kind }),
-            ...(startGiven ? { start: o.start } : {}),
-            ...(o.config === undefined ? {} : { configFile: o.config }),
-          });
-          if (o.json) {
-            printJson(io, {
-              clone: cloneJson(r.clone),
-              originalPauseMs: r.originalPauseMs ?? null,
-              memoryCopy: r.memoryCopy ?? null,
-              totalMs: r.totalMs,
-              removedPeripherals: r.plan.removedPeripherals,
-              vifs: r.plan.cloneVifs.map((v) => ({
-                devid: v.devid,
-                name: v.name,
-                masked: v.masked,
-                bridge: v.bridge,
-                mac: v.mac ?? null,
-              })),
-              warnings: r.warnings,
-            });
-          } else {
-            const pause =
-              r.originalPauseMs === undefined
+async function transition(
+  s: Session,
+  name: 'start' | 'activate' | 'deactivate',
+  vm: string,
+): Promise<number> {
+  const c = await (await s.lifecycle())[name](vmArg(vm));
+  s.io.stdout.write(`clone ${c.cloneName} of ${vm} is ${c.state}\n`);
+  return EXIT.OK;
+}
+
+/** What each command does, by name; commands.ts says what each one takes. */
+const HANDLERS: Readonly<Record<string, Handler>> = {
+  async create(s, { vm: arg }, o) {
+    const io = s.io;
+    const vm = vmArg(arg!);
+    const kind = o.flag('offline')
+      ? 'offline'
+      : o.flag('memory')
+        ? 'memory'
+        : o.flag('online')
+          ? 'online'
+          : undefined;
+    const config = o.value('config');
+    const lc = await s.lifecycle();
+    const r: CreateResult = await lc.create(vm, {
+      ...(kind === undefined ? {} : { kind }),
+      ...(o.flag('no-start') ? { start: false } : {}),
+      ...(config === undefined ? {} : { configFile: config }),
+    });
+    if (o.flag('json')) {
+      printJson(io, {
+        clone: cloneJson(r.clone),
+        originalPauseMs: r.originalPauseMs ?? null,
+        memoryCopy: r.memoryCopy ?? null,
+        totalMs: r.totalMs,
+        removedPeripherals: r.plan.removedPeripherals,
+        vifs: r.plan.cloneVifs.map((v) => ({
+          devid: v.devid,
+          name: v.name,
+          masked: v.masked,
+          bridge: v.bridge,
+          mac: v.mac ?? null,
+        })),
+        warnings: r.warnings,
+      });
+    } else {
+      const pause =
+        r.originalPauseMs === undefined
+          ? ''
+          : `; ${vm} paused ${formatMs(r.originalPauseMs)}${
+              r.memoryCopy === undefined
                 ? ''
-                : `; ${vm} paused ${formatMs(r.originalPauseMs)}${
-                    r.memoryCopy === undefined
-                      ? ''
-                      : r.memoryCopy.method === 'live'
-                        ? ' (live pre-copy)'
-                        : ` (xl save -p: ${r.memoryCopy.fallback})`
-                  }`;
-            io.stdout.write(
-              `clone ${r.clone.cloneName} of ${vm} is ${r.clone.state} (${r.clone.kind}, ${formatMs(r.totalMs)}${pause})\n`,
-            );
-          }
-          return EXIT.OK;
-        }, o.quiet),
-    );
-
-  const transition = (name: 'start' | 'activate' | 'deactivate', desc: string) =>
-    program
-      .command(name)
-      .description(desc)
-      .argument('<vm>', 'the original VM')
-      .option('-q, --quiet', 'no progress output')
-      .action((vm: string, o: { quiet?: boolean }) =>
-        run(async (s) => {
-          const c = await (await s.lifecycle())[name](vmArg(vm));
-          io.stdout.write(`clone ${c.cloneName} of ${vm} is ${c.state}\n`);
-          return EXIT.OK;
-        }, o.quiet),
+                : r.memoryCopy.method === 'live'
+                  ? ' (live pre-copy)'
+                  : ` (xl save -p: ${r.memoryCopy.fallback})`
+            }`;
+      io.stdout.write(
+        `clone ${r.clone.cloneName} of ${vm} is ${r.clone.state} (${r.clone.kind}, ${formatMs(r.totalMs)}${pause})\n`,
       );
-  transition('start', 'start the clone (active or inactive -> running)');
-  program
-    .command('stop')
-    .description('shut the clone down (running -> active); lockdowns stay')
-    .argument('<vm>', 'the original VM')
-    .option('-f, --force', 'destroy the clone domain at once instead of shutting it down')
-    .option('-q, --quiet', 'no progress output')
-    .action((vm: string, o: { force?: boolean; quiet?: boolean }) =>
-      run(async (s) => {
-        const c = await (await s.lifecycle()).stop(vmArg(vm), { force: o.force ?? false });
-        io.stdout.write(`clone ${c.cloneName} of ${vm} is ${c.state}\n`);
-        return EXIT.OK;
-      }, o.quiet),
-    );
-  transition('activate', 'enforce the lockdowns on the original again (inactive -> active)');
-  transition(
-    'deactivate',
-    'lift the lockdowns on the original, keep the clone (active -> inactive)',
-  );
+    }
+    return EXIT.OK;
+  },
 
-  program
-    .command('remove')
-    .description(
-      'delete the clone from any state: its domain, volumes, config and lockdowns (safe to repeat)',
-    )
-    .argument('<vm>', 'the original VM')
-    .option('-q, --quiet', 'no progress output')
-    .action((vm: string, o: { quiet?: boolean }) =>
-      run(async (s) => {
-        const r = await (await s.lifecycle()).remove(vmArg(vm));
-        io.stdout.write(
-          r.removed ? `clone of ${vm} removed\n` : `${vm} has no clone; nothing to remove\n`,
+  start: (s, { vm }) => transition(s, 'start', vm!),
+  activate: (s, { vm }) => transition(s, 'activate', vm!),
+  deactivate: (s, { vm }) => transition(s, 'deactivate', vm!),
+
+  async stop(s, { vm }, o) {
+    const c = await (await s.lifecycle()).stop(vmArg(vm!), { force: o.flag('force') });
+    s.io.stdout.write(`clone ${c.cloneName} of ${vm} is ${c.state}\n`);
+    return EXIT.OK;
+  },
+
+  async remove(s, { vm }) {
+    const r = await (await s.lifecycle()).remove(vmArg(vm!));
+    s.io.stdout.write(
+      r.removed ? `clone of ${vm} removed\n` : `${vm} has no clone; nothing to remove\n`,
+    );
+    return EXIT.OK;
+  },
+
+  async 'switch-volume'(s, { vm: arg, vdev }, o) {
+    const io = s.io;
+    const vm = vmArg(arg!);
+    const force = o.flag('force');
+    if (force && !o.flag('yes')) {
+      const ok = await confirm(
+        io,
+        `Force ${vdev} away from its holder? Its guest may crash or lose data it has not written.`,
+      );
+      if (!ok) {
+        io.stderr.write(
+          'vmclone: --force not confirmed (answer yes on a terminal, or add --yes); nothing changed\n',
         );
-        return EXIT.OK;
-      }, o.quiet),
-    );
+        return EXIT.REFUSED;
+      }
+    }
+    const to = o.value('to') as 'clone' | 'original';
+    const r = await (await s.volumes()).switchVolume(vm, vdev!, to, { force });
+    if (o.flag('json')) printJson(io, r);
+    else io.stdout.write(switchText(r));
+    return EXIT.OK;
+  },
 
-  program
-    .command('switch-volume')
-    .description(
-      'move a shared volume between the VM and its clone: detach from the holder (the guest must let go), attach to the other side',
-    )
-    .argument('<vm>', 'the original VM')
-    .argument('<vdev>', 'the shared volume, by virtual device (e.g. xvdb)')
-    .addOption(
-      new Option('--to <side>', 'the new holder')
-        .choices(['clone', 'original'])
-        .makeOptionMandatory(),
-    )
-    .option(
-      '--force',
-      'detach even if the guest does not let go (xl block-detach -f): the guest may crash or lose unwritten data',
-    )
-    .option('-y, --yes', 'do not ask to confirm --force')
-    .option('--json', 'print the result as JSON')
-    .option('-q, --quiet', 'no progress output')
-    .action(
-      (
-        vm: string,
-        vdev: string,
-        o: {
-          to: 'clone' | 'original';
-          force?: boolean;
-          yes?: boolean;
-          json?: boolean;
-          quiet?: boolean;
-        },
-      ) =>
-        run(async (s) => {
-          vmArg(vm);
-          if (o.force && !o.yes) {
-            const ok = await confirm(
-              io,
-              `Force ${vdev} away from its holder? Its guest may crash or lose data it has not written.`,
-            );
-            if (!ok) {
-              io.stderr.write(
-                'vmclone: --force not confirmed (answer yes on a terminal, or add --yes); nothing changed\n',
-              );
-              return EXIT.REFUSED;
-            }
-          }
-          const r = await (await s.volumes()).switchVolume(vm, vdev, o.to, {
-            force: o.force ?? false,
-          });
-          if (o.json) printJson(io, r);
-          else io.stdout.write(switchText(r));
-          return EXIT.OK;
-        }, o.quiet),
+  async list(s, _, o) {
+    const io = s.io;
+    const clones = (await s.recoveredStore()).listClones();
+    // The shared volumes' holders need the volume switcher (and with it the
+    // lifecycle, xl and XenStore clients): only for VMs configured to share any.
+    const sharing = await sharesVolumes(
+      clones.map((c) => c.vm),
+      s.paths,
     );
-
-  program
-    .command('list')
-    .description('list the clones')
-    .option('--json', 'print JSON')
-    .action((o: { json?: boolean }) =>
-      run(async (s) => {
-        const clones = (await s.lifecycle()).list();
-        const volumes = await s.volumes();
-        const holders = new Map(
-          clones.map((c) => {
-            try {
-              return [c.vm, volumes.holders(c.vm)];
-            } catch {
-              return [c.vm, []]; // The VM's xl config is gone: nothing to show.
-            }
-          }),
-        );
-        if (o.json)
-          printJson(
-            io,
-            clones.map((c) => ({ ...cloneJson(c), sharedVolumes: holders.get(c.vm) ?? [] })),
-          );
-        else if (clones.length === 0) io.stdout.write('no clones\n');
-        else {
-          io.stdout.write(
-            table([
-              ['VM', 'CLONE', 'STATE', 'KIND', 'DOMID', 'SHARED', 'CREATED', 'BY'],
-              ...clones.map((c) => [
-                c.vm,
-                c.cloneName,
-                c.state,
-                c.kind,
-                c.cloneDomid === null ? '-' : String(c.cloneDomid),
-                (holders.get(c.vm) ?? []).map((h) => `${h.vdev}:${h.holder}`).join(',') || '-',
-                new Date(c.createdAt).toISOString().replace(/\.\d+Z$/, 'Z'),
-                c.requestedBy,
-              ]),
-            ]),
-          );
+    const volumes = sharing ? await s.volumes() : undefined;
+    const holders = new Map(
+      clones.map((c) => {
+        try {
+          return [c.vm, volumes?.holders(c.vm) ?? []];
+        } catch {
+          return [c.vm, []]; // The VM's xl config is gone: nothing to show.
         }
-        return EXIT.OK;
-      }, true),
+      }),
     );
+    if (o.flag('json'))
+      printJson(
+        io,
+        clones.map((c) => ({ ...cloneJson(c), sharedVolumes: holders.get(c.vm) ?? [] })),
+      );
+    else if (clones.length === 0) io.stdout.write('no clones\n');
+    else {
+      io.stdout.write(
+        table([
+          ['VM', 'CLONE', 'STATE', 'KIND', 'DOMID', 'SHARED', 'CREATED', 'BY'],
+          ...clones.map((c) => [
+            c.vm,
+            c.cloneName,
+            c.state,
+            c.kind,
+            c.cloneDomid === null ? '-' : String(c.cloneDomid),
+            (holders.get(c.vm) ?? []).map((h) => `${h.vdev}:${h.holder}`).join(',') || '-',
+            new Date(c.createdAt).toISOString().replace(/\.\d+Z$/, 'Z'),
+            c.requestedBy,
+          ]),
+        ]),
+      );
+    }
+    return EXIT.OK;
+  },
 
-  program
-    .command('status')
-    .description("the clone of a VM: state, domain, lockdown generation and the net monitor's ack")
-    .argument('<vm>', 'the original VM')
-    .option('--json', 'print JSON')
-    .action((vm: string, o: { json?: boolean }) =>
-      run(async (s) => {
-        const st = await (await s.lifecycle()).status(vmArg(vm));
-        const volumes = st.clone ? await (await s.volumes()).holdings(vm).catch(() => []) : [];
-        if (o.json) {
-          const { holdingsJson } = await import('../core/volumes/index.js');
-          printJson(io, statusJson(st, holdingsJson(volumes)));
-          return st.clone ? EXIT.OK : EXIT.NOT_FOUND;
-        }
-        if (!st.clone) {
-          io.stdout.write(`${vm} has no clone\n`);
-          return EXIT.NOT_FOUND;
-        }
-        const c = st.clone;
-        const lines = [
-          ['clone', `${c.cloneName} (${c.kind})`],
-          ['state', c.state],
-          ['domain', st.domain ? `${st.domain.domid} ${st.domain.state}` : 'none'],
-          [
-            'original',
-            st.originalDomain
-              ? `${st.originalDomain.domid} ${st.originalDomain.state}`
-              : 'not running',
-          ],
-          ['lockdown', `generation ${st.generation ?? '-'}, acknowledged ${st.ack ?? '-'}`],
-          ['created', `${new Date(c.createdAt).toISOString()} by ${c.requestedBy}`],
-          ['volumes', String(c.snapshots.length)],
-          ...volumes.map((h) => ['shared', holdingText(h)]),
-          ['config', st.configFile ?? '-'],
-        ];
-        if (st.running)
-          lines.push(['operation', `${st.running.kind} (id ${st.running.id}) in progress`]);
-        if (st.note) lines.push(['note', st.note]);
-        io.stdout.write(table(lines));
-        return EXIT.OK;
-      }, true),
+  async status(s, { vm: arg }, o) {
+    const io = s.io;
+    const vm = vmArg(arg!);
+    // Without a clone the text names none of Xen's facts: neither xl nor XenStore is asked.
+    if (!o.flag('json') && (await s.recoveredStore()).getClone(vm) === undefined) {
+      io.stdout.write(`${vm} has no clone\n`);
+      return EXIT.NOT_FOUND;
+    }
+    const st = await (await s.lifecycle()).status(vm);
+    const volumes = st.clone ? await (await s.volumes()).holdings(vm).catch(() => []) : [];
+    if (o.flag('json')) {
+      const { holdingsJson } = await import('../core/volumes/index.js');
+      printJson(io, statusJson(st, holdingsJson(volumes)));
+      return st.clone ? EXIT.OK : EXIT.NOT_FOUND;
+    }
+    if (!st.clone) {
+      io.stdout.write(`${vm} has no clone\n`);
+      return EXIT.NOT_FOUND;
+    }
+    const c = st.clone;
+    const lines = [
+      ['clone', `${c.cloneName} (${c.kind})`],
+      ['state', c.state],
+      ['domain', st.domain ? `${st.domain.domid} ${st.domain.state}` : 'none'],
+      [
+        'original',
+        st.originalDomain ? `${st.originalDomain.domid} ${st.originalDomain.state}` : 'not running',
+      ],
+      ['lockdown', `generation ${st.generation ?? '-'}, acknowledged ${st.ack ?? '-'}`],
+      ['created', `${new Date(c.createdAt).toISOString()} by ${c.requestedBy}`],
+      ['volumes', String(c.snapshots.length)],
+      ...volumes.map((h) => ['shared', holdingText(h)]),
+      ['config', st.configFile ?? '-'],
+    ];
+    if (st.running)
+      lines.push(['operation', `${st.running.kind} (id ${st.running.id}) in progress`]);
+    if (st.note) lines.push(['note', st.note]);
+    io.stdout.write(table(lines));
+    return EXIT.OK;
+  },
+
+  async console(s, { vm: arg }, o) {
+    const io = s.io;
+    const vm = vmArg(arg!);
+    const [{ issueConsoleTicket }, { XlDriver }] = await Promise.all([
+      import('../core/console/index.js'),
+      import('../xen/index.js'),
+    ]);
+    const t = await issueConsoleTicket(
+      {
+        xs: await s.xs(),
+        store: await s.recoveredStore(),
+        xl: new XlDriver({ env: io.env }),
+        paths: s.paths,
+      },
+      vm,
+      requester(io.env),
     );
+    if (o.flag('json')) {
+      printJson(io, {
+        url: t.url,
+        vm: t.vm,
+        cloneName: t.cloneName,
+        cloneUuid: t.cloneUuid,
+        domid: t.domid,
+        ticket: t.ticketId,
+        expiresAt: new Date(t.expiresAt).toISOString(),
+      });
+    } else io.stdout.write(`${t.url}\n`);
+    if (o.flag('open') && !(await openBrowser(t.url, io.env))) {
+      io.stderr.write(
+        'vmclone: no browser found here ($BROWSER, xdg-open); open the URL yourself\n',
+      );
+    }
+    return EXIT.OK;
+  },
 
-  program
-    .command('console')
-    .description(
-      "a one-time URL (60 s) for the web console of the VM's running clone; opening it is all you do",
-    )
-    .argument('<vm>', 'the original VM')
-    .option('--json', 'print JSON (its url field is the URL)')
-    .option('--open', 'also open the URL in a browser, where one exists')
-    .action((vm: string, o: { json?: boolean; open?: boolean }) =>
-      run(async (s) => {
-        vmArg(vm);
-        const [{ issueConsoleTicket }, { XlDriver }] = await Promise.all([
-          import('../core/console/index.js'),
-          import('../xen/index.js'),
+  async config(s, { vm: arg }, o) {
+    const io = s.io;
+    const vm = vmArg(arg!);
+    // A malformed --set is refused before anything is looked up or written.
+    const sets = o.list('set').map(parseAssignment);
+    const { CONFIG_KEYS, effectiveConfig, setOverride, unsetOverride } = await import(
+      '../core/config/index.js'
+    );
+    const paths = s.paths;
+    if (sets.length > 0 && !o.flag('force')) await refuseUnknownVm(vm, s);
+    for (const { key, value } of sets) {
+      // Refused before anything is written: masked clone vifs would sit on that network.
+      if (key === 'isolation_bridge') {
+        const [{ refuseProductionBridge }, { productionBridgesOf }] = await Promise.all([
+          import('../core/clones/bridge.js'),
+          import('../core/clones/original.js'),
         ]);
-        const t = await issueConsoleTicket(
-          {
-            xs: await s.xs(),
-            store: await s.recoveredStore(),
-            xl: new XlDriver({ env: io.env }),
-            paths: s.paths,
-          },
-          vm,
-          requester(io.env),
-        );
-        if (o.json) {
-          printJson(io, {
-            url: t.url,
-            vm: t.vm,
-            cloneName: t.cloneName,
-            cloneUuid: t.cloneUuid,
-            domid: t.domid,
-            ticket: t.ticketId,
-            expiresAt: new Date(t.expiresAt).toISOString(),
-          });
-        } else io.stdout.write(`${t.url}\n`);
-        if (o.open && !(await openBrowser(t.url, io.env))) {
-          io.stderr.write(
-            'vmclone: no browser found here ($BROWSER, xdg-open); open the URL yourself\n',
-          );
-        }
-        return EXIT.OK;
-      }, true),
-    );
-
-  program
-    .command('config')
-    .description(
-      'show the effective configuration of a VM and where each value comes from, or change it',
-    )
-    .argument('<vm>', 'the VM')
-    .option('--set <key=value>', 'set a key in the VM override (repeatable)', collect, [])
-    .option('--unset <key>', 'remove a key from the VM override (repeatable)', collect, [])
-    .option('--force', 'set keys even for a VM this host does not know (no domain, no xl config)')
-    .option('--json', 'print JSON')
-    .action((vm: string, o: { set: string[]; unset: string[]; force?: boolean; json?: boolean }) =>
-      run(async (s) => {
-        vmArg(vm);
-        const { CONFIG_KEYS, effectiveConfig, setOverride, unsetOverride } = await import(
-          '../core/config/index.js'
-        );
-        const paths = s.paths;
-        if (o.set.length > 0 && !o.force) await refuseUnknownVm(vm, s);
-        const sets = o.set.map(parseAssignment);
-        for (const { key, value } of sets) {
-          // Refused before anything is written: masked clone vifs would sit on that network.
-          if (key === 'isolation_bridge') {
-            const [{ refuseProductionBridge }, { productionBridgesOf }] = await Promise.all([
-              import('../core/clones/bridge.js'),
-              import('../core/clones/original.js'),
-            ]);
-            refuseProductionBridge(value, {
-              vm,
-              clonePrefix: effectiveConfig(vm, paths).values.clone_vif_prefix,
-              productionBridges: productionBridgesOf(paths, vmArg(vm)),
-            });
-          }
-        }
-        for (const { key, value } of sets) setOverride(vm, key, value, paths);
-        for (const key of o.unset) unsetOverride(vm, key, paths);
-        const eff = effectiveConfig(vm, paths);
-        if (o.json) {
-          printJson(io, {
-            vm,
-            values: eff.values,
-            origins: eff.origins,
-            files: { base: eff.baseFile, override: eff.overrideFile, generated: eff.guestCfgFile },
-          });
-        } else {
-          const rows = [['KEY', 'VALUE', 'FROM']];
-          for (const key of CONFIG_KEYS as ConfigKey[]) {
-            rows.push([key, JSON.stringify(eff.values[key]), eff.origins[key]]);
-          }
-          io.stdout.write(table(rows));
-        }
-        return EXIT.OK;
-      }, true),
-    );
-
-  program
-    .command('doctor')
-    .description(
-      'check the host: xl, XenStore, monitor heartbeats, nftables lockdown, isolation bridge, config',
-    )
-    .option(
-      '--netns <name>',
-      "network namespace of the network domain's bridges and nftables (default $ZYNCLONE_NETNS, else this one)",
-    )
-    .option('--json', 'print JSON')
-    .action((o: { netns?: string; json?: boolean }) =>
-      run(async (s) => {
-        const netns = o.netns ?? (io.env.ZYNCLONE_NETNS || undefined);
-        const [{ runDoctor }, { XlDriver }, { defaultSocketPath }] = await Promise.all([
-          import('../core/health/index.js'),
-          import('../xen/index.js'),
-          import('../xenstore/index.js'),
-        ]);
-        const findings = await runDoctor({
-          paths: s.paths,
-          xl: new XlDriver({ env: io.env }),
-          xenstorePath: defaultSocketPath(io.env),
-          ...(netns === undefined ? {} : { netns }),
+        refuseProductionBridge(value, {
+          vm: vm,
+          clonePrefix: effectiveConfig(vm, paths).values.clone_vif_prefix,
+          productionBridges: productionBridgesOf(paths, vm),
         });
-        const healthy = findings.every((f) => f.ok);
-        if (o.json) printJson(io, { healthy, findings });
-        else io.stdout.write(formatFindings(findings, healthy));
-        return healthy ? EXIT.OK : EXIT.FAILURE;
-      }, true),
-    );
+      }
+    }
+    for (const { key, value } of sets) setOverride(vm, key, value, paths);
+    for (const key of o.list('unset')) unsetOverride(vm, key, paths);
+    const eff = effectiveConfig(vm, paths);
+    if (o.flag('json')) {
+      printJson(io, {
+        vm,
+        values: eff.values,
+        origins: eff.origins,
+        files: { base: eff.baseFile, override: eff.overrideFile, generated: eff.guestCfgFile },
+      });
+    } else {
+      const rows = [['KEY', 'VALUE', 'FROM']];
+      for (const key of CONFIG_KEYS as ConfigKey[]) {
+        rows.push([key, JSON.stringify(eff.values[key]), eff.origins[key]]);
+      }
+      io.stdout.write(table(rows));
+    }
+    return EXIT.OK;
+  },
 
-  program
-    .command('logs')
-    .description(
-      "a daemon's log (net-monitor, clone-monitor, ...; none: all): the systemd journal, or a log file",
-    )
-    .argument('[daemon]', 'the daemon, as in its unit name zynclone-<daemon>.service')
-    .option('-n, --lines <n>', 'how many recent lines', (v) => Number(v), 100)
-    .option('-f, --follow', 'keep printing new lines')
-    .option('--file <path>', 'read this log file instead of the journal')
-    .action((daemon: string | undefined, o: { lines: number; follow?: boolean; file?: string }) =>
-      run(async (s) => {
-        const { logsCommand, relay } = await import('./logs.js');
-        const argv = logsCommand(
-          daemon,
-          {
-            lines: o.lines,
-            follow: o.follow ?? false,
-            ...(o.file === undefined ? {} : { file: o.file }),
-          },
-          s.paths,
-        );
-        return (await relay(argv, io)) === 0 ? EXIT.OK : EXIT.FAILURE;
-      }, true),
-    );
+  async doctor(s, _, o) {
+    const io = s.io;
+    const netns = o.value('netns') ?? (io.env.ZYNCLONE_NETNS || undefined);
+    const [{ runDoctor }, { XlDriver }, { defaultSocketPath }] = await Promise.all([
+      import('../core/health/index.js'),
+      import('../xen/index.js'),
+      import('../xenstore/index.js'),
+    ]);
+    const findings = await runDoctor({
+      paths: s.paths,
+      xl: new XlDriver({ env: io.env }),
+      xenstorePath: defaultSocketPath(io.env),
+      ...(netns === undefined ? {} : { netns }),
+    });
+    const healthy = findings.every((f) => f.ok);
+    if (o.flag('json')) printJson(io, { healthy, findings });
+    else io.stdout.write(formatFindings(findings, healthy));
+    return healthy ? EXIT.OK : EXIT.FAILURE;
+  },
 
-  program
-    .command('upgrade')
-    .description(
-      'migrate the state database, configuration files and XenStore tree to this release, after a backup',
-    )
-    .option('--dry-run', 'only show what would change')
-    .option('--json', 'print JSON')
-    .option('-q, --quiet', 'print nothing when there is nothing to do')
-    .action((o: { dryRun?: boolean; json?: boolean; quiet?: boolean }) =>
-      run(async (s) => {
-        const [{ upgrade }, { XsClient, defaultSocketPath }] = await Promise.all([
-          import('../core/upgrade/index.js'),
-          import('../xenstore/index.js'),
-        ]);
-        let xs: XsClient | undefined;
-        let xsProblem: string | undefined;
-        try {
-          xs = await XsClient.connect({
-            path: defaultSocketPath(io.env),
-            reconnect: false,
-            requestTimeoutMs: 5000,
-          });
-        } catch (err) {
-          xsProblem = `XenStore not reachable at ${defaultSocketPath(io.env)} (${(err as Error).message})`;
-        }
-        try {
-          const report = await upgrade(
-            { paths: s.paths, ...(xs ? { xs } : {}), ...(xsProblem ? { xsProblem } : {}) },
-            { dryRun: o.dryRun ?? false },
-          );
-          if (o.json) printJson(io, report);
-          else if (!o.quiet || report.backupDir) io.stdout.write(formatUpgrade(report));
-        } finally {
-          await xs?.close().catch(() => {});
-        }
-        return EXIT.OK;
-      }, true),
+  async logs(s, { daemon }, o) {
+    const { logsCommand, relay } = await import('./logs.js');
+    const file = o.value('file');
+    const argv = logsCommand(
+      daemon,
+      {
+        lines: Number(o.value('lines')),
+        follow: o.flag('follow'),
+        ...(file === undefined ? {} : { file }),
+      },
+      s.paths,
     );
+    return (await relay(argv, s.io)) === 0 ? EXIT.OK : EXIT.FAILURE;
+  },
 
-  return program;
-}
+  async upgrade(s, _, o) {
+    const io = s.io;
+    const [{ upgrade }, { XsClient, defaultSocketPath }] = await Promise.all([
+      import('../core/upgrade/index.js'),
+      import('../xenstore/index.js'),
+    ]);
+    let xs: XsClient | undefined;
+    let xsProblem: string | undefined;
+    try {
+      xs = await XsClient.connect({
+        path: defaultSocketPath(io.env),
+        reconnect: false,
+        requestTimeoutMs: 5000,
+      });
+    } catch (err) {
+      xsProblem = `XenStore not reachable at ${defaultSocketPath(io.env)} (${(err as Error).message})`;
+    }
+    try {
+      const report = await upgrade(
+        { paths: s.paths, ...(xs ? { xs } : {}), ...(xsProblem ? { xsProblem } : {}) },
+        { dryRun: o.flag('dry-run') },
+      );
+      if (o.flag('json')) printJson(io, report);
+      else if (!o.flag('quiet') || report.backupDir) io.stdout.write(formatUpgrade(report));
+    } finally {
+      await xs?.close().catch(() => {});
+    }
+    return EXIT.OK;
+  },
+};
 
 /** Starts $BROWSER or xdg-open on `url` (argv, never a shell); false when there is none. */
 async function openBrowser(url: string, env: NodeJS.ProcessEnv): Promise<boolean> {
@@ -799,45 +641,51 @@ function formatFindings(findings: readonly Finding[], healthy: boolean): string 
 export async function runVmclone(
   argv: readonly string[],
   io: CliIo = {
-    stdout: process.stdout,
-    stderr: process.stderr,
+    stdout: fdOutput(1),
+    stderr: fdOutput(2),
     env: process.env,
-    stdin: process.stdin,
+    get stdin() {
+      return process.stdin;
+    },
   },
 ): Promise<number> {
-  let status: number = EXIT.OK;
+  // Scripts using --json get a failure as JSON too.
   const json = argv.includes('--json');
-  const run = async (fn: (s: Session) => Promise<number>, quiet = false) => {
-    const s = new Session(io, quiet);
-    try {
-      status = await fn(s);
-    } catch (err) {
-      if (err instanceof CommanderError) throw err;
-      const code = (err as { code?: unknown }).code;
-      const message = (err as Error).message ?? String(err);
-      io.stderr.write(`vmclone: ${message}${typeof code === 'string' ? ` [${code}]` : ''}\n`);
-      status = exitCodeFor(err);
-      // Scripts using --json get the failure as JSON too.
-      if (json) {
-        printJson(io, {
-          error: { code: typeof code === 'string' ? code : 'FAILED', message, exitCode: status },
-        });
-      }
-    } finally {
-      await s.close();
+  const fail = (err: unknown): number => {
+    const code = (err as { code?: unknown }).code;
+    const message = (err as Error).message ?? String(err);
+    const help = err instanceof UsageError ? `\n${err.help}` : '';
+    io.stderr.write(`vmclone: ${message}${typeof code === 'string' ? ` [${code}]` : ''}\n${help}`);
+    const status = exitCodeFor(err);
+    if (json) {
+      printJson(io, {
+        error: { code: typeof code === 'string' ? code : 'FAILED', message, exitCode: status },
+      });
     }
+    return status;
   };
-  const program = buildProgram(io, run);
+  let line: ReturnType<typeof parseCommandLine>;
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    line = parseCommandLine(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version')
-        return EXIT.OK;
-      if (err.code === 'vmclone.usage') io.stderr.write(`vmclone: ${err.message}\n`);
-      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-    }
+    if (err instanceof UsageError) return fail(err);
     throw err;
   }
-  return status;
+  if (line.kind === 'help') {
+    io.stdout.write(line.text);
+    return EXIT.OK;
+  }
+  if (line.kind === 'version') {
+    io.stdout.write(`${packageVersion()}\n`);
+    return EXIT.OK;
+  }
+  const { command, args, options } = line;
+  const s = new Session(io, !command.progress || options.flag('quiet'));
+  try {
+    return await HANDLERS[command.name]!(s, args, options);
+  } catch (err) {
+    return fail(err);
+  } finally {
+    await s.close();
+  }
 }

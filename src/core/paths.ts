@@ -48,6 +48,11 @@ export function validateVmName(name: unknown): VmName {
   return name as VmName;
 }
 
+/** `name` as a VmName, or undefined if it is not one (for listings that skip what is not a VM). */
+export function asVmName(name: unknown): VmName | undefined {
+  return vmNameProblem(name) === undefined ? (name as VmName) : undefined;
+}
+
 /** The root prefix from `env` (ZYNCLONE_ROOT); must be absolute. */
 export function zyncloneRoot(env: NodeJS.ProcessEnv = process.env): string {
   const raw = env[ROOT_ENV];
@@ -84,13 +89,13 @@ export interface ZynclonePaths {
   /** <root>/etc/xen/clone/override */
   readonly overrideDir: string;
   /** <root>/etc/xen/clone/override/<vm>.json: one VM's changes to base.json */
-  overrideFile(vm: string): string;
+  overrideFile(vm: VmName): string;
   /** <root>/etc/xen/clone/guest */
   readonly guestDir: string;
   /** <root>/etc/xen/clone/guest/<vm>.cfg: generated effective config */
-  guestCfgFile(vm: string): string;
+  guestCfgFile(vm: VmName): string;
   /** where a VM's own xl config file usually is: <root>/etc/xen/<vm>.cfg, <vm>, auto/<vm>.cfg */
-  xlConfigCandidates(vm: string): string[];
+  xlConfigCandidates(vm: VmName): string[];
   /** <root>/var/lib/zynclone */
   readonly stateDir: string;
   /** <root>/var/lib/zynclone/state.db */
@@ -101,7 +106,7 @@ export interface ZynclonePaths {
   resolve(absPath: string): string;
 }
 
-/** All paths under `root` (default: from ZYNCLONE_ROOT). VM names are validated. */
+/** All paths under `root` (default: from ZYNCLONE_ROOT). */
 export function zynclonePaths(root: string = zyncloneRoot()): ZynclonePaths {
   if (!isAbsolute(root)) {
     throw new PathError(
@@ -119,13 +124,12 @@ export function zynclonePaths(root: string = zyncloneRoot()): ZynclonePaths {
     configDir,
     baseConfigFile: join(configDir, 'base.json'),
     overrideDir,
-    overrideFile: (vm: string) => join(overrideDir, `${validateVmName(vm)}.json`),
+    overrideFile: (vm: VmName) => join(overrideDir, `${vm}.json`),
     guestDir,
-    guestCfgFile: (vm: string) => join(guestDir, `${validateVmName(vm)}.cfg`),
-    xlConfigCandidates: (vm: string) => {
+    guestCfgFile: (vm: VmName) => join(guestDir, `${vm}.cfg`),
+    xlConfigCandidates: (vm: VmName) => {
       const etc = join(r, 'etc/xen');
-      const name = validateVmName(vm);
-      return [join(etc, `${name}.cfg`), join(etc, name), join(etc, 'auto', `${name}.cfg`)];
+      return [join(etc, `${vm}.cfg`), join(etc, vm), join(etc, 'auto', `${vm}.cfg`)];
     },
     stateDir,
     stateDb: join(stateDir, 'state.db'),

@@ -224,6 +224,11 @@ export const ERROR_CODES = {
     'Legacy guest files that cannot be imported as they are; nothing was changed.',
   ),
   UPGRADE_FAILED: fail('core', 'A part cannot be read or migrated.'),
+  CLI_USAGE: as(
+    'core',
+    'USAGE',
+    'The vmclone command line has an unknown command or option, lacks an argument, or gives a value an option does not take.',
+  ),
   LOGS_USAGE: as('core', 'USAGE', 'vmclone logs was given a daemon name or option it cannot use.'),
 
   CONSOLE_NOT_RUNNING: as('core', 'REFUSED', 'The VM has no clone, or its clone does not run.'),

@@ -10,7 +10,7 @@ import { CloneError } from '../core/clones/errors.js';
 import { cloneJson, statusJson } from '../core/clones/json.js';
 import type { ProgressEvent } from '../core/clones/lifecycle.js';
 import { effectiveConfig, setOverride, unsetOverride } from '../core/config/index.js';
-import { validateVmName } from '../core/paths.js';
+import { type VmName, validateVmName } from '../core/paths.js';
 import type { OperationKind } from '../core/state/types.js';
 import { holdingsJson } from '../core/volumes/index.js';
 import { WebError, errorResponse } from './errors.js';
@@ -168,11 +168,10 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
    */
   async function operate<T>(
     c: { get(k: 'who' | 'remote'): string },
-    vm: string,
+    vm: VmName,
     kind: OperationKind,
     fn: (lc: Awaited<ReturnType<CoreHost['lifecycle']>>) => Promise<T>,
   ): Promise<T> {
-    validateVmName(vm);
     const who = c.get('who');
     const progress = (e: ProgressEvent) => feed.publishProgress(vm, kind, e);
     try {
@@ -235,7 +234,7 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
       { status: 201, schema: CreateResultSchema, description: 'the clone was made' },
     ),
     async (c) => {
-      const { vm } = c.req.valid('param');
+      const vm = validateVmName(c.req.valid('param').vm);
       const o = (c.req.valid('json') ?? {}) as z.infer<typeof CreateBody>;
       const r = await operate(c, vm, 'create', (lc) =>
         lc.create(vm, {
@@ -275,7 +274,7 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
         { status: 200, schema: TransitionResult, description: 'the clone after the transition' },
       ),
       async (c) => {
-        const { vm } = c.req.valid('param');
+        const vm = validateVmName(c.req.valid('param').vm);
         const clone = await operate(c, vm, name, (lc) => lc[name](vm));
         return c.json({ clone: cloneJson(clone) }, 200);
       },
@@ -293,7 +292,7 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
       { status: 200, schema: TransitionResult, description: 'the clone after the transition' },
     ),
     async (c) => {
-      const { vm } = c.req.valid('param');
+      const vm = validateVmName(c.req.valid('param').vm);
       const o = (c.req.valid('json') ?? {}) as z.infer<typeof StopBody>;
       const clone = await operate(c, vm, 'stop', (lc) => lc.stop(vm, { force: o.force ?? false }));
       return c.json({ clone: cloneJson(clone) }, 200);
@@ -312,7 +311,7 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
       { status: 200, schema: RemoveResult, description: 'removed: false when there was no clone' },
     ),
     async (c) => {
-      const { vm } = c.req.valid('param');
+      const vm = validateVmName(c.req.valid('param').vm);
       const r = await operate(c, vm, 'remove', (lc) => lc.remove(vm));
       return c.json({ removed: r.removed }, 200);
     },

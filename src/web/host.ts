@@ -8,7 +8,7 @@ import { crashPointsFromEnv } from '../core/clones/journal.js';
 import { CloneLifecycle, type ProgressEvent } from '../core/clones/lifecycle.js';
 import { type IssuedTicket, issueConsoleTicket } from '../core/console/index.js';
 import { type Finding, runDoctor } from '../core/health/index.js';
-import type { ZynclonePaths } from '../core/paths.js';
+import type { VmName, ZynclonePaths } from '../core/paths.js';
 import { type StateStore, openStateStore } from '../core/state/index.js';
 import type { Requester } from '../core/state/types.js';
 import { VolumeSwitcher } from '../core/volumes/index.js';
@@ -85,7 +85,7 @@ export class CoreHost {
   }
 
   /** A console ticket for `vm`'s running clone, as `vmclone console` issues it. */
-  async consoleTicket(vm: string, requestedBy: Requester): Promise<IssuedTicket> {
+  async consoleTicket(vm: VmName, requestedBy: Requester): Promise<IssuedTicket> {
     if (this.store.staleOperations().length > 0) await this.lifecycle(requestedBy);
     return issueConsoleTicket(
       { xs: await this.xs(), store: this.store, xl: this.xl, paths: this.paths },

@@ -70,7 +70,14 @@ export function openSocketTransport(path: string): Promise<XsTransport> {
           });
         },
         send(frame) {
-          if (!done) sock.write(frame);
+          if (done) return;
+          // The frames of one tick (a transaction's pipelined requests, a
+          // burst of replies) leave in one writev, not one syscall each.
+          if (sock.writableCorked === 0) {
+            sock.cork();
+            process.nextTick(() => sock.uncork());
+          }
+          sock.write(frame);
         },
         close() {
           done = true;

@@ -39,8 +39,22 @@ describe('vmclone', () => {
   it('rejects an unknown command with a non-zero exit', async () => {
     const r = await cli('vmclone', ['frobnicate']);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/^error: /m);
+    expect(r.stderr).toMatch(/^vmclone: unknown command 'frobnicate' \[CLI_USAGE\]$/m);
     expect(r.stderr).toContain('Usage: vmclone');
+  });
+});
+
+describe('vmclone output', () => {
+  it('ends quietly with its status when the reader has gone (vmclone --help | true)', async () => {
+    // The script is fixed; node and the entry point come in as arguments.
+    const { stdout, stderr } = await run('bash', [
+      '-c',
+      '"$0" "$1" --help | true; echo "exit ${PIPESTATUS[0]}"',
+      process.execPath,
+      resolve(repo, pkg.bin.vmclone!),
+    ]);
+    expect(stdout).toBe('exit 0\n');
+    expect(stderr).toBe('');
   });
 });
 

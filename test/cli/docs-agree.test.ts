@@ -3,22 +3,16 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { PassThrough } from 'node:stream';
-import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { buildProgram } from '../../src/cli/vmclone.js';
+import { COMMANDS, type CommandSpec } from '../../src/cli/commands.js';
 
 const REPO = resolve(__dirname, '../..');
 const read = (file: string) => readFileSync(join(REPO, file), 'utf8');
 
-const program = buildProgram(
-  { stdout: new PassThrough(), stderr: new PassThrough(), env: {} },
-  async () => {},
-);
-const commands: Command[] = program.commands.filter((c) => c.name() !== 'help');
+const commands = COMMANDS;
 
-function longOptions(cmd: Command): string[] {
-  return cmd.options.map((o) => o.long!).filter(Boolean);
+function longOptions(cmd: CommandSpec): string[] {
+  return cmd.options.map((o) => `--${o.long}`);
 }
 
 /** Files under `dirs` (relative to the repository) whose names end with `suffix`. */
@@ -38,15 +32,16 @@ function filesUnder(dirs: string[], suffix: string): string[] {
 describe('src/cli/README.md', () => {
   const synopsis = read('src/cli/README.md').split('```')[1]!.split('\n');
 
-  it.each(commands.map((c) => [c.name(), c] as const))(
+  it.each(commands.map((c) => [c.name, c] as const))(
     'shows %s with every option it has',
     (name, cmd) => {
       const line = synopsis.find((l) => new RegExp(`(^vmclone|\\|) ${name}\\b`).test(l));
       expect(line, `no synopsis line for ${name}`).toBeDefined();
       for (const o of cmd.options) {
         const shown =
-          line!.includes(o.long!) || (o.short !== undefined && line!.includes(`[${o.short}]`));
-        expect(shown, `${name} ${o.flags}`).toBe(true);
+          line!.includes(`--${o.long}`) ||
+          (o.short !== undefined && line!.includes(`[-${o.short}]`));
+        expect(shown, `${name} --${o.long}`).toBe(true);
       }
     },
   );
@@ -71,10 +66,10 @@ printf '%s\\n' "\${COMPREPLY[@]}"`;
 
   it('offers every command', () => {
     const offered = complete(['vmclone', '']);
-    for (const c of commands) expect(offered).toContain(c.name());
+    for (const c of commands) expect(offered).toContain(c.name);
   });
 
-  it.each(commands.map((c) => [c.name(), c] as const))(
+  it.each(commands.map((c) => [c.name, c] as const))(
     'offers exactly the options of %s',
     (name, cmd) => {
       expect(complete(['vmclone', name, '--'])).toEqual([...longOptions(cmd), '--help'].sort());
@@ -95,7 +90,7 @@ describe('the docs', () => {
         .split(/Not built\s+yet:/)[1]
         ?.split('\n\n')[0] ?? '';
     const names = new Set([
-      ...commands.map((c) => c.name()),
+      ...commands.map((c) => c.name),
       ...[...planned.matchAll(/`vmclone ([a-z-]+)`/g)].map((m) => m[1]),
     ]);
     for (const { file, text } of docs) {

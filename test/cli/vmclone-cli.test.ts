@@ -7,6 +7,8 @@ import { EXIT, exitCodeFor } from '../../src/cli/exit-codes.js';
 import { createProgress } from '../../src/cli/progress.js';
 import { runVmclone } from '../../src/cli/vmclone.js';
 import { CloneError } from '../../src/core/clones/errors.js';
+import { zynclonePaths } from '../../src/core/paths.js';
+import { openStateStore } from '../../src/core/state/index.js';
 
 function sink(isTTY = false) {
   const s = new PassThrough() as PassThrough & { isTTY?: boolean; text(): string };
@@ -112,6 +114,56 @@ describe('vmclone command line', () => {
     // Showing the configuration of any valid name changes nothing and stays allowed.
     expect((await vmclone('config', 'other')).code).toBe(0);
     expect(existsSync(join(root, 'etc/xen/clone/override/other.json'))).toBe(false);
+  });
+
+  it('reads an empty host without a word from Xen: no clones, status of none', async () => {
+    // No xl on PATH and no xenstored: a command that asked either would say so.
+    const env = { PATH: '/nonexistent', XENSTORED_PATH: join(root, 'no-xenstored') };
+    const stdout = sink();
+    const stderr = sink();
+    const run = (...argv: string[]) =>
+      runVmclone(argv, { stdout, stderr, env: { ...env, ZYNCLONE_ROOT: root } });
+    expect(await run('list')).toBe(EXIT.OK);
+    expect(await run('list', '--json')).toBe(EXIT.OK);
+    expect(await run('status', 'web01')).toBe(EXIT.NOT_FOUND);
+    expect(stdout.text()).toBe('no clones\n[]\nweb01 has no clone\n');
+    expect(stderr.text()).toBe('');
+    // With --json, status still reports what Xen says of the original (here: nothing).
+    const json = await vmclone('status', 'web01', '--json');
+    expect(json.code).toBe(EXIT.NOT_FOUND);
+    expect(JSON.parse(json.stdout)).toMatchObject({ vm: 'web01', clone: null, original: null });
+  });
+
+  it('lists each clone with the holders of its shared volumes', async () => {
+    writeFileSync(
+      join(root, 'etc/xen/db01.cfg'),
+      `name = "db01"\ndisk = [ 'format=raw,vdev=xvda,access=rw,target=/v/root.img', 'format=raw,vdev=xvdb,access=rw,target=/v/data.img' ]\n`,
+    );
+    expect((await vmclone('config', 'db01', '--set', 'shared_volumes=xvdb')).code).toBe(0);
+    const store = openStateStore({ paths: zynclonePaths(root) });
+    for (const vm of ['db01', 'web01']) {
+      store.putClone({
+        vm,
+        cloneName: `${vm}-clone`,
+        state: 'active',
+        kind: 'offline',
+        sourceUuid: '6f1c7d52-3b8e-4f0a-9c1d-2e5f8a9b0c1d',
+        requestedBy: 'user:test',
+      });
+    }
+    store.setVolumeHolder('db01', 'xvdb', 'clone');
+    store.close();
+    const r = await vmclone('list');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /^db01 +db01-clone +active +offline +- +xvdb:clone +\S+Z +user:test$/m,
+    );
+    expect(r.stdout).toMatch(/^web01 +web01-clone +active +offline +- +- +\S+Z +user:test$/m);
+    const json = JSON.parse((await vmclone('list', '--json')).stdout);
+    expect(json.map((c: { sharedVolumes: unknown }) => c.sharedVolumes)).toEqual([
+      [{ vdev: 'xvdb', holder: 'clone' }],
+      [],
+    ]);
   });
 
   it('maps error codes to exit statuses', () => {

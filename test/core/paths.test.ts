@@ -1,13 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { PathError, validateVmName, zynclonePaths, zyncloneRoot } from '../../src/core/paths.js';
+import {
+  PathError,
+  asVmName,
+  validateVmName,
+  zynclonePaths,
+  zyncloneRoot,
+} from '../../src/core/paths.js';
 
 describe('paths', () => {
   it('hangs every path off ZYNCLONE_ROOT', () => {
     const root = zyncloneRoot({ ZYNCLONE_ROOT: '/tmp/zc-root/' });
     const p = zynclonePaths(root);
     expect(p.baseConfigFile).toBe('/tmp/zc-root/etc/xen/clone/base.json');
-    expect(p.overrideFile('web1')).toBe('/tmp/zc-root/etc/xen/clone/override/web1.json');
-    expect(p.guestCfgFile('web1')).toBe('/tmp/zc-root/etc/xen/clone/guest/web1.cfg');
+    expect(p.overrideFile(validateVmName('web1'))).toBe(
+      '/tmp/zc-root/etc/xen/clone/override/web1.json',
+    );
+    expect(p.guestCfgFile(validateVmName('web1'))).toBe(
+      '/tmp/zc-root/etc/xen/clone/guest/web1.cfg',
+    );
     expect(p.stateDb).toBe('/tmp/zc-root/var/lib/zynclone/state.db');
     expect(p.resolve('/var/lib/zynclone/volumes')).toBe('/tmp/zc-root/var/lib/zynclone/volumes');
   });
@@ -26,6 +36,7 @@ describe('paths', () => {
 
   it.each(['web1', 'Win-2019_a.b', 'a', 'x'.repeat(64)])('accepts VM name %j', (name) => {
     expect(validateVmName(name)).toBe(name);
+    expect(asVmName(name)).toBe(name);
   });
 
   it.each([
@@ -40,8 +51,9 @@ describe('paths', () => {
     ['12', /domain id/],
   ])('refuses VM name %j with a reason', (name, reason) => {
     expect(() => validateVmName(name)).toThrow(reason);
-    expect(() => zynclonePaths('/').overrideFile(name)).toThrow(
+    expect(() => validateVmName(name)).toThrow(
       expect.objectContaining({ code: 'VM_NAME_INVALID' }),
     );
+    expect(asVmName(name)).toBeUndefined();
   });
 });

@@ -116,6 +116,13 @@ describe('state store: clones', () => {
       snapshots: clone.snapshots,
     });
     expect(s.getCloneByName('web1-clone')?.vm).toBe('web1');
+    const uuid = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';
+    s.updateClone('web1', { cloneUuid: uuid });
+    expect(s.getCloneByDomain('web1-clone', 'ffffffff-ffff-4fff-8fff-ffffffffffff')?.vm).toBe(
+      'web1',
+    );
+    expect(s.getCloneByDomain('renamed', uuid)?.vm).toBe('web1');
+    expect(s.getCloneByDomain('web1', clone.sourceUuid)).toBeUndefined();
     expect(s.listClones().map((c) => c.vm)).toEqual(['web1']);
     expect(s.deleteClone('web1')).toBe(true);
     expect(s.getClone('web1')).toBeUndefined();

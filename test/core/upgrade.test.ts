@@ -22,7 +22,7 @@ import {
   effectiveConfig,
   readGuestCfg,
 } from '../../src/core/config/index.js';
-import { type ZynclonePaths, zynclonePaths } from '../../src/core/paths.js';
+import { type ZynclonePaths, validateVmName, zynclonePaths } from '../../src/core/paths.js';
 import { SCHEMA_VERSION, openStateStore, readSchemaVersion } from '../../src/core/state/index.js';
 import {
   LAYOUT_VERSION_PATH,
@@ -110,7 +110,7 @@ describe('vmclone upgrade from each earlier version', () => {
       } finally {
         store.close();
       }
-      expect(effectiveConfig('web1', paths).values.clone_kind).toBe('offline');
+      expect(effectiveConfig(validateVmName('web1'), paths).values.clone_kind).toBe('offline');
       expect(await xs.read(LAYOUT_VERSION_PATH)).toBe(String(XENSTORE_LAYOUT_VERSION));
       // Nothing published was touched: the clone stays locked as it was.
       for (const [path, value] of Object.entries(tree)) expect(await xs.read(path)).toBe(value);
@@ -202,19 +202,19 @@ describe('legacy key=value guest files without base.json', () => {
     const base = JSON.parse(readFileSync(paths.baseConfigFile, 'utf8'));
     // Shared by all three files: in base.json once.
     expect(base).toEqual({ $version: 1, keep_peripherals: ['serial'] });
-    expect(JSON.parse(readFileSync(paths.overrideFile('web1'), 'utf8'))).toEqual({
+    expect(JSON.parse(readFileSync(paths.overrideFile(validateVmName('web1')), 'utf8'))).toEqual({
       clone_kind: 'online',
       clone_vif_mask: '0,2',
       start_on_create: true,
     });
-    expect(effectiveConfig('db1', paths).values).toMatchObject({
+    expect(effectiveConfig(validateVmName('db1'), paths).values).toMatchObject({
       clone_kind: 'offline',
       clone_vif_mask: 'all',
       lockdown_ack_timeout_ms: 30000,
     });
-    expect(effectiveConfig('app1', paths).values.start_on_create).toBe(false);
+    expect(effectiveConfig(validateVmName('app1'), paths).values.start_on_create).toBe(false);
     // guest/<vm>.cfg is now the generated file, read back as the monitors do.
-    for (const vm of ['web1', 'db1', 'app1']) {
+    for (const vm of ['web1', 'db1', 'app1'].map(validateVmName)) {
       expect(readFileSync(paths.guestCfgFile(vm), 'utf8').startsWith(GENERATED_MARK)).toBe(true);
       expect(readGuestCfg(vm, paths)).toEqual(effectiveConfig(vm, paths).values);
     }
@@ -242,7 +242,7 @@ describe('legacy key=value guest files without base.json', () => {
     expect((err as Error).message).toMatch(
       /app1\.cfg, db1\.cfg, web1\.cfg\) while .*base\.json has settings/,
     );
-    expect(readFileSync(paths.guestCfgFile('web1'), 'utf8')).toBe(
+    expect(readFileSync(paths.guestCfgFile(validateVmName('web1')), 'utf8')).toBe(
       readFileSync(fixture('legacy-guest/web1.cfg'), 'utf8'),
     );
   });

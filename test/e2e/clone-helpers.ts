@@ -14,9 +14,9 @@ import {
   rmSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { join } from 'node:path';
 import { XsClient } from '../../src/xenstore/index.js';
+import { bundleDaemon, bundleEntry, repo } from '../bundle.js';
 import { type LoopFs, canMountLoop, mountXfs } from '../core/storage/helpers/loop-fs.js';
 
 export interface RunOut {
@@ -25,10 +25,6 @@ export interface RunOut {
   stdout: string;
   stderr: string;
 }
-
-const repo = resolve(__dirname, '../..');
-const REQUIRE_BANNER =
-  "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
 
 export const E2E_NEEDS = 'root, /dev/loop-control, mkfs.xfs, xenstore-utils and iproute2';
 export const canRunE2e =
@@ -228,24 +224,6 @@ export class CloneMonitorProcess {
 }
 
 /** Bundles a daemon's `run*` entry (`src/daemons/<dir>/main.ts`) into `outfile`. */
-export async function bundleDaemon(fn: string, dir: string, outfile: string): Promise<void> {
-  await build({
-    stdin: {
-      contents:
-        `import { ${fn} } from './src/daemons/${dir}/main.ts';\n` +
-        `process.exitCode = await ${fn}(process.argv.slice(2));\n`,
-      resolveDir: repo,
-      loader: 'ts',
-    },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
-    outfile,
-    banner: { js: REQUIRE_BANNER },
-    logLevel: 'error',
-  });
-}
 
 function plainDir(): LoopFs {
   const dir = mkdtempSync(join(tmpdir(), 'zc-e2e-'));
@@ -291,28 +269,11 @@ export class CloneHost {
     let vmcloneEntry: string | undefined;
     try {
       const simEntry = join(fs.dir, 'sim.mjs');
-      await build({
-        entryPoints: [resolve(repo, 'src/sim/bin.ts')],
-        bundle: true,
-        platform: 'node',
-        format: 'esm',
-        target: 'node24',
-        outfile: simEntry,
-        logLevel: 'error',
-      });
+      await bundleEntry('sim/bin.ts', simEntry);
       const cache = join(repo, 'node_modules/.cache/zynclone-e2e');
       mkdirSync(cache, { recursive: true });
       vmcloneEntry = join(cache, `vmclone-${process.pid}-${Date.now()}.mjs`);
-      await build({
-        entryPoints: [resolve(repo, 'src/bin/vmclone.ts')],
-        bundle: true,
-        platform: 'node',
-        format: 'esm',
-        target: 'node24',
-        outfile: vmcloneEntry,
-        banner: { js: REQUIRE_BANNER },
-        logLevel: 'error',
-      });
+      await bundleEntry('bin/vmclone.ts', vmcloneEntry);
       const host = new CloneHost(fs, simEntry, vmcloneEntry);
       // The test's root is already on its own XFS (or meant to be plain). The
       // tests run their own monitors, from the sources.
@@ -322,22 +283,7 @@ export class CloneHost {
       if (up.code !== 0) throw new Error(`sim demo failed: ${up.stderr}${up.stdout}`);
       const socket = join(host.root, 'run/xenstored/socket');
       const nmEntry = join(fs.dir, 'net-monitor.mjs');
-      await build({
-        stdin: {
-          contents:
-            "import { runNetMonitor } from './src/daemons/net-monitor/main.ts';\n" +
-            'process.exitCode = await runNetMonitor(process.argv.slice(2));\n',
-          resolveDir: repo,
-          loader: 'ts',
-        },
-        bundle: true,
-        platform: 'node',
-        format: 'esm',
-        target: 'node24',
-        outfile: nmEntry,
-        banner: { js: REQUIRE_BANNER },
-        logLevel: 'silent',
-      }).catch(() => undefined);
+      await bundleDaemon('runNetMonitor', 'net-monitor', nmEntry).catch(() => undefined);
       const real =
         !opts.plain && existsSync(nmEntry)
           ? await RealNetMonitor.start(

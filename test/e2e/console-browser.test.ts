@@ -131,6 +131,18 @@ describe.skipIf(
       const screen = await grabScreen('127.0.0.1', port);
       expect(new Set(screen.rgb.toString('hex').match(/.{6}/g)).size).toBeGreaterThan(1);
       await shot('1-connected');
+
+      // The same link a second time: the ticket is spent, and the page says so.
+      const again = await browser.newPage();
+      try {
+        await again.goto(t.url);
+        await expect
+          .poll(() => again.textContent('#message'), { timeout: 15_000 })
+          .toContain('This console link cannot be used');
+        expect((await probe(again)).connects).toBe(0);
+      } finally {
+        await again.close();
+      }
     },
   );
 

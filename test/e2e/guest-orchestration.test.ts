@@ -6,8 +6,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleDaemon } from '../bundle.js';
 import { skipWithout } from '../prerequisites.js';
-import { CloneHost, E2E_NEEDS, bundleDaemon, canRunE2e, run } from './clone-helpers.js';
+import { CloneHost, E2E_NEEDS, canRunE2e, run } from './clone-helpers.js';
 
 const repo = resolve(__dirname, '../..');
 const CLIENT = join(repo, 'guest/linux/zynclone-guest');
@@ -110,6 +111,9 @@ describe.skipIf(skipWithout(canRunE2e, E2E_NEEDS))(
     }, 200_000);
 
     it('the clone runs the same client and is refused: no clone of a clone', async () => {
+      // Served since before web01's ok: the orchestrator looked at the domains again.
+      const clone = (await host.domains()).get('web01-clone')!.domid;
+      expect(await host.xsRead(`/local/domain/${clone}/zynclone/protocol`)).toBe('1');
       const r = await inGuest('web01-clone', 'create', '--wait', '--timeout', '30');
       expect(r.code).toBe(5);
       expect(r.stderr).toMatch(/\[CLONE_REQUEST_REFUSED\]/);

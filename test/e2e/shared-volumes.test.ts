@@ -9,7 +9,8 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } 
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SWITCH_STEPS } from '../../src/core/volumes/index.js';
-import { CloneHost, bundleDaemon, run } from './clone-helpers.js';
+import { bundleDaemon } from '../bundle.js';
+import { CloneHost, run } from './clone-helpers.js';
 
 const canRun = existsSync('/usr/bin/xenstore-read');
 const VM = 'db01';

@@ -11,8 +11,8 @@ export interface Vectors {
   noAnswerExit: number;
   clientRequests: {
     argv: string[];
-    /** Absent: no PowerShell cmdlet for it. */
-    cmdlet?: string;
+    /** The PowerShell cmdlet that writes the same request, with `params`. */
+    cmdlet: string;
     params: Record<string, string | boolean>;
     request: string;
   }[];

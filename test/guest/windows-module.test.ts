@@ -22,6 +22,11 @@ function all(node: Node, type: string): Node[] {
   return out;
 }
 
+/** A param block entry's variable (`$Name`), not a `$false` in its attributes. */
+function paramVariable(p: Node): string {
+  return p.children.find((c) => c?.type === 'variable')!.text;
+}
+
 /** The text of a string literal without its quotes. */
 function unquote(n: Node): string {
   return n.text.slice(1, -1);
@@ -68,10 +73,7 @@ describe('ZynClone.psm1 (PowerShell)', () => {
     const exported = all(root, 'command')
       .filter((c) => c.text.startsWith('Export-ModuleMember'))
       .flatMap((c) => all(c, 'string_literal').map(unquote));
-    const expected = [
-      ...new Set(vectors.clientRequests.flatMap((v) => v.cmdlet ?? [])),
-      'Wait-ZcRequest',
-    ];
+    const expected = [...new Set(vectors.clientRequests.map((v) => v.cmdlet)), 'Wait-ZcRequest'];
     expect(exported.sort()).toEqual(expected.sort());
     for (const name of exported) {
       const f = functions.get(name);
@@ -82,45 +84,60 @@ describe('ZynClone.psm1 (PowerShell)', () => {
       expect(help, name).toMatch(/\.SYNOPSIS\s+\S/);
       expect(help, name).toMatch(/\.EXAMPLE\s+\S/);
       for (const p of all(f!, 'script_parameter')) {
-        const param = all(p, 'variable')[0]!.text.slice(1);
+        const param = paramVariable(p).slice(1);
         expect(help, `${name} -${param}`).toMatch(new RegExp(`\\.PARAMETER ${param}\\s+\\S`));
       }
     }
   });
 
-  it.each(
-    vectors.clientRequests.flatMap((v) =>
-      v.cmdlet === undefined ? [] : [[v.cmdlet, JSON.stringify(v.params), v] as const],
-    ),
-  )('%s %s writes the request of the vectors', (cmdlet, _, v) => {
-    const f = functions.get(cmdlet)!;
-    const call = all(f, 'command').find((c) => c.text.startsWith('Invoke-ZcRequest'))!;
-    const [, op, ...tokens] = v.request.split(' ');
-    expect(call.text).toMatch(new RegExp(`-Op '${op}'`));
-    const declared = all(f, 'script_parameter').map((p) => all(p, 'variable')[0]!.text.slice(1));
-    for (const [param, value] of Object.entries(v.params)) {
-      expect(declared).toContain(param);
-      // The token this parameter adds, as the function's strings spell it.
-      const strings = [...all(f, 'string_literal'), ...all(f, 'expandable_string_literal')].map(
-        (s) => unquote(s).replace(`$${param}`, String(value)),
-      );
-      const token = tokens.find((t) => strings.includes(t));
-      expect(token, `${cmdlet} -${param}`).toBeDefined();
-    }
-    // Every argument the function can add is one the orchestrator accepts.
-    const allowed = OP_ARGS[op as GuestOp];
-    for (const s of [...all(f, 'string_literal'), ...all(f, 'expandable_string_literal')]) {
-      const m = /^([a-z]+)=(\S+)$/.exec(unquote(s));
-      if (!m) continue;
-      expect(Object.keys(allowed)).toContain(m[1]);
-      const values = m[2]!.startsWith('$')
-        ? all(f, 'attribute')
-            .filter((a) => a.text.startsWith('[ValidateSet'))
-            .flatMap((a) => all(a, 'string_literal').map(unquote))
-        : [m[2]!];
-      for (const value of values) expect(allowed[m[1]!]).toContain(value);
-    }
-  });
+  it.each(vectors.clientRequests.map((v) => [v.cmdlet, JSON.stringify(v.params), v] as const))(
+    '%s %s writes the request of the vectors',
+    (cmdlet, _, v) => {
+      const f = functions.get(cmdlet)!;
+      const call = all(f, 'command').find((c) => c.text.startsWith('Invoke-ZcRequest'))!;
+      const [, op, ...tokens] = v.request.split(' ');
+      expect(call.text).toMatch(new RegExp(`-Op '${op}'`));
+      const declared = all(f, 'script_parameter').map((p) => paramVariable(p).slice(1));
+      for (const [param, value] of Object.entries(v.params)) {
+        expect(declared).toContain(param);
+        // The token this parameter adds, as the function's strings spell it.
+        const strings = [...all(f, 'string_literal'), ...all(f, 'expandable_string_literal')].map(
+          (s) => unquote(s).replace(`$${param}`, String(value)),
+        );
+        const token = tokens.find((t) => strings.includes(t));
+        expect(token, `${cmdlet} -${param}`).toBeDefined();
+      }
+      // Every argument the function can add is one the orchestrator accepts:
+      // a literal, or a parameter validated (case-sensitively, as the
+      // orchestrator compares) against the same values or pattern.
+      const allowed = OP_ARGS[op as GuestOp];
+      for (const s of [...all(f, 'string_literal'), ...all(f, 'expandable_string_literal')]) {
+        const m = /^([a-z]+)=(\S+)$/.exec(unquote(s));
+        if (!m) continue;
+        const [, key, value] = m as unknown as [string, string, string];
+        expect(Object.keys(allowed)).toContain(key);
+        const values = allowed[key]!;
+        if (!value.startsWith('$')) {
+          expect(values).toContain(value);
+          continue;
+        }
+        const param = all(f, 'script_parameter').find((p) => paramVariable(p) === value)!;
+        const check = all(param, 'attribute').find((a) =>
+          /^\[Validate(Set|Pattern)\(/.test(a.text),
+        );
+        expect(check, `${cmdlet} ${value}`).toBeDefined();
+        if ('pattern' in values) {
+          expect(check!.text).toMatch(/^\[ValidatePattern\(/);
+          expect(unquote(all(check!, 'string_literal')[0]!)).toBe(values.pattern.source);
+          expect(check!.text).toMatch(/Options = 'None'\)\]$/);
+        } else {
+          expect(check!.text).toMatch(/^\[ValidateSet\(/);
+          expect(all(check!, 'string_literal').map(unquote).sort()).toEqual([...values].sort());
+          expect(check!.text).toMatch(/IgnoreCase = \$false\)\]$/);
+        }
+      }
+    },
+  );
 
   it('uses the nodes, reply fields and states of the protocol', () => {
     const literals = new Set(all(root, 'string_literal').map(unquote));

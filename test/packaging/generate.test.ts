@@ -16,7 +16,7 @@ import {
 } from '../../packaging/deb/generate.js';
 import { effectiveConfig } from '../../src/core/config/index.js';
 import { CONFIG_KEYS, CONFIG_SCHEMA, configJsonSchema } from '../../src/core/config/schema.js';
-import { zynclonePaths } from '../../src/core/paths.js';
+import { validateVmName, zynclonePaths } from '../../src/core/paths.js';
 
 const repo = resolve(__dirname, '../..');
 const vmclone = commandHelp([process.execPath, join(repo, 'dist/src/bin/vmclone.js')]);
@@ -97,7 +97,7 @@ describe('the packaged base.json', () => {
     rmSync(root, { recursive: true, force: true });
     spawnSync('mkdir', ['-p', paths.configDir]);
     writeFileSync(paths.baseConfigFile, text);
-    const eff = effectiveConfig('web1', paths);
+    const eff = effectiveConfig(validateVmName('web1'), paths);
     expect(Object.values(eff.origins).every((o) => o === 'default')).toBe(true);
     expect(JSON.parse(text).$version).toBe(1);
   });

@@ -14,6 +14,7 @@ import type { WebServer } from '../../src/web/server.js';
 import { ConsoleHost, waitFor } from '../daemons/console-monitor/console-host.js';
 import { type AckStandIn, CloneHost, E2E_NEEDS, canRunE2e, run } from '../e2e/clone-helpers.js';
 import { skipWithout } from '../prerequisites.js';
+import { writeLoopbackCert } from '../tls.js';
 import { WebClient, adminToken, errorCode, requestId, startWeb } from './web-helpers.js';
 
 const canRun = existsSync('/usr/bin/xenstore-read');
@@ -557,29 +558,7 @@ describe.skipIf(skipWithout(canRun, 'xenstore-utils'))('zynclone web: the API', 
     let tls: WebServer | undefined;
     try {
       const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          key,
-          '-out',
-          cert,
-          '-days',
-          '1',
-          '-subj',
-          '/CN=127.0.0.1',
-          '-addext',
-          'subjectAltName=IP:127.0.0.1',
-        ],
-        { stdio: 'ignore' },
-      );
+      writeLoopbackCert(cert, key);
       const pem = { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
       tls = await startWeb(host, { tls: pem });
       expect(tls.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/$/);

@@ -3,9 +3,12 @@
 #   xen            the hypervisor (multiboot ELF, gunzipped)
 #   vmlinuz        the dom0 kernel
 #   base-KEY.cpio  dom0 userspace: busybox, bash, xl, xenstored, oxenstored,
-#                  hotplug scripts, lvm2, xfsprogs, nftables, Node, modules
+#                  hotplug scripts, lvm2, xfsprogs, nftables, Node, modules,
+#                  qemu-system-xen (the device model that serves a PV
+#                  guest's vfb as a VNC server) with its keymaps
 #   guest-KEY.cpio the test guests' kernel (uncompressed vmlinux: libxenguest's
-#                  userspace xz is slow under emulation) and initramfs
+#                  userspace xz is slow under emulation) and initramfs (busybox,
+#                  bash, xenstore-utils and ZynClone's bash guest client)
 # Nothing is installed on the host: packages are fetched with `apt-get
 # download` and unpacked with `dpkg -x`. Each layer is keyed by the package
 # versions and the inputs that shape it, so a second run reuses both.
@@ -35,6 +38,7 @@ pkgs=(
   lvm2 dmsetup libdevmapper1.02.1 libdevmapper-event1.02.1 libaio1
   thin-provisioning-tools libedit2 xfsprogs libinih1 liburcu8
   nftables libnftables1 libnftnl11 libmnl0 libjansson4 libxtables12 libgmp10
+  qemu-system-xen qemu-system-data
 )
 
 # One apt-cache call for all packages: each call costs about half a second.
@@ -91,10 +95,13 @@ vmlinuz="$ext/boot/vmlinuz-$kver"
 [ -f "$vmlinuz" ] || die "kernel image missing: $vmlinuz"
 
 # Copies every shared object the ELF files under ROOT need, preferring the
-# unpacked packages and falling back to the host (a Debian 12 system).
+# unpacked packages (under ROOT, else under LIB_ROOT) and falling back to the
+# host (a Debian 12 system).
+# Usage: copy_libs ROOT [LIB_ROOT]
 copy_libs() {
-  local root=$1 missing="" f lib
+  local root=$1 from=${2:-$1} missing="" f lib
   local lp="$root/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu"
+  lp+=":$from/lib/x86_64-linux-gnu:$from/usr/lib/x86_64-linux-gnu"
   local -A seen=()
   while IFS= read -r -d '' f; do
     [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
@@ -115,10 +122,12 @@ copy_libs() {
   done < <(find "$root" -type f \( -perm -u+x -o -name '*.so*' \) -print0)
   [ -z "$missing" ] || die "shared objects not found:$missing"
   for lib in "${!seen[@]}"; do
+    local dest
     case "$lib" in
       "$root"/*) continue ;;
+      "$from"/*) dest="$root${lib#"$from"}" ;;
+      *) dest="$root$lib" ;;
     esac
-    local dest="$root$lib"
     if [ ! -e "$dest" ]; then
       mkdir -p "$(dirname "$dest")"
       cp -L "$lib" "$dest"
@@ -187,6 +196,10 @@ if [ ! -f "$base" ]; then
   (cd "$ext" && tar -cf - --exclude=./lib/modules --exclude=./boot \
     --exclude=./usr/share --exclude='*python*' --exclude=pygrub --exclude=./.complete .) |
     (cd "$root" && tar -xf -)
+  # QEMU's VNC server loads a keymap (en-us unless xl's keymap= says
+  # otherwise); its firmware images are for HVM guests, which the lane has none of.
+  mkdir -p "$root/usr/share/qemu"
+  cp -a "$ext/usr/share/qemu/keymaps" "$root/usr/share/qemu/keymaps"
   mkdir -p "$root"/{bb,proc,sys,dev,run,tmp,var/log/xen/console,var/lib/xen,root,lib64,usr/bin,usr/local/bin}
   # xenstored and xl use /var/run; keep one tree.
   ln -sfn /run "$root/var/run"
@@ -238,10 +251,11 @@ LVM
   rm -rf "$root"
 fi
 
+client="$here/../../guest/linux/zynclone-guest"
 guest_key=$( {
-  printf 'kernel=%s\n' "$(grep "^$kernel_pkg=" <<<"$versions")"
-  printf 'busybox=%s\n' "$(grep '^busybox-static=' <<<"$versions")"
-  sha256sum "$here/guest-init" "$here/build-images.sh" "$here/extract-vmlinux.py" | cut -d' ' -f1
+  printf '%s' "$versions"
+  sha256sum "$here/guest-init" "$here/build-images.sh" "$here/extract-vmlinux.py" "$client" |
+    cut -d' ' -f1
 } | sha256sum | cut -c1-16)
 guest="$out/guest-$guest_key.cpio"
 
@@ -256,6 +270,19 @@ if [ ! -f "$guest" ]; then
   done
   cp "$here/guest-init" "$groot/init"
   chmod 755 "$groot/init"
+  # ZynClone's bash guest client with what it runs on: bash and xenstore-utils
+  # (talking to /dev/xen/xenbus), their shared objects from the packages.
+  mkdir -p "$groot/usr/bin"
+  rm -f "$groot/bin/bash" # a busybox applet link would be written through
+  cp "$ext/bin/bash" "$groot/bin/bash"
+  for tool in xenstore-read xenstore-write xenstore-watch; do
+    cp "$ext/usr/bin/$tool" "$groot/usr/bin/$tool"
+  done
+  cp "$client" "$groot/usr/bin/zynclone-guest"
+  chmod 755 "$groot/usr/bin/zynclone-guest"
+  copy_libs "$groot" "$ext"
+  printf '%s\n' /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu >"$groot/etc/ld.so.conf"
+  ldconfig -r "$groot" 2>/dev/null || true
   copy_modules "$groot" xen-netfront xen-blkfront >"$cache/build/modules.list"
   awk '!seen[$0]++' "$cache/build/modules.list" >"$groot/etc/zc-modules"
   layer="$cache/build/guest-layer"

@@ -145,6 +145,10 @@ export interface GuestSpec {
   beatSeconds?: number;
   /** MiB of memory the guest keeps rewriting (a fast dirtier). */
   dirtyMiB?: number;
+  /** xl vfb specs, e.g. 'vnc=1': a PV framebuffer that QEMU in dom0 serves over VNC. */
+  vfbs?: string[];
+  /** zc.ask=: the guest asks ZynClone for this operation through zynclone-guest once served. */
+  ask?: string;
 }
 
 export function guestConfig(spec: GuestSpec): string {
@@ -153,6 +157,7 @@ export function guestConfig(spec: GuestSpec): string {
   if (spec.disks?.length) extra.push('zc.disk=1');
   if (spec.beatSeconds !== undefined) extra.push(`zc.beat=${spec.beatSeconds}`);
   if (spec.dirtyMiB !== undefined) extra.push(`zc.dirty=${spec.dirtyMiB}`);
+  if (spec.ask) extra.push(`zc.ask=${spec.ask}`);
   const lines = [
     `name = "${spec.name}"`,
     `type = "${spec.type ?? 'pv'}"`,
@@ -166,6 +171,7 @@ export function guestConfig(spec: GuestSpec): string {
   if (spec.uuid) lines.push(`uuid = "${spec.uuid}"`);
   if (spec.ip) lines.push(`vif = [ 'bridge=${BRIDGE}' ]`);
   if (spec.disks?.length) lines.push(`disk = [ ${spec.disks.map((d) => `'${d}'`).join(', ')} ]`);
+  if (spec.vfbs?.length) lines.push(`vfb = [ ${spec.vfbs.map((v) => `'${v}'`).join(', ')} ]`);
   return `${lines.join('\n')}\n`;
 }
 

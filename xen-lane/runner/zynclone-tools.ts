@@ -22,6 +22,7 @@ import {
 } from './dom0-tools.js';
 
 export const NET_MONITOR_BUNDLE = '/lane/net-monitor.mjs';
+export const ORCHESTRATOR_BUNDLE = '/lane/orchestrator.mjs';
 export const NFT_TABLE = 'zynclone';
 
 /** A ZynClone root under the scenario's work dir, with base.json written. */
@@ -83,32 +84,53 @@ export async function vmclone(
   return { code, stdout: stdout.text, stderr: stderr.text, ms };
 }
 
-export interface NetMonitorHandle {
+export interface DaemonHandle {
   readonly lines: string[];
   stop(): Promise<void>;
 }
+export type NetMonitorHandle = DaemonHandle;
 
-/** Starts the net monitor (nft CLI backend: dom0 has no python3) and waits until it watches. */
-export async function startNetMonitor(opts: {
+interface DaemonOptions {
   log: (l: string) => void;
   signal?: AbortSignal;
-}): Promise<NetMonitorHandle> {
-  const lines: string[] = [];
-  const child: ChildProcess = spawn(
-    'node',
+}
+
+/** Starts the net monitor (nft CLI backend: dom0 has no python3) and waits until it watches. */
+export function startNetMonitor(opts: DaemonOptions): Promise<DaemonHandle> {
+  return startDaemon(
+    'net-monitor',
     [NET_MONITOR_BUNDLE, '--nft-backend', 'cli', '--heartbeat-ms', '2000'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    opts,
   );
+}
+
+/** Starts clone_guest_orchestrator on ZynClone root `root` and waits until it watches. */
+export function startOrchestrator(root: string, opts: DaemonOptions): Promise<DaemonHandle> {
+  return startDaemon(
+    'orchestrator',
+    [ORCHESTRATOR_BUNDLE, '--root', root, '--scan-ms', '1000', '--heartbeat-ms', '2000'],
+    opts,
+  );
+}
+
+/** A bundled daemon as a child process, its JSON log lines kept and logged. */
+async function startDaemon(
+  name: string,
+  argv: string[],
+  opts: DaemonOptions,
+): Promise<DaemonHandle> {
+  const lines: string[] = [];
+  const child: ChildProcess = spawn('node', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let exited: number | null | undefined;
   child.on('exit', (code, sig) => {
     exited = code ?? -1;
-    opts.log(`net-monitor exited (${code ?? sig})`);
+    opts.log(`${name} exited (${code ?? sig})`);
   });
   const onData = (buf: Buffer) => {
     for (const l of buf.toString().split('\n')) {
       if (!l.trim()) continue;
       lines.push(l);
-      opts.log(`net-monitor: ${l.slice(0, 300)}`);
+      opts.log(`${name}: ${l.slice(0, 300)}`);
     }
   };
   child.stdout?.on('data', onData);
@@ -121,10 +143,10 @@ export async function startNetMonitor(opts: {
   };
   try {
     await waitFor(
-      'the net monitor to watch XenStore',
+      `the ${name} to watch XenStore`,
       () => {
         if (exited !== undefined) {
-          throw new LaneError('LANE_NETMON_EXIT', `net monitor exited with ${exited}`);
+          throw new LaneError('LANE_DAEMON_EXIT', `${name} exited with ${exited}`);
         }
         return lines.some((l) => l.includes('"watching"')) ? true : undefined;
       },

@@ -11,7 +11,7 @@ import { XlConfig, type XlDriver, parseVif, printVif } from '../../xen/index.js'
 import { effectiveConfig } from '../config/config.js';
 import { type ZyncloneConfig, defaultConfig } from '../config/schema.js';
 import { type VifMask, formatVifMask, isMasked, parseVifMask } from '../lockdown/vif-mask.js';
-import type { ZynclonePaths } from '../paths.js';
+import type { VmName, ZynclonePaths } from '../paths.js';
 import type { CloneState } from '../state/types.js';
 import type { CloneMeta } from './meta.js';
 import { lockedVifSpec } from './plan.js';
@@ -118,7 +118,7 @@ export function cloneLockdown(
 }
 
 /** The VM's effective configuration, or the error that keeps it from being read. */
-export function configOrError(vm: string, paths: ZynclonePaths): ZyncloneConfig | Error {
+export function configOrError(vm: VmName, paths: ZynclonePaths): ZyncloneConfig | Error {
   try {
     return effectiveConfig(vm, paths).values;
   } catch (err) {

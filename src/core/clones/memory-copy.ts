@@ -3,8 +3,8 @@
  * (zynclone-livesave copies memory while the original runs, then holds it
  * suspended), `snapshot` (the disks, at the instant of the memory image),
  * `resume-original`. The xl save -p path (save-original, snapshot,
- * unpause-original) stays in the lifecycle; this module says when the live
- * path cannot be used, so the lifecycle falls back to it.
+ * unpause-original) is in create-memory.ts; this module says when the live
+ * path cannot be used, so create-memory.ts falls back to it.
  */
 import { rmSync } from 'node:fs';
 import type { ZyncloneConfig } from '../config/schema.js';

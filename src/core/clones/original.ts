@@ -7,13 +7,13 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node
 import { join } from 'node:path';
 import type { XlConfig } from '../../xen/index.js';
 import type { ZyncloneConfig } from '../config/schema.js';
-import type { ZynclonePaths } from '../paths.js';
+import type { VmName, ZynclonePaths } from '../paths.js';
 import { type SnapshotPlan, type DiskSpec as StorageDisk, planSnapshot } from '../storage/index.js';
 import { CloneError } from './errors.js';
 import { classifyDisks, originalVifsOf, parseOriginalConfig } from './plan.js';
 
 /** The original's xl config file: explicit, or the usual places under the root. */
-export function findOriginalConfig(paths: ZynclonePaths, vm: string, explicit?: string): string {
+export function findOriginalConfig(paths: ZynclonePaths, vm: VmName, explicit?: string): string {
   if (explicit !== undefined) {
     if (!existsSync(explicit)) {
       throw new CloneError('CLONE_CONFIG', `xl config file ${explicit} of ${vm} does not exist`);
@@ -33,7 +33,7 @@ export function findOriginalConfig(paths: ZynclonePaths, vm: string, explicit?: 
 }
 
 /** The bridges the vifs of `vm` use, from its xl config; none when it has no readable config. */
-export function productionBridgesOf(paths: ZynclonePaths, vm: string): string[] {
+export function productionBridgesOf(paths: ZynclonePaths, vm: VmName): string[] {
   let file: string;
   try {
     file = findOriginalConfig(paths, vm);

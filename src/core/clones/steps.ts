@@ -48,6 +48,7 @@ export const DEACTIVATE_STEPS = ['publish', 'record'] as const;
 export const REMOVE_STEPS = [
   'destroy-domain',
   'unpublish',
+  'return-volumes',
   'remove-snapshot',
   'remove-files',
   'delete-record',

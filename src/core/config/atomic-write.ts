@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
@@ -11,7 +10,10 @@ export interface StagedFile {
 export function stageFile(file: string, text: string, mode = 0o644): StagedFile {
   const dir = dirname(file);
   mkdirSync(dir, { recursive: true });
-  const temp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  // Unique, not secret ('wx' refuses a name taken anyway): Math.random spares
+  // every command that only reads configuration the load of node:crypto.
+  const nonce = Math.random().toString(16).slice(2, 10);
+  const temp = join(dir, `.${basename(file)}.${process.pid}.${nonce}.tmp`);
   const fd = openSync(temp, 'wx', mode);
   try {
     const buf = Buffer.from(text, 'utf8');

@@ -1,5 +1,11 @@
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
-import { type ZynclonePaths, validateVmName, vmNameProblem, zynclonePaths } from '../paths.js';
+import {
+  type VmName,
+  type ZynclonePaths,
+  asVmName,
+  vmNameProblem,
+  zynclonePaths,
+} from '../paths.js';
 import { commitStaged, discardStaged, stageFile } from './atomic-write.js';
 import { ConfigError, type ConfigIssue, showValue } from './errors.js';
 import { formatGuestCfg, parseGuestCfg } from './guest-cfg.js';
@@ -29,7 +35,7 @@ export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 export type ConfigOrigin = 'default' | 'base' | 'override';
 
 export interface EffectiveConfig {
-  readonly vm: string;
+  readonly vm: VmName;
   readonly values: ZyncloneConfig;
   /** Where each value came from. */
   readonly origins: { readonly [K in ConfigKey]: ConfigOrigin };
@@ -82,8 +88,7 @@ function validated(raw: Record<string, unknown>, file: string): Partial<Zynclone
 }
 
 /** The clone's domain name for `vm` under `pattern` (key clone_name_pattern). */
-export function cloneNameFor(vm: string, pattern: string): string {
-  validateVmName(vm);
+export function cloneNameFor(vm: VmName, pattern: string): string {
   const name = pattern.split('{vm}').join(vm);
   const problem = vmNameProblem(name);
   if (problem !== undefined || name === vm) {
@@ -105,7 +110,7 @@ const HOST_WIDE_WHY: Partial<Record<ConfigKey, string>> = {
 };
 
 function combine(
-  vm: string,
+  vm: VmName,
   paths: ZynclonePaths,
   base: RawFile,
   override: RawFile,
@@ -174,10 +179,9 @@ function combine(
  * Either file may be absent. Throws ConfigError naming every bad key.
  */
 export function effectiveConfig(
-  vm: string,
+  vm: VmName,
   paths: ZynclonePaths = zynclonePaths(),
 ): EffectiveConfig {
-  validateVmName(vm);
   return combine(
     vm,
     paths,
@@ -252,18 +256,17 @@ function writeAll(files: readonly { file: string; text: string | null }[]): void
 }
 
 /** (Re)generates guest/<vm>.cfg from the current files. */
-export function writeGuestCfg(vm: string, paths: ZynclonePaths = zynclonePaths()): EffectiveConfig {
+export function writeGuestCfg(vm: VmName, paths: ZynclonePaths = zynclonePaths()): EffectiveConfig {
   const eff = effectiveConfig(vm, paths);
   writeAll([{ file: eff.guestCfgFile, text: guestCfgText(eff) }]);
   return eff;
 }
 
 function editOverride(
-  vm: string,
+  vm: VmName,
   paths: ZynclonePaths,
   edit: (raw: Record<string, unknown>, file: string) => void,
 ): EffectiveConfig {
-  validateVmName(vm);
   const overrideFile = paths.overrideFile(vm);
   const base = readJsonObject(paths.baseConfigFile);
   const current = readJsonObject(overrideFile);
@@ -285,7 +288,7 @@ function editOverride(
  * then the override and guest/<vm>.cfg are replaced atomically.
  */
 export function setOverride(
-  vm: string,
+  vm: VmName,
   key: string,
   value: unknown,
   paths: ZynclonePaths = zynclonePaths(),
@@ -309,7 +312,7 @@ export function setOverride(
 
 /** Removes `key` from `vm`'s override (it falls back to base.json / the default). */
 export function unsetOverride(
-  vm: string,
+  vm: VmName,
   key: string,
   paths: ZynclonePaths = zynclonePaths(),
 ): EffectiveConfig {
@@ -324,7 +327,7 @@ export function unsetOverride(
 }
 
 /** Reads the generated guest/<vm>.cfg back (what the monitors use). */
-export function readGuestCfg(vm: string, paths: ZynclonePaths = zynclonePaths()): ZyncloneConfig {
+export function readGuestCfg(vm: VmName, paths: ZynclonePaths = zynclonePaths()): ZyncloneConfig {
   const file = paths.guestCfgFile(vm);
   let text: string;
   try {
@@ -339,7 +342,7 @@ export function readGuestCfg(vm: string, paths: ZynclonePaths = zynclonePaths())
   return parseGuestCfg(text, file);
 }
 
-function namesIn(dir: string, suffix: string): string[] {
+function namesIn(dir: string, suffix: string): VmName[] {
   let entries: string[];
   try {
     entries = readdirSync(dir);
@@ -349,12 +352,11 @@ function namesIn(dir: string, suffix: string): string[] {
   }
   return entries
     .filter((n) => n.endsWith(suffix))
-    .map((n) => n.slice(0, -suffix.length))
-    .filter((vm) => vmNameProblem(vm) === undefined);
+    .flatMap((n) => asVmName(n.slice(0, -suffix.length)) ?? []);
 }
 
 /** VMs with an override file or a generated guest cfg, sorted. */
-export function configuredVms(paths: ZynclonePaths = zynclonePaths()): string[] {
+export function configuredVms(paths: ZynclonePaths = zynclonePaths()): VmName[] {
   const vms = new Set([...namesIn(paths.overrideDir, '.json'), ...namesIn(paths.guestDir, '.cfg')]);
   return [...vms].sort();
 }
@@ -365,7 +367,7 @@ export function configuredVms(paths: ZynclonePaths = zynclonePaths()): string[] 
  */
 export function regenerateGuestCfgs(
   paths: ZynclonePaths = zynclonePaths(),
-): { vm: string; error?: ConfigError }[] {
+): { vm: VmName; error?: ConfigError }[] {
   return configuredVms(paths).map((vm) => {
     try {
       writeGuestCfg(vm, paths);

@@ -10,10 +10,10 @@ import {
   VifMaskError,
   normalizeVifMask,
 } from '../lockdown/vif-mask.js';
+import { CLONE_KINDS, type CloneKind } from './clone-kinds.js';
 import { type ConfigIssue, showValue } from './errors.js';
 
-export const CLONE_KINDS = ['offline', 'online', 'memory'] as const;
-export type CloneKind = (typeof CLONE_KINDS)[number];
+export { CLONE_KINDS, type CloneKind } from './clone-kinds.js';
 
 export const MAC_POLICIES = ['keep', 'regenerate'] as const;
 

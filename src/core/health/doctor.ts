@@ -19,7 +19,7 @@ import {
 } from '../config/index.js';
 import type { ZyncloneConfig } from '../config/schema.js';
 import { type VmInput, planLockdown, planVm } from '../lockdown/nft-plan.js';
-import type { ZynclonePaths } from '../paths.js';
+import type { VmName, ZynclonePaths } from '../paths.js';
 import { type PendingOperation, type StateStore, openStateStore } from '../state/index.js';
 import {
   ZC_ROOT,
@@ -206,8 +206,8 @@ async function checkXl(ctx: DoctorContext): Promise<Finding> {
 }
 
 /** The VMs whose configuration matters: configured ones and those with a clone. */
-function vmsToCheck(ctx: DoctorContext, store: StateStore | undefined): string[] {
-  const vms = new Set<string>();
+function vmsToCheck(ctx: DoctorContext, store: StateStore | undefined): VmName[] {
+  const vms = new Set<VmName>();
   try {
     for (const vm of configuredVms(ctx.paths)) vms.add(vm);
   } catch {

@@ -13,8 +13,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
-import { CLONE_KINDS } from '../config/schema.js';
-import { type ZynclonePaths, vmNameProblem, zynclonePaths } from '../paths.js';
+import { CLONE_KINDS } from '../config/clone-kinds.js';
+import { type VmName, type ZynclonePaths, vmNameProblem, zynclonePaths } from '../paths.js';
 import { BusyError, StateError } from './errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { type OperationOwner, currentOwner, ownerLiveness, sameOwner } from './owner.js';
@@ -103,9 +103,10 @@ function strOrNull(v: unknown): string | null {
   return v === null || v === undefined ? null : String(v);
 }
 
+// Names read back were checked when written (checkVm): they are VmNames.
 function cloneFromRow(r: Row): CloneRecord {
   return {
-    vm: String(r.vm),
+    vm: String(r.vm) as VmName,
     cloneName: String(r.clone_name),
     cloneUuid: strOrNull(r.clone_uuid),
     cloneDomid: numOrNull(r.clone_domid),
@@ -140,7 +141,7 @@ function enableWal(db: DatabaseSync, timeoutMs: number): void {
 
 function holderFromRow(r: Row): VolumeHolderRecord {
   return {
-    vm: String(r.vm),
+    vm: String(r.vm) as VmName,
     vdev: String(r.vdev),
     holder: r.holder as VolumeSide,
     updatedAt: num(r.updated_at),
@@ -320,6 +321,14 @@ export class StateStore {
     return row === undefined ? undefined : cloneFromRow(row);
   }
 
+  /** The clone whose domain has this name or this UUID (how a running domain is known as a clone). */
+  getCloneByDomain(name: string, uuid: string): CloneRecord | undefined {
+    const row = this.#db
+      .prepare('SELECT * FROM clones WHERE clone_name = ? OR clone_uuid = ? ORDER BY vm LIMIT 1')
+      .get(name, uuid) as Row | undefined;
+    return row === undefined ? undefined : cloneFromRow(row);
+  }
+
   listClones(): CloneRecord[] {
     return (this.#db.prepare('SELECT * FROM clones ORDER BY vm').all() as Row[]).map(cloneFromRow);
   }
@@ -463,7 +472,7 @@ export class StateStore {
     ).map(stepFromRow);
     return {
       id: num(row.id),
-      vm: String(row.vm),
+      vm: String(row.vm) as VmName,
       kind: row.kind as OperationKind,
       status: row.status as OperationRecord['status'],
       requestedBy: String(row.requested_by),

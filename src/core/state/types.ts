@@ -1,4 +1,5 @@
 import type { CloneKind } from '../config/schema.js';
+import type { VmName } from '../paths.js';
 import type { Liveness, OperationOwner } from './owner.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -34,7 +35,8 @@ export const REQUESTER_PATTERN =
   /^(user:[\x21-\x7e]{1,64}|guest:[0-9]{1,5}|system:[a-z0-9_-]{1,32})$/;
 
 export interface CloneRecord {
-  readonly vm: string;
+  /** A VmName: the store checks every name it writes. */
+  readonly vm: VmName;
   readonly cloneName: string;
   readonly cloneUuid: string | null;
   readonly cloneDomid: number | null;
@@ -73,7 +75,7 @@ export const VOLUME_SIDES = ['original', 'clone'] as const;
 export type VolumeSide = (typeof VOLUME_SIDES)[number];
 
 export interface VolumeHolderRecord {
-  readonly vm: string;
+  readonly vm: VmName;
   readonly vdev: string;
   readonly holder: VolumeSide;
   readonly updatedAt: number;
@@ -97,7 +99,7 @@ export interface StepRecord {
 
 export interface OperationRecord {
   readonly id: number;
-  readonly vm: string;
+  readonly vm: VmName;
   readonly kind: OperationKind;
   readonly status: OperationStatus;
   readonly requestedBy: Requester;

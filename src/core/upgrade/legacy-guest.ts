@@ -28,7 +28,7 @@ import {
   writeFileAtomic,
   writeGuestCfg,
 } from '../config/index.js';
-import type { ZynclonePaths } from '../paths.js';
+import { type VmName, type ZynclonePaths, validateVmName } from '../paths.js';
 import { UpgradeError } from './errors.js';
 
 /** Largest legacy file read; real ones hold a dozen lines. */
@@ -36,7 +36,7 @@ const MAX_LEGACY_BYTES = 64 * 1024;
 const LINE = /^([A-Za-z][A-Za-z0-9_]{0,63})[ \t]*=[ \t]*(.*?)[ \t]*$/;
 
 export interface LegacyImport {
-  readonly vms: readonly string[];
+  readonly vms: readonly VmName[];
   /** What each VM's file set, validated. */
   readonly values: ReadonlyMap<string, Partial<ZyncloneConfig>>;
   readonly base: Partial<ZyncloneConfig>;
@@ -95,14 +95,14 @@ export function parseLegacyGuestFile(
 /** Reads and splits the legacy files; throws UPGRADE_LEGACY_INVALID naming every problem. */
 export function planLegacyImport(paths: ZynclonePaths, files: readonly string[]): LegacyImport {
   const issues: ConfigIssue[] = [];
-  const values = new Map<string, Partial<ZyncloneConfig>>();
+  const values = new Map<VmName, Partial<ZyncloneConfig>>();
   for (const file of files) {
-    const vm = file.slice(paths.guestDir.length + 1, -'.cfg'.length);
+    const vm = validateVmName(file.slice(paths.guestDir.length + 1, -'.cfg'.length));
     values.set(vm, parseLegacyGuestFile(readFileSync(file, 'utf8'), file, issues));
   }
   const vms = [...values.keys()];
   const defaults = defaultConfig();
-  const effective = (vm: string, key: ConfigKey) => values.get(vm)![key] ?? defaults[key];
+  const effective = (vm: VmName, key: ConfigKey) => values.get(vm)![key] ?? defaults[key];
   const base: Record<string, unknown> = {};
   const overrides = new Map(vms.map((vm) => [vm, {} as Record<string, unknown>]));
   for (const key of CONFIG_KEYS) {

@@ -25,7 +25,7 @@ import { classifyDisks, parseOriginalConfig } from '../clones/plan.js';
 import { effectiveConfig } from '../config/config.js';
 import { writeFileAtomic } from '../config/index.js';
 import type { SharedVolumeMode } from '../config/schema.js';
-import { type ZynclonePaths, validateVmName } from '../paths.js';
+import type { VmName, ZynclonePaths } from '../paths.js';
 import type { StateStore } from '../state/store.js';
 import type { CloneRecord, Json, OperationRecord, Requester, VolumeSide } from '../state/types.js';
 import {
@@ -64,7 +64,7 @@ export type VolumeUndo =
   | { readonly action: 'write-file'; readonly path: string; readonly content: string }
   | {
       readonly action: 'holder';
-      readonly vm: string;
+      readonly vm: VmName;
       readonly vdev: string;
       readonly holder: VolumeSide;
     };
@@ -97,7 +97,7 @@ export interface VolumeOptions {
 }
 
 export interface SwitchResult {
-  readonly vm: string;
+  readonly vm: VmName;
   readonly vdev: string;
   readonly from: VolumeSide;
   readonly to: VolumeSide;
@@ -126,7 +126,7 @@ interface SideDomain {
 
 export interface VolumeRecoveryReport {
   readonly opId: number;
-  readonly vm: string;
+  readonly vm: VmName;
   readonly outcome: 'rolled-back' | 'failed';
   readonly error?: string;
 }
@@ -182,7 +182,7 @@ export class VolumeSwitcher {
   // ---- what is shared --------------------------------------------------------
 
   /** The original's xl config: the one the clone was made from, else the usual places. */
-  private originalConfigFile(vm: string, clone: CloneRecord | undefined): string | undefined {
+  private originalConfigFile(vm: VmName, clone: CloneRecord | undefined): string | undefined {
     if (clone !== undefined) {
       try {
         const { originalConfigFile } = readCloneMeta(this.o.paths, clone.cloneName);
@@ -195,8 +195,7 @@ export class VolumeSwitcher {
   }
 
   /** The VM's shared volumes (config `shared_volumes` matched against its xl config). */
-  sharedVolumes(vm: string): { mode: SharedVolumeMode; volumes: SharedVolume[] } {
-    validateVmName(vm);
+  sharedVolumes(vm: VmName): { mode: SharedVolumeMode; volumes: SharedVolume[] } {
     const cfg = effectiveConfig(vm, this.o.paths).values;
     if (cfg.shared_volumes.length === 0) return { mode: cfg.shared_volume_mode, volumes: [] };
     const file = this.originalConfigFile(vm, this.store.getClone(vm));
@@ -226,7 +225,7 @@ export class VolumeSwitcher {
   }
 
   private async sideDomains(
-    vm: string,
+    vm: VmName,
     clone: CloneRecord,
   ): Promise<Record<VolumeSide, SideDomain>> {
     const all = await this.o.xl.list();
@@ -377,12 +376,11 @@ export class VolumeSwitcher {
    * the guest's cooperation (xl block-detach -f).
    */
   async switchVolume(
-    vm: string,
+    vm: VmName,
     vdev: string,
     to: VolumeSide,
     opts: { force?: boolean } = {},
   ): Promise<SwitchResult> {
-    validateVmName(vm);
     const clone = this.store.getClone(vm);
     if (clone === undefined) {
       throw new CloneError(
@@ -433,7 +431,7 @@ export class VolumeSwitcher {
 
   private async switchIn(
     op: JournaledOperation<VolumeUndo>,
-    vm: string,
+    vm: VmName,
     clone: CloneRecord,
     volume: SharedVolume,
     to: VolumeSide,
@@ -547,7 +545,7 @@ export class VolumeSwitcher {
   // ---- reads, removal, recovery ------------------------------------------------
 
   /** Each shared volume of `vm` with its recorded holder (no xl, no XenStore). */
-  holders(vm: string): { vdev: string; holder: VolumeSide }[] {
+  holders(vm: VmName): { vdev: string; holder: VolumeSide }[] {
     return this.sharedVolumes(vm).volumes.map((v) => ({
       vdev: v.vdev,
       holder: this.store.volumeHolder(vm, v.vdev),
@@ -555,7 +553,7 @@ export class VolumeSwitcher {
   }
 
   /** Each shared volume of `vm`: its holder and the domains that have it attached now. */
-  async holdings(vm: string): Promise<VolumeHolding[]> {
+  async holdings(vm: VmName): Promise<VolumeHolding[]> {
     const { volumes } = this.sharedVolumes(vm);
     if (volumes.length === 0) return [];
     let names = new Map<number, string>();
@@ -590,7 +588,7 @@ export class VolumeSwitcher {
    * domain is gone (clone removal): attached to the running original when
    * nobody has it, and the records cleared. Safe to repeat.
    */
-  async returnToOriginal(vm: string): Promise<void> {
+  async returnToOriginal(vm: VmName): Promise<void> {
     const held = this.store.volumeHolders(vm).filter((h) => h.holder === 'clone');
     if (held.length > 0) {
       const { volumes } = this.sharedVolumes(vm);

@@ -1,6 +1,7 @@
 // Daemon health in XenStore (docs/xenstore-contract.md, "Daemon health"):
-// /tool/zynclone/daemons/$DAEMON/{heartbeat,version,pid}. A beat that cannot
-// be written (XenStore away) is logged and skipped; the next one tries again.
+// /tool/zynclone/daemons/$DAEMON/{heartbeat,heartbeat-ms,version,pid}. A beat
+// that cannot be written (XenStore away) is logged and skipped; the next one
+// tries again.
 import { daemonLeaf } from '../../core/xenstore/index.js';
 import type { XsOps } from '../../xenstore/index.js';
 import type { DaemonLogger } from './log.js';
@@ -40,6 +41,7 @@ export function startHeartbeat(
           await Promise.all([
             xs.write(daemonLeaf(daemonName, 'version'), version),
             xs.write(daemonLeaf(daemonName, 'pid'), String(process.pid)),
+            xs.write(daemonLeaf(daemonName, 'heartbeat-ms'), String(intervalMs)),
           ]);
           identityWritten = true;
         }

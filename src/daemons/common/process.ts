@@ -5,7 +5,7 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { XsClient } from '../../xenstore/index.js';
 import type { DaemonLogger } from './log.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+export type DaemonOptions = NonNullable<ParseArgsConfig['options']>;
 export type DaemonArgs = Record<string, string | boolean | undefined>;
 
 /**
@@ -16,7 +16,7 @@ export function parseDaemonArgs(
   daemon: string,
   usage: string,
   argv: string[],
-  options: Options,
+  options: DaemonOptions,
 ): DaemonArgs | number {
   let values: DaemonArgs;
   try {

@@ -4,18 +4,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { packageVersion } from '../../cli/version.js';
-import { defaultConfig, readBaseConfig } from '../../core/config/index.js';
-import { zynclonePaths } from '../../core/paths.js';
-import { daemonLeaf } from '../../core/xenstore/index.js';
-import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from '../common/heartbeat.js';
-import { createLogger } from '../common/log.js';
-import {
-  connectUntilStopped,
-  parseDaemonArgs,
-  stopOnSignal,
-  xenstoreSocket,
-} from '../common/process.js';
+import { type ZyncloneConfig, defaultConfig, readBaseConfig } from '../../core/config/index.js';
+import { type ZynclonePaths, zynclonePaths } from '../../core/paths.js';
+import { intOption, runDaemon } from '../common/daemon.js';
+import { DEFAULT_HEARTBEAT_MS } from '../common/heartbeat.js';
 import { ConsoleMonitor, DEFAULT_REJECT_DELAY_MS } from './monitor.js';
 
 export const DAEMON_NAME = 'console-monitor';
@@ -37,86 +29,75 @@ const USAGE = `usage: zynclone console-monitor [options]
                          ${DEFAULT_ASSETS})
 `;
 
-function intOption(name: string, text: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!/^[0-9]+$/.test(text) || n < min || n > max) {
-    throw new Error(
-      `--${name} must be an integer from ${min} to ${max}, not ${JSON.stringify(text)}`,
-    );
-  }
-  return n;
+export function runConsoleMonitor(argv: string[]): Promise<number> {
+  return runDaemon(
+    {
+      name: DAEMON_NAME,
+      usage: USAGE,
+      options: {
+        root: { type: 'string' },
+        'reject-delay-ms': { type: 'string', default: String(DEFAULT_REJECT_DELAY_MS) },
+        assets: { type: 'string', default: process.env.ZYNCLONE_CONSOLE_ASSETS ?? DEFAULT_ASSETS },
+      },
+      parse: (values) => {
+        const rejectDelayMs = intOption(
+          'reject-delay-ms',
+          values['reject-delay-ms'] as string,
+          0,
+          60_000,
+        );
+        const paths = zynclonePaths(values.root as string | undefined);
+        const config = { ...defaultConfig(), ...readBaseConfig(paths) };
+        return {
+          rejectDelayMs,
+          assetsDir: values.assets as string,
+          listen: { host: config.console_listen, port: config.console_port },
+          tls: tlsFiles(paths, config),
+        };
+      },
+      describe: (o) => ({ ...o.listen, tls: o.tls !== undefined }),
+      stopMessage: 'stopping; open consoles are closed',
+      failure: 'console monitor failed',
+      serve: async ({ xs, options: o, log, serving }) => {
+        const monitor = new ConsoleMonitor({
+          xs,
+          log,
+          listen: o.listen,
+          tls: o.tls,
+          assetsDir: o.assetsDir,
+          rejectDelayMs: o.rejectDelayMs,
+        });
+        try {
+          const url = await monitor.start();
+          log.info('serving', { url });
+          await serving();
+        } finally {
+          await monitor.stop().catch(() => {});
+        }
+      },
+    },
+    argv,
+  );
 }
 
-export async function runConsoleMonitor(argv: string[]): Promise<number> {
-  const values = parseDaemonArgs(DAEMON_NAME, USAGE, argv, {
-    xenstore: { type: 'string' },
-    root: { type: 'string' },
-    'heartbeat-ms': { type: 'string', default: String(DEFAULT_HEARTBEAT_MS) },
-    'reject-delay-ms': { type: 'string', default: String(DEFAULT_REJECT_DELAY_MS) },
-    assets: { type: 'string', default: process.env.ZYNCLONE_CONSOLE_ASSETS ?? DEFAULT_ASSETS },
-  });
-  if (typeof values === 'number') return values;
-  let heartbeatMs: number;
-  let rejectDelayMs: number;
-  let config: ReturnType<typeof defaultConfig>;
-  let tls: { cert: Buffer; key: Buffer } | undefined;
-  try {
-    heartbeatMs = intOption('heartbeat-ms', values['heartbeat-ms'] as string, 100, 3_600_000);
-    rejectDelayMs = intOption('reject-delay-ms', values['reject-delay-ms'] as string, 0, 60_000);
-    const paths =
-      values.root === undefined ? zynclonePaths() : zynclonePaths(values.root as string);
-    config = { ...defaultConfig(), ...readBaseConfig(paths) };
-    const { console_tls_cert: certFile, console_tls_key: keyFile } = config;
-    if ((certFile === '') !== (keyFile === '')) {
-      throw new Error(
-        `${paths.baseConfigFile}: console_tls_cert and console_tls_key must be set together`,
-      );
-    }
-    if (certFile !== '') {
-      const read = (file: string, key: string) => {
-        try {
-          return readFileSync(paths.resolve(file));
-        } catch (err) {
-          throw new Error(`${key} ${file}: ${(err as Error).message}`);
-        }
-      };
-      tls = { cert: read(certFile, 'console_tls_cert'), key: read(keyFile, 'console_tls_key') };
-    }
-  } catch (err) {
-    process.stderr.write(`zynclone console-monitor: ${(err as Error).message}\n`);
-    return 2;
+/** The TLS certificate and key named by base.json (both or neither), read. */
+function tlsFiles(
+  paths: ZynclonePaths,
+  config: ZyncloneConfig,
+): { cert: Buffer; key: Buffer } | undefined {
+  const { console_tls_cert: certFile, console_tls_key: keyFile } = config;
+  if ((certFile === '') !== (keyFile === '')) {
+    throw new Error(
+      `${paths.baseConfigFile}: console_tls_cert and console_tls_key must be set together`,
+    );
   }
-  const socket = xenstoreSocket(values);
-  const version = packageVersion();
-  const log = createLogger(DAEMON_NAME);
-  const stop = stopOnSignal(log, 'stopping; open consoles are closed');
-  const listen = { host: config.console_listen, port: config.console_port };
-  log.info('starting', { version, socket, ...listen, tls: tls !== undefined });
-
-  const xs = await connectUntilStopped(socket, log, stop, 'xenstore unreachable; retrying');
-  if (!xs) return 0;
-  const monitor = new ConsoleMonitor({
-    xs,
-    log,
-    listen,
-    tls,
-    assetsDir: values.assets as string,
-    rejectDelayMs,
-  });
-  let heartbeat: ReturnType<typeof startHeartbeat> | undefined;
-  try {
-    const url = await monitor.start();
-    await xs.write(daemonLeaf(DAEMON_NAME, 'heartbeat-ms'), String(heartbeatMs));
-    heartbeat = startHeartbeat(xs, DAEMON_NAME, version, heartbeatMs, log);
-    log.info('serving', { url });
-    await stop.stopped;
-  } catch (err) {
-    log.error('console monitor failed', { error: err });
-    return 1;
-  } finally {
-    heartbeat?.stop();
-    await monitor.stop().catch(() => {});
-    await xs.close().catch(() => {});
-  }
-  return 0;
+  if (certFile === '') return undefined;
+  const read = (file: string, key: string) => {
+    try {
+      return readFileSync(paths.resolve(file));
+    } catch (err) {
+      throw new Error(`${key} ${file}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read(certFile, 'console_tls_cert'), key: read(keyFile, 'console_tls_key') };
 }

@@ -11,7 +11,7 @@
 // A session lives as long as its control socket; it may open VNC connections
 // again and again (reconnects after a reboot follow the clone to its new
 // domid and port), but only to the clone its ticket named.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   type IncomingMessage,
@@ -112,7 +112,7 @@ export class ConsoleMonitor {
     handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
   });
   private readonly sessions = new Map<string, Session>();
-  private readonly assets = new Map<string, Buffer>();
+  private readonly assets = new Map<string, { body: Buffer; etag: string }>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly now: () => number;
   private readonly rejectDelayMs: number;
@@ -142,7 +142,9 @@ export class ConsoleMonitor {
 
   async start(): Promise<string> {
     for (const file of ['index.html', ...Object.keys(ASSETS)]) {
-      this.assets.set(file, readFileSync(join(this.o.assetsDir, file)));
+      const body = readFileSync(join(this.o.assetsDir, file));
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
+      this.assets.set(file, { body, etag });
     }
     await this.tickets.load();
     this.clones.onChange((vm, now, before) => this.cloneChanged(vm, now, before));
@@ -211,17 +213,25 @@ export class ConsoleMonitor {
     const page = VM_PATH.exec(url.pathname);
     if (page?.[1] === 'console') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', ...PAGE_HEADERS });
-      res.end(req.method === 'HEAD' ? undefined : this.assets.get('index.html'));
+      res.end(req.method === 'HEAD' ? undefined : this.assets.get('index.html')?.body);
       return;
     }
-    const asset = /^\/assets\/([a-z.]+)$/.exec(url.pathname)?.[1];
-    if (asset !== undefined && ASSETS[asset] !== undefined) {
-      res.writeHead(200, {
-        'Content-Type': ASSETS[asset],
+    const name = /^\/assets\/([a-z.]+)$/.exec(url.pathname)?.[1];
+    const asset = name === undefined ? undefined : this.assets.get(name);
+    if (name !== undefined && ASSETS[name] !== undefined && asset !== undefined) {
+      // Revalidated with an ETag rather than fetched whole: a browser that has
+      // the script keeps its compiled code too, and the page starts sooner.
+      const headers = {
         'Cache-Control': 'no-cache',
+        ETag: asset.etag,
         'X-Content-Type-Options': 'nosniff',
-      });
-      res.end(req.method === 'HEAD' ? undefined : this.assets.get(asset));
+      };
+      if (req.headers['if-none-match'] === asset.etag) {
+        res.writeHead(304, headers).end();
+        return;
+      }
+      res.writeHead(200, { ...headers, 'Content-Type': ASSETS[name] });
+      res.end(req.method === 'HEAD' ? undefined : asset.body);
       return;
     }
     res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');

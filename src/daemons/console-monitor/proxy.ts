@@ -10,11 +10,22 @@
 // accepted: it would hang without a byte. So connections to one VNC server
 // open one at a time, each holding its turn until the server's greeting (RFB
 // servers speak first) or a deadline.
+//
+// Throughput: a framebuffer update is megabytes. Node's default reads are
+// 64 KiB into a fresh buffer each, and every piece then costs a frame, a
+// write and its stream bookkeeping. Here the VNC socket reads straight into
+// slabs of READ_SLAB bytes (net's `onread`), a full read goes to the browser
+// as one frame without a copy, and the slab comes back to a process-wide
+// pool once the kernel has taken it. Small reads (the handshake, a cursor, a
+// key echo) are copied out of a small per-connection buffer instead, so an
+// idle console holds SMALL_READ bytes, not a slab.
 import { type Socket, connect } from 'node:net';
 import type { WebSocket } from 'ws';
 
 export const HIGH_WATER = 1024 * 1024;
-export const LOW_WATER = 256 * 1024;
+const READ_SLAB = 256 * 1024;
+const SMALL_READ = 16 * 1024;
+const POOLED_SLABS = 8;
 const CONNECT_TIMEOUT_MS = 5000;
 const GREETING_TIMEOUT_MS = 5000;
 
@@ -34,6 +45,13 @@ function takeTurn(key: string): Promise<() => void> {
   });
   return previous.then(() => release);
 }
+
+/** Free slabs, shared by every connection of the process (single-threaded, so no locking). */
+const slabs: Buffer[] = [];
+const takeSlab = (): Buffer => slabs.pop() ?? Buffer.allocUnsafeSlow(READ_SLAB);
+const returnSlab = (slab: Buffer): void => {
+  if (slabs.length < POOLED_SLABS) slabs.push(slab);
+};
 
 export interface ProxyStats {
   bytesToBrowser: number;
@@ -61,6 +79,10 @@ export class VncProxy {
   private finish!: (end: ProxyEnd) => void;
   private done = false;
   private releaseTurn: (() => void) | undefined;
+  private greeted = false;
+  private readonly small: Buffer = Buffer.allocUnsafeSlow(SMALL_READ);
+  /** The buffer the next read goes into. */
+  private reading: Buffer = this.small;
 
   constructor(
     private readonly ws: WebSocket,
@@ -86,7 +108,14 @@ export class VncProxy {
   }
 
   private connect(target: { host: string; port: number }): void {
-    const tcp = connect({ host: target.host, port: target.port });
+    const tcp = connect({
+      host: target.host,
+      port: target.port,
+      onread: {
+        buffer: () => this.reading,
+        callback: (n: number, buf: Buffer) => this.toBrowser(n, buf),
+      },
+    });
     this.tcp = tcp;
     tcp.setNoDelay(true);
     let connected = false;
@@ -101,12 +130,6 @@ export class VncProxy {
       connected = true;
       tcp.setTimeout(GREETING_TIMEOUT_MS);
     });
-    tcp.once('data', () => {
-      tcp.setTimeout(0);
-      this.endTurn();
-      this.ws.resume();
-    });
-    tcp.on('data', (chunk: Buffer) => this.toBrowser(chunk));
     tcp.on('drain', () => this.ws.resume());
     tcp.on('error', (err: NodeJS.ErrnoException) =>
       this.close(
@@ -122,13 +145,46 @@ export class VncProxy {
     this.releaseTurn = undefined;
   }
 
-  private toBrowser(chunk: Buffer): void {
-    this.stats.bytesToBrowser += chunk.length;
-    const tcp = this.tcp!;
-    this.ws.send(chunk, { binary: true }, () => {
-      if (this.ws.bufferedAmount <= LOW_WATER && tcp.isPaused()) tcp.resume();
-    });
-    if (this.ws.bufferedAmount > HIGH_WATER) tcp.pause();
+  /** `n` bytes arrived from the VNC server in `buf`; false stops reading. */
+  private toBrowser(n: number, buf: Buffer): boolean {
+    if (this.done) return false;
+    if (!this.greeted) {
+      this.greeted = true;
+      this.tcp!.setTimeout(0);
+      this.endTurn();
+      this.ws.resume();
+    }
+    this.stats.bytesToBrowser += n;
+    let chunk: Buffer;
+    let handedOver: Buffer | undefined;
+    if (buf === this.small) {
+      chunk = Buffer.from(buf.subarray(0, n));
+      // A full small buffer means a big update is coming: read it in slabs.
+      if (n === buf.length) this.reading = takeSlab();
+    } else if (n < SMALL_READ) {
+      chunk = Buffer.from(buf.subarray(0, n));
+      returnSlab(buf);
+      this.reading = this.small;
+    } else {
+      chunk = buf.subarray(0, n);
+      handedOver = buf;
+      this.reading = takeSlab();
+    }
+    const full = this.ws.bufferedAmount + n > HIGH_WATER;
+    // The frame's callback runs once the kernel has the bytes: only then may
+    // the slab be reused, and only then is the browser's backlog gone.
+    this.ws.send(
+      chunk,
+      { binary: true },
+      handedOver === undefined && !full
+        ? undefined
+        : (err) => {
+            if (err) return;
+            if (handedOver) returnSlab(handedOver);
+            if (full && !this.done) this.tcp?.resume();
+          },
+    );
+    return !full;
   }
 
   /** Ends both sides; the first call's reason is the one reported. */

@@ -1,18 +1,12 @@
 // `zynclone net-monitor`: the network domain's part of ZynClone. It reads
 // only XenStore and keeps one nftables table of its own (nft-script.ts).
-import { packageVersion } from '../../cli/version.js';
-import { checkTableSpec } from '../../core/lockdown/nft-script.js';
+import { type NftTableSpec, checkTableSpec } from '../../core/lockdown/nft-script.js';
 import { VM_ROOT } from '../../core/xenstore/index.js';
-import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from '../common/heartbeat.js';
-import { createLogger } from '../common/log.js';
-import {
-  connectUntilStopped,
-  parseDaemonArgs,
-  stopOnSignal,
-  xenstoreSocket,
-} from '../common/process.js';
+import { runDaemon } from '../common/daemon.js';
+import { DEFAULT_HEARTBEAT_MS } from '../common/heartbeat.js';
+import type { DaemonLogger } from '../common/log.js';
 import { NetMonitor, ensureTable } from './monitor.js';
-import { type NftBackend, NftError, createNftExecutor } from './nft-exec.js';
+import { type NftBackend, NftError, type NftExecutor, createNftExecutor } from './nft-exec.js';
 
 export const DAEMON_NAME = 'net-monitor';
 
@@ -26,48 +20,66 @@ const USAGE = `usage: zynclone net-monitor [options]
   --heartbeat-ms N         heartbeat interval (default ${DEFAULT_HEARTBEAT_MS})
 `;
 
-export async function runNetMonitor(argv: string[]): Promise<number> {
-  const values = parseDaemonArgs(DAEMON_NAME, USAGE, argv, {
-    xenstore: { type: 'string' },
-    netns: { type: 'string' },
-    table: { type: 'string', default: 'zynclone' },
-    'clone-vif-prefix': { type: 'string', default: 'zcv' },
-    'nft-backend': { type: 'string', default: 'libnftables' },
-    'heartbeat-ms': { type: 'string', default: String(DEFAULT_HEARTBEAT_MS) },
-  });
-  if (typeof values === 'number') return values;
-  const spec = {
-    table: values.table as string,
-    cloneVifPrefix: values['clone-vif-prefix'] as string,
-  };
-  const backend = values['nft-backend'] as string;
-  const heartbeatMs = Number(values['heartbeat-ms']);
-  try {
-    checkTableSpec(spec);
-    if (backend !== 'libnftables' && backend !== 'cli') {
-      throw new Error(`--nft-backend must be libnftables or cli, not ${JSON.stringify(backend)}`);
-    }
-    if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100) {
-      throw new Error('--heartbeat-ms must be an integer of at least 100');
-    }
-  } catch (err) {
-    process.stderr.write(`zynclone net-monitor: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const socket = xenstoreSocket(values);
-  const netns = (values.netns as string | undefined) ?? (process.env.ZYNCLONE_NETNS || undefined);
-  const version = packageVersion();
-  const log = createLogger(DAEMON_NAME);
+export function runNetMonitor(argv: string[]): Promise<number> {
+  return runDaemon(
+    {
+      name: DAEMON_NAME,
+      usage: USAGE,
+      options: {
+        netns: { type: 'string' },
+        table: { type: 'string', default: 'zynclone' },
+        'clone-vif-prefix': { type: 'string', default: 'zcv' },
+        'nft-backend': { type: 'string', default: 'libnftables' },
+      },
+      parse: (values) => {
+        const spec = {
+          table: values.table as string,
+          cloneVifPrefix: values['clone-vif-prefix'] as string,
+        };
+        checkTableSpec(spec);
+        const backend = values['nft-backend'] as string;
+        if (backend !== 'libnftables' && backend !== 'cli') {
+          throw new Error(
+            `--nft-backend must be libnftables or cli, not ${JSON.stringify(backend)}`,
+          );
+        }
+        const netns =
+          (values.netns as string | undefined) ?? (process.env.ZYNCLONE_NETNS || undefined);
+        return { spec, backend: backend as NftBackend, netns };
+      },
+      describe: (o) => ({ netns: o.netns, ...o.spec, backend: o.backend }),
+      stopMessage: 'stopping; the nftables table stays as it is',
+      waitMessage: 'xenstore unreachable; the table keeps its last state',
+      // The standing rule first: clone vifs are dropped before we know anything else.
+      prepare: (o, log) => standingTable(o, log),
+      prepareFailure: 'cannot set up the nftables table',
+      release: (nft) => nft.close(),
+      failure: 'net monitor failed',
+      serve: async ({ xs, options: o, prepared: nft, log, serving }) => {
+        const monitor = new NetMonitor({ xs, nft, spec: o.spec, log });
+        try {
+          await monitor.start();
+          log.info('watching', { path: VM_ROOT });
+          await serving();
+        } finally {
+          await monitor.stop();
+        }
+      },
+    },
+    argv,
+  );
+}
 
-  let nft = createNftExecutor({ netns, backend: backend as NftBackend });
-  const stop = stopOnSignal(log, 'stopping; the nftables table stays as it is');
-
-  log.info('starting', { version, socket, netns, ...spec, backend });
-  // The standing rule first: clone vifs are dropped before we know anything else.
+/** An nftables executor with the table and its standing drop rule in place. */
+async function standingTable(
+  o: { spec: NftTableSpec; backend: NftBackend; netns: string | undefined },
+  log: DaemonLogger,
+): Promise<NftExecutor> {
+  let nft = createNftExecutor({ netns: o.netns, backend: o.backend });
   try {
     let created: string[];
     try {
-      created = await ensureTable(nft, spec);
+      created = await ensureTable(nft, o.spec);
     } catch (err) {
       if (!(err instanceof NftError && err.code === 'NFT_UNAVAILABLE' && nft.backend !== 'cli')) {
         throw err;
@@ -75,43 +87,15 @@ export async function runNetMonitor(argv: string[]): Promise<number> {
       // No python3 or libnftables here: slower, but the same transactions.
       log.warn('libnftables helper unavailable; using nft -f - per change', { error: err });
       await nft.close();
-      nft = createNftExecutor({ netns, backend: 'cli' });
-      created = await ensureTable(nft, spec);
+      nft = createNftExecutor({ netns: o.netns, backend: 'cli' });
+      created = await ensureTable(nft, o.spec);
     }
     log.info(created.length ? 'nftables table created' : 'nftables table present, kept', {
       created,
     });
+    return nft;
   } catch (err) {
-    log.error('cannot set up the nftables table', { error: err });
     await nft.close();
-    return 1;
+    throw err;
   }
-
-  const xs = await connectUntilStopped(
-    socket,
-    log,
-    stop,
-    'xenstore unreachable; the table keeps its last state',
-  );
-  if (!xs) {
-    await nft.close();
-    return 0;
-  }
-
-  const monitor = new NetMonitor({ xs, nft, spec, log });
-  const heartbeat = startHeartbeat(xs, DAEMON_NAME, version, heartbeatMs, log);
-  try {
-    await monitor.start();
-    log.info('watching', { path: VM_ROOT });
-    await stop.stopped;
-  } catch (err) {
-    log.error('net monitor failed', { error: err });
-    return 1;
-  } finally {
-    heartbeat.stop();
-    await monitor.stop();
-    await xs.close().catch(() => {});
-    await nft.close();
-  }
-  return 0;
 }

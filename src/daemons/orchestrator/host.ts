@@ -1,9 +1,10 @@
 // The orchestrator's two links to the host: who a domain is and what it may
 // ask (Policy, from the configuration and the state store), and carrying out
 // what it asked (Executor, through the same clone lifecycle as vmclone).
+import { statSync } from 'node:fs';
 import { CloneLifecycle } from '../../core/clones/lifecycle.js';
-import { effectiveConfig } from '../../core/config/index.js';
-import { type ZynclonePaths, vmNameProblem } from '../../core/paths.js';
+import { type ZyncloneConfig, effectiveConfig } from '../../core/config/index.js';
+import { type VmName, type ZynclonePaths, asVmName, vmNameProblem } from '../../core/paths.js';
 import { type StateStore, type VolumeSide, guestRequester } from '../../core/state/index.js';
 import { VolumeError, VolumeSwitcher } from '../../core/volumes/index.js';
 import type { XlDriver } from '../../xen/index.js';
@@ -11,28 +12,77 @@ import type { XsClient } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
 import type { Admission, DomainIdentity, Executor, Policy } from './orchestrator.js';
 
-export function configPolicy(paths: ZynclonePaths, store: StateStore): Policy {
+export function configPolicy(
+  paths: ZynclonePaths,
+  store: StateStore,
+  now: () => number = Date.now,
+): Policy {
+  const configOf = configReader(paths, now);
   return {
     admit(domain: DomainIdentity): Admission {
-      const problem = vmNameProblem(domain.name);
-      if (problem !== undefined) return { serve: false, reason: `domain name: ${problem}` };
+      // The domain's name is where the VM name enters: parsed here, once.
+      const vm = asVmName(domain.name);
+      if (vm === undefined) {
+        return { serve: false, reason: `domain name: ${vmNameProblem(domain.name)}` };
+      }
       // A clone is recognised by the state store, by name or by UUID.
-      const clone = store
-        .listClones()
-        .find((c) => c.cloneName === domain.name || c.cloneUuid === domain.uuid);
-      const configured = effectiveConfig(clone?.vm ?? domain.name, paths).values;
+      const clone = store.getCloneByDomain(domain.name, domain.uuid);
+      const configured = configOf(clone?.vm ?? vm);
       if (!configured.guest_orchestration) {
         return { serve: false, reason: 'guest_orchestration is off' };
       }
       return {
         serve: true,
-        vm: domain.name,
+        vm,
         ...(clone === undefined ? {} : { cloneOf: clone.vm }),
         allowedOps: configured.guest_allowed_operations,
         allowCloneRequests: configured.guest_clone_requests,
       };
     },
   };
+}
+
+/** Config entries kept; more VMs than this and the reader starts afresh. */
+const CONFIG_CACHE_SIZE = 1024;
+
+/**
+ * A VM's effective configuration, parsed again only when base.json or the
+ * VM's override file changed: every guest request is admitted against the
+ * current files, and two stat calls cost far less than reading, parsing and
+ * validating both. A file that cannot be stat'ed is read every time (its
+ * error then names the file).
+ */
+function configReader(paths: ZynclonePaths, now: () => number): (vm: VmName) => ZyncloneConfig {
+  const cache = new Map<VmName, { readonly version: string; readonly values: ZyncloneConfig }>();
+  return (vm) => {
+    const nowNs = BigInt(now()) * 1_000_000n;
+    const version = `${fileVersion(paths.baseConfigFile, nowNs)}|${fileVersion(paths.overrideFile(vm), nowNs)}`;
+    const hit = cache.get(vm);
+    if (hit !== undefined && hit.version === version) return hit.values;
+    const values = effectiveConfig(vm, paths).values;
+    if (version.includes('?')) return values;
+    if (cache.size >= CONFIG_CACHE_SIZE) cache.clear();
+    cache.set(vm, { version, values });
+    return values;
+  };
+}
+
+/** A file changed this recently may change again within the clock's granularity unseen. */
+const SETTLED_NS = 2_000_000_000n;
+
+/**
+ * Changes whenever the file is replaced or written; '-' when absent, '?'
+ * when unknown or changed too recently to tell a next write apart (as git
+ * treats a "racily clean" file).
+ */
+function fileVersion(file: string, nowNs: bigint): string {
+  try {
+    const s = statSync(file, { bigint: true });
+    if (nowNs - s.ctimeNs < SETTLED_NS) return '?';
+    return `${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? '-' : '?';
+  }
 }
 
 export interface LifecycleExecutorOptions {
@@ -56,6 +106,21 @@ export function lifecycleExecutor(o: LifecycleExecutorOptions): Executor {
         if (e.kind === 'step' || e.kind === 'warn') progress(e.message);
       },
     };
+    const vm = req.vm;
+    if (req.op === 'status') {
+      // From the state store alone: the reply says only the clone's state and
+      // name, and guests ask for status often. lc.status would run `xl list`
+      // (a fork of this process that stalls every other guest's reply) and
+      // the recovery below may too; clone_monitor keeps the store true.
+      const clone = o.store.getClone(vm);
+      return clone
+        ? {
+            message: `clone ${clone.cloneName} is ${clone.state}`,
+            cloneState: clone.state,
+            cloneName: clone.cloneName,
+          }
+        : { message: `${vm} has no clone`, cloneState: 'none' };
+    }
     const lc = new CloneLifecycle(common);
     const volumes = new VolumeSwitcher(common);
     // As vmclone does before each command: finish what dead processes left,
@@ -76,18 +141,7 @@ export function lifecycleExecutor(o: LifecycleExecutorOptions): Executor {
         outcome: r.outcome,
       });
     }
-    const vm = req.vm;
     switch (req.op) {
-      case 'status': {
-        const { clone } = await lc.status(vm);
-        return clone
-          ? {
-              message: `clone ${clone.cloneName} is ${clone.state}`,
-              cloneState: clone.state,
-              cloneName: clone.cloneName,
-            }
-          : { message: `${vm} has no clone`, cloneState: 'none' };
-      }
       case 'create': {
         const kind = req.args.kind as 'offline' | 'online' | 'memory' | undefined;
         const r = await lc.create(vm, {

@@ -8,6 +8,7 @@
 // operations and one running, and spends a token per new request. Who asks is
 // the domain id of the watched path, resolved through dom0-owned nodes and
 // the state store (Policy), never anything the guest wrote.
+import type { VmName } from '../../core/paths.js';
 import type { XsClient, XsPerm, XsWatch } from '../../xenstore/index.js';
 import { isXsErrno } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
@@ -40,9 +41,9 @@ export type Admission =
   | {
       readonly serve: true;
       /** The VM whose clone the domain's requests act on (its own name). */
-      readonly vm: string;
+      readonly vm: VmName;
       /** Set when the domain is itself a clone: the VM it is a clone of. */
-      readonly cloneOf?: string;
+      readonly cloneOf?: VmName;
       readonly allowedOps: readonly string[];
       readonly allowCloneRequests: boolean;
     };
@@ -54,9 +55,9 @@ export interface Policy {
 
 export interface OperationRequest {
   readonly domid: number;
-  readonly vm: string;
+  readonly vm: VmName;
   /** Set when the requesting domain is itself a clone (and guest_clone_requests allows it). */
-  readonly cloneOf?: string;
+  readonly cloneOf?: VmName;
   readonly requestId: string;
   readonly op: GuestOp;
   readonly args: Readonly<Record<string, string>>;
@@ -121,8 +122,8 @@ class DomainGone extends Error {}
 
 interface Job {
   readonly request: GuestRequest;
-  readonly vm: string;
-  readonly cloneOf: string | undefined;
+  readonly vm: VmName;
+  readonly cloneOf: VmName | undefined;
 }
 
 /** A token bucket: `burst` at once, then one per `refillMs`. */
@@ -350,7 +351,9 @@ export class GuestOrchestrator {
         });
       } else await this.o.xs.rm(`${d.replyRoot}/reply/${id}`).catch(() => {});
     }
-    await this.trimReplies(d);
+    for (const old of this.evictReplies(d)) {
+      await this.o.xs.rm(`${d.replyRoot}/reply/${old}`).catch(() => {});
+    }
     this.o.log.info('serving domain', { domid, vm: identity.name, uuid: identity.uuid });
     d.watch = await this.o.xs.watch(`${home(domid)}/${REQUEST_NODE}`);
     void this.consume(d.watch, () => this.markDirty(d));
@@ -518,10 +521,16 @@ export class GuestOrchestrator {
           ...(job.cloneOf === undefined ? {} : { cloneOf: job.cloneOf }),
         },
         (message) => {
+          // The lifecycle's steps, not guest input: a handful per operation.
+          this.o.log.info('request progress', { domid, vm: job.vm, id, op, message });
           lastProgress = this.record(d, id, { state: 'progress', op, message });
         },
       );
       await lastProgress;
+      // A clone's domain may have come or gone, and the state store now says
+      // whose clone it is: domains are looked at again before the ok, so a
+      // client in a fresh clone is answered (served or refused) at once.
+      if (op !== 'status') await this.rescan();
       await this.record(d, id, {
         state: 'ok',
         op,
@@ -584,29 +593,37 @@ export class GuestOrchestrator {
     d.refusedSinceWarn = 0;
   }
 
-  /** Writes a reply and remembers its id (the window stays bounded). */
+  /**
+   * Writes a reply and remembers its id; a new id pushes the oldest finished
+   * replies out of the window, in the same transaction.
+   */
   private async record(d: ServedDomain, id: string, reply: Reply): Promise<void> {
     const isNew = !d.replies.has(id);
     d.replies.set(id, reply.state);
-    await this.writeReply(d, id, reply);
-    if (isNew) await this.trimReplies(d);
+    const evicted = isNew ? this.evictReplies(d) : [];
+    await this.writeReply(d, id, reply, evicted);
   }
 
-  private async writeReply(d: ServedDomain, id: string, reply: Reply): Promise<void> {
+  private async writeReply(
+    d: ServedDomain,
+    id: string,
+    reply: Reply,
+    evicted: readonly string[] = [],
+  ): Promise<void> {
     const nodes: Record<string, string> = {};
     for (const [k, v] of Object.entries(replyNodes(reply))) nodes[`reply/${id}/${k}`] = v;
-    await this.writeNodes(d, nodes, `reply/${id}`);
+    await this.writeNodes(d, nodes, [`reply/${id}`, ...evicted.map((old) => `reply/${old}`)]);
   }
 
   /**
    * Writes nodes under the domain's reply root in one transaction, after
-   * removing `replace`; nothing if the root is gone (a write must never
-   * re-create the home of a domain that has just been destroyed).
+   * removing the subtrees `remove`; nothing if the root is gone (a write must
+   * never re-create the home of a domain that has just been destroyed).
    */
   private async writeNodes(
     d: ServedDomain,
     nodes: Record<string, string>,
-    replace?: string,
+    remove: readonly string[] = [],
   ): Promise<void> {
     if (!d.active) return;
     try {
@@ -616,11 +633,11 @@ export class GuestOrchestrator {
         // out to be gone is aborted, so none of it lands.
         const [protocol] = await Promise.all([
           tx.tryRead(`${d.replyRoot}/protocol`),
-          replace === undefined
-            ? undefined
-            : tx.rm(`${d.replyRoot}/${replace}`).catch((err: unknown) => {
-                if (!isXsErrno(err, 'ENOENT')) throw err;
-              }),
+          ...remove.map((sub) =>
+            tx.rm(`${d.replyRoot}/${sub}`).catch((err: unknown) => {
+              if (!isXsErrno(err, 'ENOENT')) throw err;
+            }),
+          ),
           ...Object.entries(nodes).map(([k, v]) => tx.write(`${d.replyRoot}/${k}`, v)),
         ]);
         if (protocol === undefined) throw new DomainGone();
@@ -632,12 +649,15 @@ export class GuestOrchestrator {
     }
   }
 
-  private async trimReplies(d: ServedDomain): Promise<void> {
-    while (d.replies.size > this.limits.replyWindow) {
-      const oldest = [...d.replies].find(([, state]) => isFinal(state));
-      if (!oldest) return;
-      d.replies.delete(oldest[0]);
-      await this.o.xs.rm(`${d.replyRoot}/reply/${oldest[0]}`).catch(() => {});
+  /** Forgets the oldest finished replies beyond the window; returns their ids. */
+  private evictReplies(d: ServedDomain): string[] {
+    const evicted: string[] = [];
+    for (const [id, state] of d.replies) {
+      if (d.replies.size <= this.limits.replyWindow) break;
+      if (!isFinal(state)) continue;
+      d.replies.delete(id);
+      evicted.push(id);
     }
+    return evicted;
   }
 }

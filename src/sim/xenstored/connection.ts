@@ -53,6 +53,12 @@ export class Connection {
 
   send(frame: XsFrame): void {
     if (this.closed) return;
+    // The replies and watch events of one tick leave in one writev, not one
+    // syscall each.
+    if (this.socket.writableCorked === 0) {
+      this.socket.cork();
+      process.nextTick(() => this.socket.uncork());
+    }
     this.socket.write(encodeFrame(frame));
   }
 

@@ -55,14 +55,9 @@ export async function runXenstored(argv: string[]): Promise<number> {
     process.stderr.write(`xenstored: cannot listen on ${socketPath}: ${(err as Error).message}\n`);
     return 1;
   }
-  logLine({
-    event: 'ready',
-    socket: socketPath,
-    domainSocketDir: domainSocketDir ?? null,
-    pid: process.pid,
-  });
-
-  await new Promise<void>((resolve) => {
+  // Signals are handled before 'ready' is printed: whoever waits for that
+  // line may send SIGTERM right away.
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
@@ -72,6 +67,13 @@ export async function runXenstored(argv: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  logLine({
+    event: 'ready',
+    socket: socketPath,
+    domainSocketDir: domainSocketDir ?? null,
+    pid: process.pid,
+  });
+  await stopped;
   await server.close();
   return 0;
 }

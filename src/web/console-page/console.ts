@@ -1,8 +1,14 @@
 // The web console page: redeems the ticket from the URL's #fragment on a
-// control WebSocket, shows the clone's state from the messages there, and
-// shows the screen through noVNC on /vnc/<vm>. When the VNC connection drops
-// (reboot, stop, new domid or port) it says so and reconnects with back-off
-// for as long as the session lasts.
+// control WebSocket (session.ts), shows the clone's state from the messages
+// there, and shows the screen through noVNC on /vnc/<vm>. When the VNC
+// connection drops (reboot, stop, new domid or port) it says so and
+// reconnects with back-off for as long as the session lasts.
+
+// Evaluated first (modules run in import order): it opens the session while
+// noVNC's module is still starting. Keep the blank line: it keeps import
+// sorting from moving noVNC above it.
+import { vm, control, listen, wsBase } from './session.js';
+
 import RFB from '@novnc/novnc';
 
 interface Status {
@@ -21,17 +27,14 @@ type Control = { type: 'session'; session: string; status: Status } | Status;
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
 
-const vm = decodeURIComponent(location.pathname.split('/').pop() ?? '');
-const ticket = new URLSearchParams(location.hash.slice(1)).get('ticket') ?? '';
-// The ticket is spent by the first connection; keep it out of history and bookmarks.
-history.replaceState(null, '', location.pathname);
-const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`;
-
 /** What tests and benchmarks read. */
 const probe = {
   connects: 0,
   disconnects: 0,
   desktopName: '',
+  // Milestones of the first connection (Date.now()), for the benchmark's breakdown.
+  sessionAt: 0,
+  connectedAt: 0,
   firstPaintAt: 0,
   sessionOpen: false,
   status: undefined as Status | undefined,
@@ -69,7 +72,11 @@ function setButtons(connected: boolean): void {
   ($('paste-open') as HTMLButtonElement).disabled = !connected;
 }
 
-/** Records when noVNC first draws on the visible canvas. */
+/**
+ * Records when noVNC first draws a framebuffer update on the visible canvas.
+ * It also draws (the empty screen) when ServerInit sizes the canvas, before
+ * its connect event; only draws after that event are the server's pixels.
+ */
 function watchFirstPaint(screen: HTMLElement): void {
   const canvas = screen.querySelector('canvas');
   const ctx = canvas?.getContext('2d');
@@ -77,7 +84,7 @@ function watchFirstPaint(screen: HTMLElement): void {
   for (const name of ['drawImage', 'putImageData'] as const) {
     const original = ctx[name] as (...a: unknown[]) => void;
     ctx[name] = ((...args: unknown[]) => {
-      if (!probe.firstPaintAt) probe.firstPaintAt = Date.now();
+      if (!probe.firstPaintAt && probe.connectedAt) probe.firstPaintAt = Date.now();
       original.apply(ctx, args);
     }) as never;
   }
@@ -100,6 +107,7 @@ function connectVnc(): void {
   r.addEventListener('connect', () => {
     attempt = 0;
     probe.connects++;
+    probe.connectedAt ||= Date.now();
     setButtons(true);
     say('Connected.', 'ok');
     r.focus();
@@ -138,57 +146,58 @@ function scheduleReconnect(): void {
   }, delay);
 }
 
-function openSession(): void {
-  if (!ticket) {
+function followSession(): void {
+  if (!control) {
     say('This link has no console ticket. Run "vmclone console VM" for a new link.', 'problem');
     return;
   }
-  const control = new WebSocket(
-    `${wsBase}/session/${encodeURIComponent(vm)}?ticket=${encodeURIComponent(ticket)}`,
-  );
-  control.onmessage = (ev) => {
-    let msg: Control;
-    try {
-      msg = JSON.parse(String(ev.data)) as Control;
-    } catch {
-      return;
-    }
-    if (msg.type === 'session') {
-      session = msg.session;
-      probe.sessionOpen = true;
-      showStatus(msg.status);
-      if (msg.status.console === 'available') connectVnc();
-      else say(`Waiting: ${msg.status.reason}.`, 'problem');
-      return;
-    }
-    showStatus(msg);
-    if (msg.console === 'available') {
-      // The clone is back (new domain or port): try at once.
-      attempt = 0;
-      if (!rfb) connectVnc();
-    } else if (msg.console === 'unavailable' && !rfb) {
-      say(`Waiting: ${msg.reason}.`, 'problem');
-    }
-  };
-  control.onclose = (ev) => {
-    sessionOver = true;
-    probe.sessionOpen = false;
-    window.clearTimeout(retryTimer);
-    rfb?.disconnect();
-    setButtons(false);
-    if (!session) {
-      say(
-        'This console link cannot be used: a ticket works once, for the clone it was made for, ' +
-          'within 60 s. Run "vmclone console VM" for a new link.',
-        'problem',
-      );
-    } else {
-      say(
-        `The console session ended: ${ev.reason || 'connection to the console server lost'}.`,
-        'problem',
-      );
-    }
-  };
+  listen({ message: controlMessage, close: controlClosed });
+}
+
+function controlMessage(ev: MessageEvent): void {
+  let msg: Control;
+  try {
+    msg = JSON.parse(String(ev.data)) as Control;
+  } catch {
+    return;
+  }
+  if (msg.type === 'session') {
+    session = msg.session;
+    probe.sessionOpen = true;
+    probe.sessionAt = Date.now();
+    showStatus(msg.status);
+    if (msg.status.console === 'available') connectVnc();
+    else say(`Waiting: ${msg.status.reason}.`, 'problem');
+    return;
+  }
+  showStatus(msg);
+  if (msg.console === 'available') {
+    // The clone is back (new domain or port): try at once.
+    attempt = 0;
+    if (!rfb) connectVnc();
+  } else if (msg.console === 'unavailable' && !rfb) {
+    say(`Waiting: ${msg.reason}.`, 'problem');
+  }
+}
+
+function controlClosed(ev: CloseEvent): void {
+  sessionOver = true;
+  probe.sessionOpen = false;
+  window.clearTimeout(retryTimer);
+  rfb?.disconnect();
+  setButtons(false);
+  if (!session) {
+    say(
+      'This console link cannot be used: a ticket works once, for the clone it was made for, ' +
+        'within 60 s. Run "vmclone console VM" for a new link.',
+      'problem',
+    );
+  } else {
+    say(
+      `The console session ended: ${ev.reason || 'connection to the console server lost'}.`,
+      'problem',
+    );
+  }
 }
 
 /** Types `text` as keystrokes: X keysyms for Latin-1 and Unicode, Return for newlines. */
@@ -226,4 +235,4 @@ $('paste').addEventListener('submit', (ev) => {
 });
 
 $('vm').textContent = vm;
-openSession();
+followSession();

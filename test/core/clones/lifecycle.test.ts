@@ -19,8 +19,15 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloneLifecycle } from '../../../src/core/clones/lifecycle.js';
 import { LiveSaveFailed, type LiveSaver } from '../../../src/core/clones/live-save.js';
-import { CREATE_STEPS, START_STEPS } from '../../../src/core/clones/steps.js';
-import { type ZynclonePaths, zynclonePaths } from '../../../src/core/paths.js';
+import {
+  ACTIVATE_STEPS,
+  CREATE_STEPS,
+  DEACTIVATE_STEPS,
+  REMOVE_STEPS,
+  START_STEPS,
+  STOP_STEPS,
+} from '../../../src/core/clones/steps.js';
+import { type ZynclonePaths, validateVmName, zynclonePaths } from '../../../src/core/paths.js';
 import { type StateStore, openStateStore } from '../../../src/core/state/index.js';
 import { XenstoreServer } from '../../../src/sim/xenstored/server.js';
 import { XlConfig, type XlDriver, parseVif } from '../../../src/xen/index.js';
@@ -158,6 +165,7 @@ class FakeLiveSaver implements LiveSaver {
   }
 }
 
+const web = validateVmName('web');
 const ORIGINAL_UUID = '5a5a5a5a-0000-4000-8000-000000000001';
 
 describe('CloneLifecycle with a fake xl', () => {
@@ -276,14 +284,32 @@ describe('CloneLifecycle with a fake xl', () => {
   it.each(['offline', 'memory'] as const)('journals exactly the %s create steps', async (kind) => {
     xl = new FakeXl();
     if (kind === 'memory') bootOriginal();
-    const r = await lifecycle().create('web', { kind });
+    const r = await lifecycle().create(web, { kind });
     expect(r.clone.state).toBe('running');
     const [op] = store.listOperations({ vm: 'web', limit: 1 });
     expect(op!.steps.map((s) => s.name)).toEqual([...CREATE_STEPS[kind]]);
     expect(xl.domains.get('web-clone')?.paused).toBe(false);
     expect(xl.domains.get('web')?.paused ?? false).toBe(false);
     expect(await xs.read('/tool/zynclone/vm/web/clone-vif/0/masked')).toBe('1');
-    await lifecycle().remove('web');
+    await lifecycle().remove(web);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('journals exactly the stop, deactivate, activate and remove steps', async () => {
+    xl = new FakeXl();
+    await lifecycle().create(web, { kind: 'offline' });
+    /** The steps of the last operation, `remove-snapshot:<vdev>` by its name alone. */
+    const journaled = () =>
+      store.listOperations({ vm: 'web', limit: 1 })[0]!.steps.map((s) => s.name.split(':')[0]);
+    await lifecycle().stop(web);
+    expect(journaled()).toEqual([...STOP_STEPS]);
+    await lifecycle().deactivate(web);
+    expect(journaled()).toEqual([...DEACTIVATE_STEPS]);
+    await lifecycle().activate(web);
+    expect(journaled()).toEqual([...ACTIVATE_STEPS]);
+    expect(store.getClone('web')?.state).toBe('active');
+    await lifecycle().remove(web);
+    expect(journaled()).toEqual([...REMOVE_STEPS]);
     expect(await leftovers()).toEqual([]);
   });
 
@@ -291,7 +317,7 @@ describe('CloneLifecycle with a fake xl', () => {
     xl = new FakeXl();
     bootOriginal();
     installLiveSaver();
-    const r = await lifecycle().create('web', { kind: 'memory' });
+    const r = await lifecycle().create(web, { kind: 'memory' });
     expect(r.memoryCopy).toEqual({
       method: 'live',
       fallback: null,
@@ -304,7 +330,7 @@ describe('CloneLifecycle with a fake xl', () => {
     expect(op!.steps.map((s) => s.name)).toEqual([...CREATE_STEPS['memory-live']]);
     expect(xl.domains.get('web-clone')?.paused).toBe(false);
     expect(xl.domains.get('web')).toMatchObject({ paused: false, suspended: false });
-    await lifecycle().remove('web');
+    await lifecycle().remove(web);
     expect(await leftovers()).toEqual([]);
   });
 
@@ -320,7 +346,7 @@ describe('CloneLifecycle with a fake xl', () => {
       () => {
         installLiveSaver();
         mkdirSync(paths.overrideDir, { recursive: true });
-        writeFileSync(paths.overrideFile('web'), JSON.stringify({ memory_clone_live: false }));
+        writeFileSync(paths.overrideFile(web), JSON.stringify({ memory_clone_live: false }));
       },
       'memory_clone_live is false',
     ],
@@ -339,15 +365,15 @@ describe('CloneLifecycle with a fake xl', () => {
       replicationProbe: () => undefined,
       ...(liveSaver === undefined ? {} : { liveSaver }),
       progress: (e) => events.push(e.message),
-    }).create('web', { kind: 'memory' });
-    rmSync(paths.overrideFile('web'), { force: true });
+    }).create(web, { kind: 'memory' });
+    rmSync(paths.overrideFile(web), { force: true });
     expect(r.memoryCopy?.method).toBe('save-pause');
     expect(r.memoryCopy?.fallback).toContain(reason);
     expect(events.some((m) => m.includes('using xl save -p') && m.includes(reason))).toBe(true);
     const [op] = store.listOperations({ vm: 'web', limit: 1 });
     const steps = op!.steps.filter((s) => s.status !== 'undone').map((s) => s.name);
     expect(steps).toEqual([...CREATE_STEPS.memory]);
-    await lifecycle().remove('web');
+    await lifecycle().remove(web);
     expect(await leftovers()).toEqual([]);
   });
 
@@ -355,7 +381,7 @@ describe('CloneLifecycle with a fake xl', () => {
     xl = new FakeXl();
     bootOriginal();
     installLiveSaver({ release: true });
-    await expect(lifecycle().create('web', { kind: 'memory' })).rejects.toThrow('resume failed');
+    await expect(lifecycle().create(web, { kind: 'memory' })).rejects.toThrow('resume failed');
     expect(xl.domains.get('web')?.suspended).toBe(false);
     expect(await leftovers()).toEqual([]);
   });
@@ -370,7 +396,7 @@ describe('CloneLifecycle with a fake xl', () => {
       if (kind !== 'offline') bootOriginal();
       if (kind === 'memory-live') installLiveSaver();
       const cloneKind = kind === 'memory-live' ? 'memory' : kind;
-      await expect(lifecycle(step).create('web', { kind: cloneKind })).rejects.toThrow(
+      await expect(lifecycle(step).create(web, { kind: cloneKind })).rejects.toThrow(
         `injected failure at step ${step}`,
       );
       const [op] = store.listOperations({ vm: 'web', limit: 1 });
@@ -383,17 +409,15 @@ describe('CloneLifecycle with a fake xl', () => {
     'a start failing at %s is rolled back to active',
     async (step) => {
       xl = new FakeXl();
-      await lifecycle().create('web', { kind: 'offline', start: false });
-      await expect(lifecycle(step).start('web')).rejects.toThrow(
-        `injected failure at step ${step}`,
-      );
+      await lifecycle().create(web, { kind: 'offline', start: false });
+      await expect(lifecycle(step).start(web)).rejects.toThrow(`injected failure at step ${step}`);
       expect(store.getClone('web')?.state).toBe('active');
       expect(xl.domains.has('web-clone')).toBe(false);
       expect(await xs.read('/tool/zynclone/vm/web/state')).toBe('active');
       expect(store.listOperations({ vm: 'web', limit: 1 })[0]?.steps.map((s) => s.name)).toEqual(
         START_STEPS.slice(0, START_STEPS.indexOf(step) + 1),
       );
-      await lifecycle().remove('web');
+      await lifecycle().remove(web);
       expect(await leftovers()).toEqual([]);
     },
   );

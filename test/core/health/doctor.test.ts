@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setOverride, unsetOverride } from '../../../src/core/config/index.js';
 import { type Finding, runDoctor } from '../../../src/core/health/index.js';
-import { zynclonePaths } from '../../../src/core/paths.js';
+import { validateVmName, zynclonePaths } from '../../../src/core/paths.js';
 import { openStateStore } from '../../../src/core/state/index.js';
 import { CloneMonitor } from '../../../src/daemons/clone-monitor/monitor.js';
 import { type Heartbeat, startHeartbeat } from '../../../src/daemons/common/heartbeat.js';
@@ -33,7 +33,7 @@ describe('doctor without a Xen host', () => {
     const store = openStateStore({ paths });
     try {
       mkdirSync(paths.overrideDir, { recursive: true });
-      writeFileSync(paths.overrideFile('web'), '{"clone_vif_msk":"all"}');
+      writeFileSync(paths.overrideFile(validateVmName('web')), '{"clone_vif_msk":"all"}');
       const fs = await runDoctor({
         paths,
         store,
@@ -169,7 +169,7 @@ describe.skipIf(skipWithout(isRoot && hasNft, 'root and nft'))(
     it('compares the published and applied lockdown with what the current configuration demands, per vif', async () => {
       // clone_monitor is down when the mask changes: nothing republishes.
       await clone.stop();
-      setOverride('web', 'clone_vif_mask', 'none', host.paths);
+      setOverride(validateVmName('web'), 'clone_vif_mask', 'none', host.paths);
       try {
         const f = find(await doctor(), 'lockdown:web');
         expect(f).toMatchObject({ ok: false, severity: 'error' });
@@ -186,7 +186,7 @@ describe.skipIf(skipWithout(isRoot && hasNft, 'root and nft'))(
         await acked();
         expect(find(await doctor(), 'lockdown:web')).toMatchObject({ ok: true });
       } finally {
-        unsetOverride('web', 'clone_vif_mask', host.paths);
+        unsetOverride(validateVmName('web'), 'clone_vif_mask', host.paths);
       }
       // The monitor notices the configuration change at its next poll.
       await waitFor('the lockdown as configured again', async () =>

@@ -31,24 +31,30 @@ import { type LoopFs, canMountLoop, hasSharedExtents, mountXfs } from './helpers
 const MiB = 1024 * 1024;
 
 /** A 64 MiB sparse file with 1 MiB of random data at three places. */
-function makeDisk(path: string): Buffer[] {
+function makeDisk(path: string): void {
   const fd = openSync(path, 'wx');
-  const chunks: Buffer[] = [];
   try {
     for (const at of [0, 20 * MiB, 63 * MiB]) {
       const data = randomBytes(MiB);
       writeSync(fd, data, 0, data.length, at);
-      chunks.push(data);
     }
   } finally {
     closeSync(fd);
   }
-  return chunks;
 }
 
 function disk(target: string, vdev = 'xvda'): DiskSpec {
   return { target, format: 'raw', vdev, kind: 'file' };
 }
+
+/** A new disk image `file` in `dir` (makeDisk) and its spec. */
+function newDisk(dir: string, file: string, vdev = 'xvda'): DiskSpec {
+  const target = join(dir, file);
+  makeDisk(target);
+  return disk(target, vdev);
+}
+
+const OFFLINE = { kind: 'offline', originalState: 'stopped' } as const;
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
@@ -87,9 +93,9 @@ describe.skipIf(skipWithout(canMountLoop, 'root, /dev/loop-control and mkfs.xfs'
     });
 
     it('online disk-only clone on reflink XFS: shared extents, same content, isolated writes', async () => {
-      const src = join(cow!.dir, 'web.img');
-      makeDisk(src);
-      const plan = await planSnapshot(disk(src), {
+      const d = newDisk(cow!.dir, 'web.img');
+      const src = d.target;
+      const plan = await planSnapshot(d, {
         kind: 'online-disk',
         originalState: 'running',
         cloneName: 'web-clone',
@@ -120,13 +126,9 @@ describe.skipIf(skipWithout(canMountLoop, 'root, /dev/loop-control and mkfs.xfs'
     });
 
     it('a snapshot record round-trips through JSON and still removes the snapshot', async () => {
-      const src = join(cow!.dir, 'db.img');
-      makeDisk(src);
-      const plan = await planSnapshot(disk(src, 'xvdb'), {
-        kind: 'offline',
-        originalState: 'stopped',
-        cloneName: 'db-c1',
-      });
+      const d = newDisk(cow!.dir, 'db.img', 'xvdb');
+      const src = d.target;
+      const plan = await planSnapshot(d, { ...OFFLINE, cloneName: 'db-c1' });
       const record = await execute(plan);
       const back = parseSnapshotRecord(JSON.parse(JSON.stringify(record)));
       expect(back).toEqual(record);
@@ -136,13 +138,9 @@ describe.skipIf(skipWithout(canMountLoop, 'root, /dev/loop-control and mkfs.xfs'
     });
 
     it('without reflink, an offline clone gets a sparse full copy with monotonic progress', async () => {
-      const src = join(plain!.dir, 'app.img');
-      makeDisk(src);
-      const plan = await planSnapshot(disk(src), {
-        kind: 'offline',
-        originalState: 'stopped',
-        cloneName: 'app-c',
-      });
+      const d = newDisk(plain!.dir, 'app.img');
+      const src = d.target;
+      const plan = await planSnapshot(d, { ...OFFLINE, cloneName: 'app-c' });
       expect(plan.backend).toBe('copy');
       expect(plan.reason).toMatch(/reflink/);
       const seen: CopyProgress[] = [];
@@ -164,22 +162,21 @@ describe.skipIf(skipWithout(canMountLoop, 'root, /dev/loop-control and mkfs.xfs'
     });
 
     it('refuses a full copy for an online disk-only clone, naming why', async () => {
-      const src = join(plain!.dir, 'live.img');
-      makeDisk(src);
+      const d = newDisk(plain!.dir, 'live.img');
       const opts = { kind: 'online-disk', originalState: 'running', cloneName: 'live-c' } as const;
-      await expect(planSnapshot(disk(src), opts)).rejects.toMatchObject({
+      await expect(planSnapshot(d, opts)).rejects.toMatchObject({
         code: 'STORAGE_COPY_NEEDS_PAUSE',
         message: expect.stringMatching(/does not support reflink.*online disk-only/),
       });
-      expect(await codeOf(planSnapshot(disk(src), { ...opts, backend: 'reflink' }))).toBe(
+      expect(await codeOf(planSnapshot(d, { ...opts, backend: 'reflink' }))).toBe(
         'STORAGE_REFLINK_UNSUPPORTED',
       );
     });
 
     it('online with memory may copy, but only while the original is paused', async () => {
-      const src = join(plain!.dir, 'mem.img');
-      makeDisk(src);
-      const plan = await planSnapshot(disk(src), {
+      const d = newDisk(plain!.dir, 'mem.img');
+      const src = d.target;
+      const plan = await planSnapshot(d, {
         kind: 'online-memory',
         originalState: 'running',
         cloneName: 'mem-c',
@@ -196,11 +193,9 @@ describe.skipIf(skipWithout(canMountLoop, 'root, /dev/loop-control and mkfs.xfs'
     });
 
     it('reflink is refused across filesystems', async () => {
-      const src = join(cow!.dir, 'cross.img');
-      makeDisk(src);
-      const err = await planSnapshot(disk(src), {
-        kind: 'offline',
-        originalState: 'stopped',
+      const d = newDisk(cow!.dir, 'cross.img');
+      const err = await planSnapshot(d, {
+        ...OFFLINE,
         cloneName: 'x',
         backend: 'reflink',
         destDir: plain!.dir,
@@ -210,25 +205,20 @@ describe.skipIf(skipWithout(canMountLoop, 'root, /dev/loop-control and mkfs.xfs'
     });
 
     it('never overwrites an existing destination', async () => {
-      const src = join(cow!.dir, 'keep.img');
-      makeDisk(src);
-      const opts = { kind: 'offline', originalState: 'stopped', cloneName: 'keep-c' } as const;
-      const plan = await planSnapshot(disk(src), opts);
+      const d = newDisk(cow!.dir, 'keep.img');
+      const opts = { ...OFFLINE, cloneName: 'keep-c' };
+      const plan = await planSnapshot(d, opts);
       writeFileSync(plan.dest, 'precious');
-      expect(await codeOf(planSnapshot(disk(src), opts))).toBe('STORAGE_DEST_EXISTS');
+      expect(await codeOf(planSnapshot(d, opts))).toBe('STORAGE_DEST_EXISTS');
       expect(await codeOf(execute(plan))).toBe('STORAGE_DEST_EXISTS');
       expect(readFileSync(plan.dest, 'utf8')).toBe('precious');
     });
 
     it('executeAll is all or nothing', async () => {
-      const a = join(cow!.dir, 'multi-a.img');
-      const b = join(cow!.dir, 'multi-b.img');
-      makeDisk(a);
-      makeDisk(b);
-      const opts = { kind: 'offline', originalState: 'stopped', cloneName: 'multi' } as const;
+      const opts = { ...OFFLINE, cloneName: 'multi' };
       const plans = [
-        await planSnapshot(disk(a, 'xvda'), opts),
-        await planSnapshot(disk(b, 'xvdb'), opts),
+        await planSnapshot(newDisk(cow!.dir, 'multi-a.img', 'xvda'), opts),
+        await planSnapshot(newDisk(cow!.dir, 'multi-b.img', 'xvdb'), opts),
       ];
       writeFileSync(plans[1]!.dest, 'in the way');
       expect(await codeOf(executeAll(plans))).toBe('STORAGE_DEST_EXISTS');

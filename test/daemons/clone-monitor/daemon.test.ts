@@ -3,16 +3,12 @@
 // everything published again from the state store).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { XenstoreServer } from '../../../src/sim/xenstored/server.js';
 import { XsClient, formatPerm } from '../../../src/xenstore/index.js';
+import { bundleDaemon, repo } from '../../bundle.js';
 import { SimHost, waitFor } from './host.js';
-
-const repo = resolve(__dirname, '../../..');
-const REQUIRE_BANNER =
-  "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
 
 describe('zynclone clone-monitor process', () => {
   let host: SimHost;
@@ -28,22 +24,7 @@ describe('zynclone clone-monitor process', () => {
     const cache = join(repo, 'node_modules/.cache/zynclone-clone-monitor');
     mkdirSync(cache, { recursive: true });
     entry = join(cache, `clone-monitor-${process.pid}.mjs`);
-    await build({
-      stdin: {
-        contents:
-          "import { runCloneMonitor } from './src/daemons/clone-monitor/main.ts';\n" +
-          'process.exitCode = await runCloneMonitor(process.argv.slice(2));\n',
-        resolveDir: repo,
-        loader: 'ts',
-      },
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node24',
-      outfile: entry,
-      banner: { js: REQUIRE_BANNER },
-      logLevel: 'error',
-    });
+    await bundleDaemon('runCloneMonitor', 'clone-monitor', entry);
   });
 
   afterAll(async () => {

@@ -2,6 +2,7 @@
 // network domain, and a real state store under the simulator's root.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { setOverride, unsetOverride } from '../../../src/core/config/index.js';
+import { validateVmName } from '../../../src/core/paths.js';
 import { CloneMonitor, KICK_NODE } from '../../../src/daemons/clone-monitor/monitor.js';
 import { ensureTree } from '../../../src/daemons/clone-monitor/tree.js';
 import { createLogger } from '../../../src/daemons/common/log.js';
@@ -147,7 +148,7 @@ describe('clone monitor on the simulator', () => {
     expect(host.network).toBe(isRoot);
     expect(await host.bridges('web-clone')).toEqual({ 0: 'zc-isolated', 1: 'zc-isolated' });
     try {
-      setOverride('web', 'clone_vif_mask', '1', host.paths);
+      setOverride(validateVmName('web'), 'clone_vif_mask', '1', host.paths);
       await waitFor(
         'vif 0 on xenbr0',
         async () => (await host.bridges('web-clone'))[0] === 'xenbr0' || undefined,
@@ -161,7 +162,7 @@ describe('clone monitor on the simulator', () => {
       }
       expect(logs.join('')).toContain('clone vif moved back to its production bridge');
     } finally {
-      unsetOverride('web', 'clone_vif_mask', host.paths);
+      unsetOverride(validateVmName('web'), 'clone_vif_mask', host.paths);
     }
     await waitFor(
       'vif 0 back on zc-isolated',

@@ -4,14 +4,10 @@
 // clone_monitor (which follows the clone to a new domid after a reboot).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { join } from 'node:path';
 import { buildConsolePage } from '../../../scripts/build-console-page.mjs';
+import { bundleEntry, repo } from '../../bundle.js';
 import { CloneHost, type RunOut } from '../../e2e/clone-helpers.js';
-
-const repo = resolve(__dirname, '../../..');
-const REQUIRE_BANNER =
-  "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
 
 export interface Daemon {
   child: ChildProcess;
@@ -51,16 +47,7 @@ export class ConsoleHost {
       const cache = join(repo, 'node_modules/.cache/zynclone-console');
       mkdirSync(cache, { recursive: true });
       const zynclone = join(cache, `zynclone-${process.pid}-${Date.now()}.mjs`);
-      await build({
-        entryPoints: [resolve(repo, 'src/bin/zynclone.ts')],
-        bundle: true,
-        platform: 'node',
-        format: 'esm',
-        target: 'node24',
-        outfile: zynclone,
-        banner: { js: REQUIRE_BANNER },
-        logLevel: 'error',
-      });
+      await bundleEntry('bin/zynclone.ts', zynclone);
       const assets = await buildConsolePage(join(host.fs.dir, 'console-page'));
       const ch = new ConsoleHost(host, zynclone, assets);
       ch.setBase({ console_port: 0, storage_backend: 'copy' });

@@ -53,7 +53,7 @@ describe('startHeartbeat', () => {
     await fx?.close();
   });
 
-  it('writes heartbeat, version and pid under daemons/<name>', async () => {
+  it('writes heartbeat, heartbeat-ms, version and pid under daemons/<name>', async () => {
     const hb = startHeartbeat(fx.xs, 'net-monitor', '1.2.3', 60_000);
     try {
       const before = Date.now();
@@ -61,6 +61,7 @@ describe('startHeartbeat', () => {
       const base = '/tool/zynclone/daemons/net-monitor';
       expect(await fx.xs.read(`${base}/version`)).toBe('1.2.3');
       expect(await fx.xs.read(`${base}/pid`)).toBe(String(process.pid));
+      expect(await fx.xs.read(`${base}/heartbeat-ms`)).toBe('60000');
       const beat = Number(await fx.xs.read(`${base}/heartbeat`));
       expect(beat).toBeGreaterThanOrEqual(before - 1000);
       expect(beat).toBeLessThanOrEqual(Date.now());

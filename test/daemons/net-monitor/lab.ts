@@ -115,6 +115,42 @@ export class Lab {
     await must('ip', ['-n', g, 'link', 'set', eth, 'up']);
   }
 
+  /**
+   * The production network the packet labs stand on: bridge br0 at
+   * `<subnet>.1/24` with an original (vif5.0, `<subnet>.10`) and a client
+   * (vif7.0, `<subnet>.20`).
+   */
+  async addProductionNet(subnet: string, macs: { orig: string; client: string }): Promise<void> {
+    await this.addBridge('br0', `${subnet}.1/24`);
+    await this.addGuest('orig');
+    await this.addNic('orig', 'eth0', {
+      vif: 'vif5.0',
+      bridge: 'br0',
+      mac: macs.orig,
+      ip: `${subnet}.10/24`,
+    });
+    await this.addGuest('client');
+    await this.addNic('client', 'eth0', {
+      vif: 'vif7.0',
+      bridge: 'br0',
+      mac: macs.client,
+      ip: `${subnet}.20/24`,
+    });
+  }
+
+  /** The net monitor as systemd runs it, from its `bundle`, on this lab's network domain; output to `logs`. */
+  startNetMonitor(bundle: string, xenstoreSocket: string, logs: string[]): ChildProcess {
+    const c = spawn(
+      process.execPath,
+      [bundle, '--xenstore', xenstoreSocket, '--netns', this.netdd, '--heartbeat-ms', '200'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    c.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
+    c.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    this.track(c);
+    return c;
+  }
+
   exec(ns: string, cmd: string, args: string[], timeoutMs?: number): Promise<Out> {
     return run('ip', ['netns', 'exec', ns, cmd, ...args], timeoutMs);
   }

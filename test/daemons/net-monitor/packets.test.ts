@@ -2,13 +2,13 @@
 // namespace, an original and its clone with the SAME IP and MAC, a client, and
 // a XenStore server. What a user would check: the clone is invisible, the
 // original keeps answering, allowed vifs pass, and a dead monitor leaks nothing.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/daemons/common/log.js';
 import { NetMonitor, ensureTable } from '../../../src/daemons/net-monitor/monitor.js';
 import { type NftExecutor, createNftExecutor } from '../../../src/daemons/net-monitor/nft-exec.js';
+import { bundleDaemon } from '../../bundle.js';
 import { skipIfUnavailable } from '../../prerequisites.js';
 import { type Capture, Lab, labUnavailable, must, sleep } from './lab.js';
 import { NET_ROOT, type VmSpec, XsFixture } from './xs-helpers.js';
@@ -48,22 +48,8 @@ describe.skipIf(skipIfUnavailable(unavailable))('net monitor with real packets',
   beforeAll(async () => {
     lab = await Lab.create('nm');
     fx = await XsFixture.start();
-    await lab.addBridge('br0', '10.99.0.1/24');
+    await lab.addProductionNet('10.99.0', { orig: MAC_ORIG, client: MAC_CLIENT });
     await lab.addBridge('br1', '10.99.1.1/24');
-    await lab.addGuest('orig');
-    await lab.addNic('orig', 'eth0', {
-      vif: 'vif5.0',
-      bridge: 'br0',
-      mac: MAC_ORIG,
-      ip: `${IP_ORIG}/24`,
-    });
-    await lab.addGuest('client');
-    await lab.addNic('client', 'eth0', {
-      vif: 'vif7.0',
-      bridge: 'br0',
-      mac: MAC_CLIENT,
-      ip: `${IP_CLIENT}/24`,
-    });
 
     const gen = await fx.publish('web', web());
     nft = createNftExecutor({ netns: lab.netdd });
@@ -101,23 +87,8 @@ describe.skipIf(skipIfUnavailable(unavailable))('net monitor with real packets',
     ]);
     leakToClone = await lab.capture(lab.ns('clone'), 'eth0', [], true);
 
-    const entry = join(fx.dir, 'net-monitor.mjs');
-    await build({
-      stdin: {
-        contents:
-          "import { runNetMonitor } from './src/daemons/net-monitor/main.ts';\n" +
-          'process.exitCode = await runNetMonitor(process.argv.slice(2));\n',
-        resolveDir: resolve(__dirname, '../../..'),
-        loader: 'ts',
-      },
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node24',
-      outfile: entry,
-      logLevel: 'error',
-    });
-    bundle = entry;
+    bundle = join(fx.dir, 'net-monitor.mjs');
+    await bundleDaemon('runNetMonitor', 'net-monitor', bundle);
   });
 
   afterAll(async () => {
@@ -236,17 +207,7 @@ describe.skipIf(skipIfUnavailable(unavailable))('net monitor with real packets',
   it('leaks nothing while the monitor is killed, and reconciles on restart', async () => {
     await monitor!.stop();
     monitor = undefined;
-    const startChild = () => {
-      const c = spawn(
-        process.execPath,
-        [bundle, '--xenstore', fx.socketPath, '--netns', lab.netdd, '--heartbeat-ms', '200'],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      c.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
-      c.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
-      lab.track(c);
-      return c;
-    };
+    const startChild = () => lab.startNetMonitor(bundle, fx.socketPath, logs);
     child = startChild();
     let gen = await fx.publish(
       'web',

@@ -3,8 +3,7 @@
 // the whole time: not one frame crosses, and the new monitor takes over what
 // the old one left. Real namespaces, bridge, nftables and XenStore.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zynclonePaths } from '../../../src/core/paths.js';
 import {
@@ -12,6 +11,7 @@ import {
   XENSTORE_LAYOUT_VERSION,
   upgrade,
 } from '../../../src/core/upgrade/index.js';
+import { bundleDaemon } from '../../bundle.js';
 import { type Capture, Lab, labUnavailable, sleep } from './lab.js';
 import { NET_ROOT, XsFixture } from './xs-helpers.js';
 
@@ -32,37 +32,9 @@ describe.skipIf(unavailable !== undefined)('net monitor restarted mid-upgrade', 
   beforeAll(async () => {
     lab = await Lab.create('nu');
     fx = await XsFixture.start();
-    await lab.addBridge('br0', '10.98.0.1/24');
-    await lab.addGuest('orig');
-    await lab.addNic('orig', 'eth0', {
-      vif: 'vif5.0',
-      bridge: 'br0',
-      mac: MAC_ORIG,
-      ip: `${IP_ORIG}/24`,
-    });
-    await lab.addGuest('client');
-    await lab.addNic('client', 'eth0', {
-      vif: 'vif7.0',
-      bridge: 'br0',
-      mac: MAC_CLIENT,
-      ip: `${IP_CLIENT}/24`,
-    });
+    await lab.addProductionNet('10.98.0', { orig: MAC_ORIG, client: MAC_CLIENT });
     bundle = join(fx.dir, 'net-monitor.mjs');
-    await build({
-      stdin: {
-        contents:
-          "import { runNetMonitor } from './src/daemons/net-monitor/main.ts';\n" +
-          'process.exitCode = await runNetMonitor(process.argv.slice(2));\n',
-        resolveDir: resolve(__dirname, '../../..'),
-        loader: 'ts',
-      },
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      outfile: bundle,
-      logLevel: 'error',
-    });
+    await bundleDaemon('runNetMonitor', 'net-monitor', bundle);
   });
 
   afterAll(async () => {
@@ -71,15 +43,7 @@ describe.skipIf(unavailable !== undefined)('net monitor restarted mid-upgrade', 
   });
 
   function startMonitor(): ChildProcess {
-    const c = spawn(
-      process.execPath,
-      [bundle, '--xenstore', fx.socketPath, '--netns', lab.netdd, '--heartbeat-ms', '200'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    c.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
-    c.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
-    lab.track(c);
-    return c;
+    return lab.startNetMonitor(bundle, fx.socketPath, logs);
   }
 
   async function monitorPid(): Promise<string | undefined> {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setOverride } from '../../../src/core/config/index.js';
-import { type ZynclonePaths, zynclonePaths } from '../../../src/core/paths.js';
+import { type ZynclonePaths, validateVmName, zynclonePaths } from '../../../src/core/paths.js';
 import { type StateStore, openStateStore } from '../../../src/core/state/index.js';
 import { createLogger } from '../../../src/daemons/common/log.js';
 import { configPolicy } from '../../../src/daemons/orchestrator/host.js';
@@ -67,7 +67,7 @@ export class Lab {
 
   /** Turns guest orchestration on or off for a VM (its override file). */
   configure(vm: string, values: Record<string, string>): void {
-    for (const [k, v] of Object.entries(values)) setOverride(vm, k, v, this.paths);
+    for (const [k, v] of Object.entries(values)) setOverride(validateVmName(vm), k, v, this.paths);
   }
 
   async addDomain(domid: number, name: string, uuid = uuidFor(domid)): Promise<void> {

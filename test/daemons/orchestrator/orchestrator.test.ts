@@ -3,6 +3,7 @@
 // would meet (permissions, quotas) applies to them.
 import { writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { validateVmName } from '../../../src/core/paths.js';
 import { isXsErrno } from '../../../src/xenstore/index.js';
 import { Lab, uuidFor } from './lab.js';
 
@@ -84,6 +85,14 @@ describe('clone_guest_orchestrator', () => {
     ]);
     // The guest reads its reply with relative paths, as xenstore-read does inside a VM.
     expect(await web.read('zynclone/reply/r1/state')).toBe('ok');
+    // The operator's log tells the same story.
+    expect(
+      lab.logLines.filter((l) => l.id === 'r1').map((l) => [l.msg, l.message ?? l.result]),
+    ).toEqual([
+      ['request accepted', undefined],
+      ['request progress', 'snapshotting disks'],
+      ['request done', 'clone web01-clone is running'],
+    ]);
   });
 
   it('is idempotent per id: a rewritten or repeated request is never carried out twice', async () => {
@@ -188,7 +197,7 @@ describe('clone_guest_orchestrator', () => {
 
   it("answers with the configuration error when the VM's config file is broken", async () => {
     await lab.startOrchestrator();
-    writeFileSync(lab.paths.overrideFile('web01'), '{"guest_orchestration": tru');
+    writeFileSync(lab.paths.overrideFile(validateVmName('web01')), '{"guest_orchestration": tru');
     const web = await lab.guest(1);
     await web.write(REQ, 'k1 status');
     const r = await lab.waitReply(1, 'k1');

@@ -50,7 +50,8 @@ class Model {
   }
 
   remove(p: string): void {
-    for (const c of this.children.get(p) ?? []) this.remove(`${p}/${c}`);
+    // A copy: each child's removal takes its name out of this very list.
+    for (const c of [...(this.children.get(p) ?? [])]) this.remove(`${p}/${c}`);
     this.values.delete(p);
     this.children.delete(p);
     const parent = p.slice(0, p.lastIndexOf('/'));
@@ -143,7 +144,20 @@ describe('random operation sequences', () => {
           ).toBe(`${op.kind} ${op.path}${op.asGuest ? ' (guest)' : ''} -> ${want}`);
         }
       }),
-      { numRuns: 40 },
+      {
+        numRuns: 40,
+        examples: [
+          // Removing a node with two children removes both (once missed by the model).
+          [
+            [
+              { kind: 'write', path: `${SHARED_ROOT}/b/a`, value: '', asGuest: false },
+              { kind: 'mkdir', path: `${SHARED_ROOT}/b/c`, asGuest: false },
+              { kind: 'rm', path: `${SHARED_ROOT}/b`, asGuest: false },
+              { kind: 'read', path: `${SHARED_ROOT}/b/c`, asGuest: false },
+            ],
+          ],
+        ],
+      },
     );
   });
 });
