@@ -443,7 +443,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   async console(s, { vm: arg }, o) {
     const io = s.io;
     const vm = vmArg(arg!);
-    const [{ issueConsoleTicket }, { XlDriver }] = await Promise.all([
+    const [{ consoleTicketJson, issueConsoleTicket }, { XlDriver }] = await Promise.all([
       import('../core/console/index.js'),
       import('../xen/index.js'),
     ]);
@@ -457,17 +457,8 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
       vm,
       requester(io.env),
     );
-    if (o.flag('json')) {
-      printJson(io, {
-        url: t.url,
-        vm: t.vm,
-        cloneName: t.cloneName,
-        cloneUuid: t.cloneUuid,
-        domid: t.domid,
-        ticket: t.ticketId,
-        expiresAt: new Date(t.expiresAt).toISOString(),
-      });
-    } else io.stdout.write(`${t.url}\n`);
+    if (o.flag('json')) printJson(io, consoleTicketJson(t));
+    else io.stdout.write(`${t.url}\n`);
     if (o.flag('open') && !(await openBrowser(t.url, io.env))) {
       io.stderr.write(
         'vmclone: no browser found here ($BROWSER, xdg-open); open the URL yourself\n',

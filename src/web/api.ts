@@ -10,6 +10,7 @@ import { CloneError } from '../core/clones/errors.js';
 import { cloneJson, statusJson } from '../core/clones/json.js';
 import type { ProgressEvent } from '../core/clones/lifecycle.js';
 import { effectiveConfig, setOverride, unsetOverride } from '../core/config/index.js';
+import { consoleTicketJson } from '../core/console/issue.js';
 import { type VmName, validateVmName } from '../core/paths.js';
 import type { OperationKind } from '../core/state/types.js';
 import { holdingsJson } from '../core/volumes/index.js';
@@ -389,18 +390,7 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
     async (c) => {
       const vm = validateVmName(c.req.valid('param').vm);
       const t = await audited(c, 'console', vm, {}, () => host.consoleTicket(vm, c.get('who')));
-      return c.json(
-        {
-          url: t.url,
-          vm: t.vm,
-          cloneName: t.cloneName,
-          cloneUuid: t.cloneUuid,
-          domid: t.domid,
-          ticket: t.ticketId,
-          expiresAt: new Date(t.expiresAt).toISOString(),
-        },
-        200,
-      );
+      return c.json(consoleTicketJson(t), 200);
     },
   );
 

@@ -6,9 +6,9 @@
  * clone_console_monitor keeps in XenStore).
  */
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { SESSIONS_ROOT, parseSession } from '../core/console/index.js';
+import { readSessionRecords } from '../core/console/index.js';
 import { CLONE_STATES, type OperationRecord } from '../core/state/types.js';
-import { type XsOps, isXsErrno } from '../xenstore/index.js';
+import type { XsOps } from '../xenstore/index.js';
 import type { LiveFeed } from './live.js';
 
 const SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
@@ -124,18 +124,6 @@ export class WebMetrics {
 
 /** Open session records; closed ones only wait for clone_monitor to audit them. */
 async function openConsoleSessions(xs: XsOps): Promise<number> {
-  let ids: string[];
-  try {
-    ids = await xs.directory(SESSIONS_ROOT);
-  } catch (err) {
-    if (isXsErrno(err, 'ENOENT')) return 0;
-    throw err;
-  }
-  let open = 0;
-  for (const id of ids) {
-    const raw = await xs.tryRead(`${SESSIONS_ROOT}/${id}`);
-    const s = raw === undefined ? undefined : parseSession(id, raw);
-    if (s && s.closedAt === undefined) open++;
-  }
-  return open;
+  const records = await readSessionRecords(xs);
+  return records.filter((r) => r.record !== undefined && r.record.closedAt === undefined).length;
 }

@@ -47,6 +47,19 @@ export interface IssuedTicket {
   readonly expiresAt: number;
 }
 
+/** A ticket as vmclone --json and the API show it: one shape for both. */
+export function consoleTicketJson(t: IssuedTicket) {
+  return {
+    url: t.url,
+    vm: t.vm,
+    cloneName: t.cloneName,
+    cloneUuid: t.cloneUuid,
+    domid: t.domid,
+    ticket: t.ticketId,
+    expiresAt: new Date(t.expiresAt).toISOString(),
+  };
+}
+
 const MISSED_BEATS = 3;
 
 /** Issues a ticket for the console of `vm`'s clone, valid for `ttlMs` and one connection. */

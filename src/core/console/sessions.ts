@@ -72,6 +72,29 @@ export function parseSession(id: string, raw: string): SessionRecord | undefined
 }
 
 /**
+ * Every record under console/sessions/: its id, node and parsed record
+ * (`undefined` when malformed). Records that vanish while read are skipped.
+ */
+export async function readSessionRecords(
+  xs: Pick<XsOps, 'directory' | 'tryRead'>,
+): Promise<{ id: string; path: string; record: SessionRecord | undefined }[]> {
+  let ids: string[];
+  try {
+    ids = await xs.directory(SESSIONS_ROOT);
+  } catch (err) {
+    if (isXsErrno(err, 'ENOENT')) return [];
+    throw err;
+  }
+  const out = [];
+  for (const id of ids) {
+    const path = `${SESSIONS_ROOT}/${id}`;
+    const raw = await xs.tryRead(path);
+    if (raw !== undefined) out.push({ id, path, record: parseSession(id, raw) });
+  }
+  return out;
+}
+
+/**
  * Copies closed session records into the audit (`console.session`) and
  * removes them; open ones stay. Returns how many were recorded.
  */
@@ -79,19 +102,8 @@ export async function importConsoleSessions(
   xs: XsOps,
   store: Pick<StateStore, 'recordAudit'>,
 ): Promise<number> {
-  let ids: string[];
-  try {
-    ids = await xs.directory(SESSIONS_ROOT);
-  } catch (err) {
-    if (isXsErrno(err, 'ENOENT')) return 0;
-    throw err;
-  }
   let recorded = 0;
-  for (const id of ids) {
-    const path = `${SESSIONS_ROOT}/${id}`;
-    const raw = await xs.tryRead(path);
-    if (raw === undefined) continue;
-    const s = parseSession(id, raw);
+  for (const { id, path, record: s } of await readSessionRecords(xs)) {
     if (s === undefined) {
       store.recordAudit({
         who: 'system:console-monitor',

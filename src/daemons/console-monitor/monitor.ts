@@ -27,14 +27,13 @@ import { join } from 'node:path';
 import { type WebSocket, WebSocketServer } from 'ws';
 import {
   CONSOLE_URL_NODE,
-  SESSIONS_ROOT,
   type SessionRecord,
   encodeSession,
-  parseSession,
+  readSessionRecords,
   sessionNode,
   ticketId,
 } from '../../core/console/index.js';
-import { type XsClient, isXsErrno } from '../../xenstore/index.js';
+import type { XsClient } from '../../xenstore/index.js';
 import type { DaemonLogger } from '../common/log.js';
 import { type CloneConsole, CloneConsoles, lockdownAcked, sameEndpoint } from './clones.js';
 import { CLOSE, VncProxy } from './proxy.js';
@@ -410,15 +409,7 @@ export class ConsoleMonitor {
 
   /** Open records of a previous run: that run's sessions are over. */
   private async closeStaleSessions(): Promise<void> {
-    let ids: string[] = [];
-    try {
-      ids = await this.o.xs.directory(SESSIONS_ROOT);
-    } catch (err) {
-      if (!isXsErrno(err, 'ENOENT')) throw err;
-    }
-    for (const id of ids) {
-      const raw = await this.o.xs.tryRead(`${SESSIONS_ROOT}/${id}`);
-      const rec = raw === undefined ? undefined : parseSession(id, raw);
+    for (const { id, record: rec } of await readSessionRecords(this.o.xs)) {
       if (!rec || rec.closedAt !== undefined) continue;
       const closed = { ...rec, closedAt: this.now(), closeReason: 'console monitor restarted' };
       await this.o.xs.write(sessionNode(id), encodeSession(closed));
