@@ -14,6 +14,7 @@ import {
   type Scenario,
   type ScenarioResult,
   type XenstoredKind,
+  isSelected,
   scenarioXenstoreds,
 } from '../runner/types.js';
 
@@ -351,7 +352,7 @@ export async function runHost(all: readonly Scenario[], argv: string[]): Promise
       `unknown scenario(s): ${unknown.join(', ')}; known: ${all.map((s) => s.name).join(', ')}`,
     );
   }
-  const selected = all.filter((s) => !o.only || o.only.includes(s.name));
+  const selected = all.filter((s) => isSelected(s, o.only));
   const plans: BootPlan[] = ALL_XENSTOREDS.map((xenstored) => ({
     xenstored,
     scenarios: selected.filter((s) => scenarioXenstoreds(s).includes(xenstored)),

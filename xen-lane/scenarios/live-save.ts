@@ -172,10 +172,16 @@ async function processesNamed(prefix: string): Promise<number[]> {
 const saveHelpers = () => processesNamed('libxl-save-hel');
 
 /** Boots `name` from a config where vmclone finds it (`<root>/etc/xen/<name>.cfg`). */
-async function bootGuest(ctx: ScenarioContext, root: string, name: string, dirtyMiB?: number) {
+export async function bootGuest(
+  ctx: ScenarioContext,
+  root: string,
+  name: string,
+  guest: { memoryMb: number; dirtyMiB?: number },
+) {
+  const { memoryMb, dirtyMiB } = guest;
   const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
     name,
-    memoryMb: 128,
+    memoryMb,
     type: 'pvh',
     beatSeconds: BEAT_SECONDS,
     ...(dirtyMiB === undefined ? {} : { dirtyMiB }),
@@ -221,50 +227,58 @@ async function watchedClone(ctx: ScenarioContext, root: string, vm: string, tag:
   return { r, pauseMs, beats, cloneFirst, progress: created.stderr };
 }
 
+/**
+ * A live memory clone of the running `vm`, then one with xl save -p: the
+ * clone continues from the final pause, and both pauses are noted.
+ */
+export async function compareLiveAndSavePause(ctx: ScenarioContext, root: string, vm: string) {
+  const live = await watchedClone(ctx, root, vm, 'live');
+  assertTrue(
+    live.r.memoryCopy?.method === 'live',
+    'LANE_NOT_LIVE',
+    `memory copy: ${JSON.stringify(live.r.memoryCopy)}`,
+  );
+  ctx.note(
+    'live_rounds',
+    `${live.r.memoryCopy.rounds} (final ${live.r.memoryCopy.finalRoundPages} pages)`,
+  );
+  // The guest cannot print while suspended: its longest silence covers the
+  // pause, plus at most one beat interval and dom0's view of the log.
+  // The silence at the clone's first beat is the final pause: at least
+  // about the reported pause (so the clone continues from there), at most
+  // the pause plus a beat interval and dom0's view of the log.
+  const slackMs = BEAT_SECONDS * 1000 + 3500;
+  const gap = live.beats.gapAround(live.cloneFirst);
+  assertTrue(
+    gap >= live.pauseMs / 2 && gap <= live.pauseMs + slackMs,
+    'LANE_PAUSE_GAP',
+    `${vm} was silent for ${gap} ms at beat ${live.cloneFirst} (the clone's first), but the pause was ${Math.round(live.pauseMs)} ms`,
+  );
+  assertTrue(
+    live.cloneFirst > live.beats.firstBeat + 5,
+    'LANE_CLONE_OLD_STATE',
+    `clone's first beat ${live.cloneFirst}, the original's at the copy start ${live.beats.firstBeat}`,
+  );
+
+  await vmclone(root, ['config', vm, '--set', 'memory_clone_live=false'], { log: ctx.log });
+  const paused = await watchedClone(ctx, root, vm, 'savep');
+  assertTrue(
+    paused.r.memoryCopy?.method === 'save-pause' &&
+      paused.r.memoryCopy.fallback === 'memory_clone_live is false',
+    'LANE_NOT_SAVEP',
+    `memory copy: ${JSON.stringify(paused.r.memoryCopy)}`,
+  );
+  ctx.note('pause_ratio', Number((paused.pauseMs / live.pauseMs).toFixed(1)));
+  await vmclone(root, ['config', vm, '--unset', 'memory_clone_live'], { log: ctx.log });
+  await assertNothingLeft(root, vm, ctx.log);
+}
+
 /** Live, then xl save -p, then the helper killed: one guest (a boot costs minutes under TCG). */
 async function liveBaselineKill(ctx: ScenarioContext, root: string) {
   const vm = 'zc-live';
   try {
-    await bootGuest(ctx, root, vm);
-    const live = await watchedClone(ctx, root, vm, 'live');
-    assertTrue(
-      live.r.memoryCopy?.method === 'live',
-      'LANE_NOT_LIVE',
-      `memory copy: ${JSON.stringify(live.r.memoryCopy)}`,
-    );
-    ctx.note(
-      'live_rounds',
-      `${live.r.memoryCopy.rounds} (final ${live.r.memoryCopy.finalRoundPages} pages)`,
-    );
-    // The guest cannot print while suspended: its longest silence covers the
-    // pause, plus at most one beat interval and dom0's view of the log.
-    // The silence at the clone's first beat is the final pause: at least
-    // about the reported pause (so the clone continues from there), at most
-    // the pause plus a beat interval and dom0's view of the log.
-    const slackMs = BEAT_SECONDS * 1000 + 3500;
-    const gap = live.beats.gapAround(live.cloneFirst);
-    assertTrue(
-      gap >= live.pauseMs / 2 && gap <= live.pauseMs + slackMs,
-      'LANE_PAUSE_GAP',
-      `${vm} was silent for ${gap} ms at beat ${live.cloneFirst} (the clone's first), but the pause was ${Math.round(live.pauseMs)} ms`,
-    );
-    assertTrue(
-      live.cloneFirst > live.beats.firstBeat + 5,
-      'LANE_CLONE_OLD_STATE',
-      `clone's first beat ${live.cloneFirst}, the original's at the copy start ${live.beats.firstBeat}`,
-    );
-
-    await vmclone(root, ['config', vm, '--set', 'memory_clone_live=false'], { log: ctx.log });
-    const paused = await watchedClone(ctx, root, vm, 'savep');
-    assertTrue(
-      paused.r.memoryCopy?.method === 'save-pause' &&
-        paused.r.memoryCopy.fallback === 'memory_clone_live is false',
-      'LANE_NOT_SAVEP',
-      `memory copy: ${JSON.stringify(paused.r.memoryCopy)}`,
-    );
-    ctx.note('pause_ratio', Number((paused.pauseMs / live.pauseMs).toFixed(1)));
-    await vmclone(root, ['config', vm, '--unset', 'memory_clone_live'], { log: ctx.log });
-    await assertNothingLeft(root, vm, ctx.log);
+    await bootGuest(ctx, root, vm, { memoryMb: 128 });
+    await compareLiveAndSavePause(ctx, root, vm);
     await killHelper(ctx, root, vm);
   } finally {
     await destroyQuietly(`${vm}-clone`, ctx.log);
@@ -304,7 +318,7 @@ async function killHelper(ctx: ScenarioContext, root: string, vm: string) {
 async function fastDirtier(ctx: ScenarioContext, root: string) {
   const vm = 'zc-live-dirty';
   try {
-    await bootGuest(ctx, root, vm, 48);
+    await bootGuest(ctx, root, vm, { memoryMb: 128, dirtyMiB: 48 });
     const { r, progress } = await watchedClone(ctx, root, vm, 'dirty');
     const said = progress
       .split('\n')
@@ -325,25 +339,34 @@ async function fastDirtier(ctx: ScenarioContext, root: string) {
   }
 }
 
+/** A vmclone root with the helper where vmclone looks for it, and the net monitor running. */
+export async function withLiveSaveRoot(
+  ctx: ScenarioContext,
+  fn: (root: string) => Promise<void>,
+): Promise<void> {
+  await ensureIsolationBridge('zc-isolated', 'zcv');
+  const root = await makeRoot(ctx.workDir);
+  // config live_save_helper's default, under the root
+  await mkdir(join(root, 'usr/lib/zynclone'), { recursive: true });
+  await symlink(LIVESAVE, join(root, 'usr/lib/zynclone/zynclone-livesave'));
+  let netmon: NetMonitorHandle | undefined;
+  try {
+    netmon = await startNetMonitor({ log: ctx.log, signal: ctx.signal });
+    await fn(root);
+  } finally {
+    await netmon?.stop();
+  }
+}
+
 const scenario: Scenario = {
   name: 'live-save',
   title: 'vmclone create --memory, live pre-copy vs xl save -p; helper killed; fast dirtier',
   timeoutMs: 1_800_000,
-  async run(ctx) {
-    await ensureIsolationBridge('zc-isolated', 'zcv');
-    const root = await makeRoot(ctx.workDir);
-    // The helper where vmclone looks under its root (config live_save_helper).
-    await mkdir(join(root, 'usr/lib/zynclone'), { recursive: true });
-    await symlink(LIVESAVE, join(root, 'usr/lib/zynclone/zynclone-livesave'));
-    let netmon: NetMonitorHandle | undefined;
-    try {
-      netmon = await startNetMonitor({ log: ctx.log, signal: ctx.signal });
+  run: (ctx) =>
+    withLiveSaveRoot(ctx, async (root) => {
       await liveBaselineKill(ctx, root);
       await fastDirtier(ctx, root);
-    } finally {
-      await netmon?.stop();
-    }
-  },
+    }),
 };
 
 export default scenario;
