@@ -132,6 +132,12 @@ async function firstCloneBeat(ctx: ScenarioContext, clone: string, offset: numbe
 async function assertOriginalRuns(ctx: ScenarioContext, vm: string) {
   const d = await domainByName(vm);
   assertTrue(d, 'LANE_ORIG_GONE', `${vm} is gone`);
+  if (d.state.includes('p') || d.state.includes('s')) {
+    // xl's fifth state letter is the shutdown reason (r: reboot, c: crash):
+    // the guest's console says why.
+    const text = await readConsole(vm);
+    ctx.log(`console of ${vm} (${text.length} bytes), its end:\n${text.slice(-3000)}`);
+  }
   assertTrue(
     !d.state.includes('p') && !d.state.includes('s'),
     'LANE_ORIG_STOPPED',
