@@ -10,8 +10,10 @@ SHELL := /bin/bash
 setup:
 	@bash scripts/setup.sh
 
+# The live save helper (helpers/livesave) is C against libxen-dev, which setup installs.
 build: setup
 	@npm run --silent build
+	@$(MAKE) -s -C helpers/livesave
 
 demo: build
 	@bash scripts/demo.sh

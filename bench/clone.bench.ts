@@ -5,7 +5,10 @@
 // each, default 1/64, spread over the whole disk). The lifecycle runs
 // in-process against the simulator; its `xl` is a Node program, so each xl
 // command costs a process start that the real C xl does not: the xl unpause
-// time is reported separately. Needs root, loop devices and mkfs.xfs.
+// time is reported separately. Then memory clones of a PVH guest of 128 and
+// 512 MiB (ZC_BENCH_MEMORY_MIB): the original's pause with the live pre-copy
+// (the simulator's zynclone-livesave) against xl save -p of the same guest.
+// Needs root, loop devices and mkfs.xfs.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
@@ -22,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloneLifecycle } from '../src/core/clones/lifecycle.js';
+import { setOverride } from '../src/core/config/index.js';
 import { validateVmName, zynclonePaths } from '../src/core/paths.js';
 import { openStateStore } from '../src/core/state/index.js';
 import { execute, planSnapshot, remove } from '../src/core/storage/index.js';
@@ -202,6 +206,57 @@ export async function run(): Promise<BenchResult[]> {
         unit: 'x',
         note: 'full copy time over the reflink pause (xl command start-up excluded)',
       });
+      await xl.destroy(vm);
+      rmSync(disk, { force: true });
+    }
+
+    const memories = (process.env.ZC_BENCH_MEMORY_MIB ?? '128,512').split(',').map(Number);
+    for (const mib of memories) {
+      const vm = validateVmName(`benchmem${mib}`);
+      const disk = join(root, `${vm}.img`);
+      makeDisk(disk, 64 * MiB, 1);
+      const cfg = join(root, 'etc/xen', `${vm}.cfg`);
+      writeFileSync(
+        cfg,
+        `name = "${vm}"\ntype = "pvh"\nkernel = "/boot/vmlinuz"\nmemory = ${mib}\nvif = [ 'bridge=xenbr0' ]\n` +
+          `disk = [ 'format=raw,vdev=xvda,access=rw,target=${disk}' ]\n`,
+      );
+      await xl.create(cfg);
+      const memoryClone = async (live: boolean) => {
+        setOverride(vm, 'memory_clone_live', live, paths);
+        const r = await lc.create(vm, { kind: 'memory' });
+        await lc.remove(vm);
+        if ((r.memoryCopy?.method === 'live') !== live) {
+          throw new Error(
+            `memory clone of ${vm}: expected live=${live}, got ${r.memoryCopy?.fallback}`,
+          );
+        }
+        return r;
+      };
+      const live = await memoryClone(true);
+      const paused = await memoryClone(false);
+      const livePause = live.originalPauseMs ?? Number.NaN;
+      const savePause = paused.originalPauseMs ?? Number.NaN;
+      results.push(
+        {
+          name: `memory clone, original paused, live pre-copy, ${mib} MiB`,
+          value: livePause,
+          unit: 'ms',
+        },
+        {
+          name: `memory clone, original paused, xl save -p, ${mib} MiB`,
+          value: savePause,
+          unit: 'ms',
+        },
+        {
+          name: `memory clone pause ratio save -p / live, ${mib} MiB`,
+          value: savePause / Math.max(livePause, 0.001),
+          unit: 'x',
+          note: "simulator: a 1/32 final round; the real figures are the lane's live-save scenario",
+        },
+        { name: `memory clone ready, live pre-copy, ${mib} MiB`, value: live.totalMs, unit: 'ms' },
+        { name: `memory clone ready, xl save -p, ${mib} MiB`, value: paused.totalMs, unit: 'ms' },
+      );
       await xl.destroy(vm);
       rmSync(disk, { force: true });
     }

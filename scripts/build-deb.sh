@@ -43,6 +43,11 @@ node_modules/.bin/esbuild src/bin/zynclone.ts sim=src/sim/bin.ts \
   "--banner:js=$banner" "--define:ZYNCLONE_VERSION=\"$version\"" \
   --legal-comments=none --log-level=warning
 
+# The live pre-copy helper of memory clones (helpers/livesave), linked against
+# Debian's libxenlight 4.17; vmclone falls back to xl save -p without it.
+make -s -C helpers/livesave OUT="$cache/livesave" >/dev/null
+install -D -m 755 "$cache/livesave/zynclone-livesave" "$lib/zynclone-livesave"
+strip --strip-unneeded "$lib/zynclone-livesave"
 
 install -D -m 755 "$node24" "$lib/node/bin/node"
 strip --strip-unneeded "$lib/node/bin/node"

@@ -32,6 +32,10 @@ need_cmd losetup util-linux
 need_cmd flock util-linux
 need_cmd gzip gzip
 need_cmd apt-get apt
+need_cmd cc gcc
+need_cmd pkg-config pkg-config
+# zynclone-livesave is built against the same libxenlight 4.17 as dom0's xl.
+[ -f /usr/include/libxl.h ] || need_pkgs+=(libxen-dev)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   say "installing host packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -132,6 +136,9 @@ cp "$repo/xen-lane/images/dom0-init" "$layer/init"
 chmod 755 "$layer/init"
 cp "$gen/dom0-runner.mjs" "$gen/net-monitor.mjs" "$gen/console-monitor.mjs" "$gen/orchestrator.mjs" "$layer/lane/"
 node scripts/build-console-page.mjs "$layer/lane/console-page"
+make -s -C "$repo/helpers/livesave" OUT="$gen/livesave" >/dev/null
+mkdir -p "$layer/usr/local/bin"
+cp "$gen/livesave/zynclone-livesave" "$layer/usr/local/bin/"
 (cd "$layer" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$gen/lane.cpio"
 # Linux unpacks concatenated cpio archives in order, so the cached layers are
 # reused byte for byte and only the small lane layer changes between runs.

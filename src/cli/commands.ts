@@ -65,7 +65,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       {
         long: 'memory',
         description:
-          'with memory: xl save -p, snapshot disks, unpause the original, restore the clone',
+          'with memory: copy memory while the original runs (live pre-copy; else xl save -p), snapshot disks in its final pause, resume it, restore the clone',
         conflicts: ['offline', 'online'],
       },
       { long: 'no-start', description: 'stop at state active (configured, not running)' },

@@ -283,6 +283,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
       printJson(io, {
         clone: cloneJson(r.clone),
         originalPauseMs: r.originalPauseMs ?? null,
+        memoryCopy: r.memoryCopy ?? null,
         totalMs: r.totalMs,
         removedPeripherals: r.plan.removedPeripherals,
         vifs: r.plan.cloneVifs.map((v) => ({
@@ -296,7 +297,15 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
       });
     } else {
       const pause =
-        r.originalPauseMs === undefined ? '' : `; ${vm} paused ${formatMs(r.originalPauseMs)}`;
+        r.originalPauseMs === undefined
+          ? ''
+          : `; ${vm} paused ${formatMs(r.originalPauseMs)}${
+              r.memoryCopy === undefined
+                ? ''
+                : r.memoryCopy.method === 'live'
+                  ? ' (live pre-copy)'
+                  : ` (xl save -p: ${r.memoryCopy.fallback})`
+            }`;
       io.stdout.write(
         `clone ${r.clone.cloneName} of ${vm} is ${r.clone.state} (${r.clone.kind}, ${formatMs(r.totalMs)}${pause})\n`,
       );

@@ -6,6 +6,8 @@ import { createConnection } from 'node:net';
 export type ControlRequest =
   | { op: 'xl'; argv: string[]; cwd: string; fault?: string }
   | { op: 'guest'; argv: string[] }
+  /** zynclone-livesave; the client then sends `{"go":true}` to end a --hold. */
+  | { op: 'livesave'; argv: string[]; cwd: string }
   | { op: 'ping' }
   | { op: 'stop' };
 

@@ -19,7 +19,7 @@ import { startMonitors, stopMonitors, writeProductLaunchers } from './monitors.j
 import { type SimPaths, simPaths } from './paths.js';
 import { shq, sleep } from './proc.js';
 import { type StorageKind, describeStorage, ensureStorage } from './storage.js';
-import { xlLauncher } from './xl/launcher.js';
+import { writeLiveSaveLauncher, xlLauncher } from './xl/launcher.js';
 
 const USAGE = `usage: zynclone sim <command> --root DIR
   up [--no-network] [--storage plain|xfs] [--monitors]
@@ -166,6 +166,7 @@ async function startSimulator(
   mkdirSync(paths.bin, { recursive: true });
   writeFileSync(paths.xl, xlLauncher(paths, process.execPath, simEntry()));
   chmodSync(paths.xl, 0o755);
+  writeLiveSaveLauncher(paths, journal);
   writeProductLaunchers(paths, journal);
   journal.made({ kind: 'file', path: paths.log });
   journal.made({ kind: 'proc', match: daemonMatch(paths) });

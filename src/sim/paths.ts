@@ -19,6 +19,8 @@ export interface SimPaths {
   log: string;
   bin: string;
   xl: string;
+  /** The live save helper where the product looks by default (config live_save_helper). */
+  liveSaveHelper: string;
   domains: string;
   /** `DIR/etc/xen`: xl configs, where ZynClone looks for them on a Xen host. */
   xenConfigDir: string;
@@ -55,6 +57,7 @@ export function simPaths(rootArg: string): SimPaths {
     log: join(abs, 'sim.log'),
     bin: join(abs, 'bin'),
     xl: join(abs, 'bin', 'xl'),
+    liveSaveHelper: join(abs, 'usr', 'lib', 'zynclone', 'zynclone-livesave'),
     domains: join(run, 'domains'),
     xenConfigDir: join(abs, 'etc', 'xen'),
     varDir: join(abs, 'var'),

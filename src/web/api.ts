@@ -247,6 +247,7 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
         {
           clone: cloneJson(r.clone),
           originalPauseMs: r.originalPauseMs ?? null,
+          memoryCopy: r.memoryCopy ?? null,
           totalMs: r.totalMs,
           removedPeripherals: [...r.plan.removedPeripherals],
           vifs: r.plan.cloneVifs.map((v) => ({

@@ -89,6 +89,17 @@ export const CreateResultSchema = z
   .object({
     clone: CloneSchema,
     originalPauseMs: z.number().nullable(),
+    memoryCopy: z
+      .object({
+        method: z.enum(['live', 'save-pause']),
+        fallback: z.string().nullable(),
+        copyMs: z.number().nullable(),
+      })
+      .nullable()
+      .openapi({
+        description:
+          'memory clones: live pre-copy, or xl save -p and why (fallback); null for other kinds',
+      }),
     totalMs: z.number(),
     removedPeripherals: z.array(z.string()),
     vifs: z.array(

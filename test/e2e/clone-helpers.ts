@@ -363,6 +363,7 @@ export class CloneHost {
     for (const name of doms.keys()) if (name.startsWith(`${vm}-clone`)) left.push(`domain ${name}`);
     const orig = doms.get(vm);
     if (orig?.state.includes('p')) left.push(`${vm} left paused`);
+    if (orig?.state.includes('s')) left.push(`${vm} left suspended`);
     for (const dir of [
       'var/lib/zynclone/volumes',
       'var/lib/zynclone/clones',

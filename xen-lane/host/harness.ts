@@ -14,6 +14,7 @@ import {
   type Scenario,
   type ScenarioResult,
   type XenstoredKind,
+  isSelected,
   scenarioXenstoreds,
 } from '../runner/types.js';
 
@@ -113,7 +114,7 @@ function qemuArgv(
   const accelArgs =
     accel === 'kvm'
       ? ['-accel', 'kvm', '-cpu', 'qemu64']
-      : ['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm'];
+      : ['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm,+npt'];
   // dom0's root is its initramfs in RAM (half of dom0's memory): Node 24, the
   // images and every scenario's save images and disks must fit there.
   const dom0Mem = 1792;
@@ -351,7 +352,7 @@ export async function runHost(all: readonly Scenario[], argv: string[]): Promise
       `unknown scenario(s): ${unknown.join(', ')}; known: ${all.map((s) => s.name).join(', ')}`,
     );
   }
-  const selected = all.filter((s) => !o.only || o.only.includes(s.name));
+  const selected = all.filter((s) => isSelected(s, o.only));
   const plans: BootPlan[] = ALL_XENSTOREDS.map((xenstored) => ({
     xenstored,
     scenarios: selected.filter((s) => scenarioXenstoreds(s).includes(xenstored)),

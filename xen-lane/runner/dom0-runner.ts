@@ -13,6 +13,7 @@ import {
   type Scenario,
   type ScenarioResult,
   type XenstoredKind,
+  isSelected,
   scenarioXenstoreds,
 } from './types.js';
 
@@ -111,7 +112,7 @@ export async function runDom0(all: readonly Scenario[]): Promise<void> {
   const xenstored = (cmdlineArg(cmdline, 'zc.xenstored') ?? 'xenstored') as XenstoredKind;
   const only = cmdlineArg(cmdline, 'zc.only')?.split('+').filter(Boolean);
   const chosen = all.filter(
-    (s) => scenarioXenstoreds(s).includes(xenstored) && (!only || only.includes(s.name)),
+    (s) => scenarioXenstoreds(s).includes(xenstored) && isSelected(s, only),
   );
   emit(
     formatMarker('PLAN', {

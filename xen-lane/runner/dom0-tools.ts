@@ -139,6 +139,12 @@ export interface GuestSpec {
   disks?: string[];
   memoryMb?: number;
   uuid?: string;
+  /** Default pv. PVH needs HAP; live saves need it (Debian's Xen has no shadow paging for PV log-dirty). */
+  type?: 'pv' | 'pvh';
+  /** Seconds between heartbeats (guest default 2). */
+  beatSeconds?: number;
+  /** MiB of memory the guest keeps rewriting (a fast dirtier). */
+  dirtyMiB?: number;
   /** xl vfb specs, e.g. 'vnc=1': a PV framebuffer that QEMU in dom0 serves over VNC. */
   vfbs?: string[];
   /** zc.ask=: the guest asks ZynClone for this operation through zynclone-guest once served. */
@@ -149,10 +155,12 @@ export function guestConfig(spec: GuestSpec): string {
   const extra = ['console=hvc0', 'loglevel=4', `zc.name=${spec.name}`];
   if (spec.ip) extra.push(`zc.ip=${spec.ip}`);
   if (spec.disks?.length) extra.push('zc.disk=1');
+  if (spec.beatSeconds !== undefined) extra.push(`zc.beat=${spec.beatSeconds}`);
+  if (spec.dirtyMiB !== undefined) extra.push(`zc.dirty=${spec.dirtyMiB}`);
   if (spec.ask) extra.push(`zc.ask=${spec.ask}`);
   const lines = [
     `name = "${spec.name}"`,
-    `type = "pv"`,
+    `type = "${spec.type ?? 'pv'}"`,
     `kernel = "${GUEST_KERNEL}"`,
     `ramdisk = "${GUEST_RAMDISK}"`,
     `memory = ${spec.memoryMb ?? 128}`,

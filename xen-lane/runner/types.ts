@@ -30,6 +30,8 @@ export interface Scenario {
   readonly timeoutMs: number;
   /** Boots this scenario runs in; defaults to the C xenstored only. */
   readonly xenstoreds?: readonly XenstoredKind[];
+  /** Left out of a run of all scenarios (too long for every run); runs when named. */
+  readonly onlyWhenNamed?: boolean;
   run(ctx: ScenarioContext): Promise<void>;
 }
 
@@ -44,4 +46,9 @@ export interface ScenarioResult {
 
 export function scenarioXenstoreds(s: Scenario): readonly XenstoredKind[] {
   return s.xenstoreds ?? ['xenstored'];
+}
+
+/** Whether a run asked for `only` these scenarios (or for all of them) runs `s`. */
+export function isSelected(s: Scenario, only: readonly string[] | undefined): boolean {
+  return only ? only.includes(s.name) : !s.onlyWhenNamed;
 }

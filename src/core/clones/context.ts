@@ -18,6 +18,7 @@ import type {
 } from '../state/types.js';
 import { CloneError } from './errors.js';
 import { type CrashPoints, JournaledOperation, type UndoAction } from './journal.js';
+import type { LiveSaver } from './live-save.js';
 import { type CloneLockdown, currentLockdown } from './lockdown.js';
 import { type CloneMeta, cloneConfigFile, readCloneMeta } from './meta.js';
 import type { PublishClient } from './publish.js';
@@ -52,6 +53,8 @@ export interface LifecycleOptions {
   readonly undoRetryDelaysMs?: readonly number[];
   /** Reads /proc to detect Remus replication of a VM; tests may replace it. */
   readonly replicationProbe?: (vm: string) => string | undefined;
+  /** Runs the live save helper at a path; tests may replace it. */
+  readonly liveSaver?: (helper: string) => LiveSaver;
 }
 
 /** Operations rolled back on failure; the others are finished by recovery. */
@@ -123,6 +126,7 @@ export class LifecycleContext {
       store: this.store,
       xs: () => this.xs(),
       undoRetryDelaysMs: this.o.undoRetryDelaysMs,
+      liveSaver: this.o.liveSaver,
     };
   }
 

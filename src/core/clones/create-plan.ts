@@ -56,6 +56,8 @@ export interface PlannedCreate {
   readonly configFile: string;
   /** Where a memory clone's image is saved. */
   readonly saveFile: string;
+  /** The VM's effective configuration the plan was made from. */
+  readonly config: ZyncloneConfig;
 }
 
 function storageKind(kind: CloneKind): 'offline' | 'online-disk' | 'online-memory' {
@@ -254,5 +256,6 @@ export async function planCreate(
     lockdown: cloneLockdown(vm, cloneName, meta, state, cfg, live),
     configFile: ctx.cloneConfigFile(cloneName),
     saveFile,
+    config: cfg,
   };
 }

@@ -4,6 +4,7 @@ import { type SnapshotRecord, execute as executeSnapshot } from '../storage/inde
 import type { LifecycleContext } from './context.js';
 import type { PlannedCreate } from './create-plan.js';
 import type { UndoAction } from './journal.js';
+import type { MemoryCopy } from './memory-copy.js';
 
 /** What a create made, for its `record` step and its result. */
 export interface MadeClone {
@@ -14,6 +15,8 @@ export interface MadeClone {
   readonly originalPauseMs?: number;
   /** The part of the pause spent between the two xl commands, in ms. */
   readonly originalPauseInnerMs?: number;
+  /** Memory clones: live pre-copy or xl save -p, and why. */
+  readonly memoryCopy?: MemoryCopy;
 }
 
 /** Snapshots every planned disk; `originalState` is the original's while it happens. */

@@ -16,6 +16,7 @@ import { type CreateOptions, type PlannedCreate, planCreate } from './create-pla
 import type { MadeClone } from './create-snapshots.js';
 import type { JournaledOperation } from './journal.js';
 import { lockedCloneConfig } from './lockdown.js';
+import type { MemoryCopy } from './memory-copy.js';
 import { cloneMetaFile, clonesDir, writeCloneMeta } from './meta.js';
 import type { ClonePlan } from './plan.js';
 
@@ -29,6 +30,8 @@ export interface CreateResult {
   readonly originalPauseMs?: number;
   /** The part of the pause spent between the two xl commands (snapshotting), in ms. */
   readonly originalPauseInnerMs?: number;
+  /** Memory clones: live pre-copy or xl save -p, and why. */
+  readonly memoryCopy?: MemoryCopy;
   /** From the operation's start until the clone was ready, in ms. */
   readonly totalMs: number;
   readonly warnings: readonly string[];
@@ -65,6 +68,7 @@ export async function createClone(
       ...(made.originalPauseInnerMs === undefined
         ? {}
         : { originalPauseInnerMs: made.originalPauseInnerMs }),
+      ...(made.memoryCopy === undefined ? {} : { memoryCopy: made.memoryCopy }),
       totalMs: now() - t0,
       warnings: c.plan.warnings,
     };

@@ -10,6 +10,13 @@ import type { Json, OperationRecord } from '../state/types.js';
 export type UndoAction =
   | { readonly action: 'rm-file'; readonly path: string }
   | { readonly action: 'unpause'; readonly name: string; readonly uuid: string | null }
+  | {
+      /** A domain a dead live save helper left suspended: `helper --resume`. */
+      readonly action: 'resume-suspended';
+      readonly name: string;
+      readonly uuid: string | null;
+      readonly helper: string;
+    }
   | { readonly action: 'remove-snapshot'; readonly plan: Json }
   | { readonly action: 'destroy-domain'; readonly name: string; readonly uuid: string }
   | { readonly action: 'unpublish'; readonly vm: string }

@@ -24,6 +24,21 @@ export const CREATE_STEPS = {
     'remove-save-image',
     'record',
   ],
+  /** A memory clone through the live save helper (memory-copy.ts); `memory` is its fallback. */
+  'memory-live': [
+    'plan',
+    'write-config',
+    'live-save-original',
+    'snapshot',
+    'resume-original',
+    'publish',
+    'restore-domain',
+    'publish-domid',
+    'wait-ack',
+    'unpause-clone',
+    'remove-save-image',
+    'record',
+  ],
 } as const;
 
 export const START_STEPS = ['write-config', 'publish', ...BOOT, 'record'] as const;

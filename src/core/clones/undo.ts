@@ -10,6 +10,7 @@ import type { StateStore } from '../state/store.js';
 import type { CloneRecord, OperationRecord } from '../state/types.js';
 import { parseSnapshotPlan, remove as removeSnapshot } from '../storage/index.js';
 import type { UndoAction } from './journal.js';
+import { type LiveSaver, helperLiveSaver } from './live-save.js';
 import { type PublishClient, type VmPublication, publishVm, unpublishVm } from './publish.js';
 
 export interface UndoContext {
@@ -18,6 +19,8 @@ export interface UndoContext {
   readonly xs: () => Promise<PublishClient>;
   /** Waits before each further attempt at an undo action that failed; default UNDO_RETRY_DELAYS_MS. */
   readonly undoRetryDelaysMs?: readonly number[] | undefined;
+  /** The live saver of a helper path; default: run that helper. */
+  readonly liveSaver?: ((helper: string) => LiveSaver) | undefined;
 }
 
 /** A failed undo action is tried twice more (xl under heavy load may fail once and then work). */
@@ -54,6 +57,13 @@ export async function runUndo(ctx: UndoContext, u: UndoAction): Promise<void> {
       if (d === undefined || !d.flags.paused) return;
       if (u.uuid !== null && d.uuid !== u.uuid) return;
       await ctx.xl.unpause(d.domid);
+      return;
+    }
+    case 'resume-suspended': {
+      const d = await liveDomain(ctx.xl, u.name);
+      if (d === undefined || !d.flags.shutdown) return;
+      if (u.uuid !== null && d.uuid !== u.uuid) return;
+      await (ctx.liveSaver ?? helperLiveSaver)(u.helper).resume(u.name);
       return;
     }
     case 'remove-snapshot':

@@ -80,6 +80,8 @@ export interface ZyncloneConfig {
   storage_dir: string;
   storage_volume_group: string;
   save_image_dir: string;
+  memory_clone_live: boolean;
+  live_save_helper: string;
   shared_volumes: string[];
   shared_volume_mode: SharedVolumeMode;
   console_enabled: boolean;
@@ -236,6 +238,22 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
     default: '/var/lib/zynclone/save',
     description:
       'Directory for the memory image of memory clones (xl save), removed after restore.',
+  },
+  memory_clone_live: {
+    type: 'boolean',
+    default: true,
+    description:
+      "Memory clones copy the original's memory while it runs (live_save_helper) and pause it " +
+      'only for the last round; false, or a helper that is missing or cannot save the VM live, ' +
+      'means xl save -p (paused for the whole copy).',
+  },
+  live_save_helper: {
+    type: 'path',
+    default: '/usr/lib/zynclone/zynclone-livesave',
+    hostWide: true,
+    description:
+      'The live pre-copy helper (zynclone-livesave, shipped with ZynClone); memory clones fall ' +
+      'back to xl save -p when it is not there.',
   },
   shared_volumes: {
     type: 'string-list',

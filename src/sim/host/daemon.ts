@@ -11,6 +11,7 @@ import { XenstoreServer } from '../xenstored/server.js';
 import { XlCommands, hostInfo, parseXlFaults } from '../xl/commands.js';
 import { DomainManager } from './domains.js';
 import { runGuestCommand } from './guest-disk.js';
+import { runLiveSave } from './live-save.js';
 
 export interface DaemonOptions {
   network?: boolean;
@@ -86,14 +87,23 @@ export class SimDaemon {
     const send = (r: ControlReply) => {
       if (!sock.destroyed) sock.write(`${JSON.stringify(r)}\n`);
     };
+    // Lines after the request (a live save's go-ahead) and the client's going away.
+    const gone = new AbortController();
+    let onLine: (() => void) | undefined;
+    let started = false;
     sock.on('error', () => {});
-    const gone = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.on('close', () => gone.abort());
     sock.on('data', (d: string) => {
       buf += d;
       const nl = buf.indexOf('\n');
       if (nl < 0) return;
       const line = buf.slice(0, nl);
       buf = '';
+      if (started) {
+        onLine?.();
+        return;
+      }
+      started = true;
       let req: ControlRequest;
       try {
         req = JSON.parse(line) as ControlRequest;
@@ -101,7 +111,13 @@ export class SimDaemon {
         send({ error: 'bad request', code: 'SIM_BAD_REQUEST' });
         return;
       }
-      void this.handle(req, send, gone).catch((err: Error) => {
+      const next = () =>
+        new Promise<void>((r) => {
+          if (gone.signal.aborted) return r();
+          onLine = r;
+          gone.signal.addEventListener('abort', () => r(), { once: true });
+        });
+      void this.handle(req, send, { next, signal: gone.signal }).catch((err: Error) => {
         this.log('request failed', { error: err.stack ?? String(err) });
         send({ err: `xl: internal simulator error: ${err.message}\n` });
         send({ exit: 1 });
@@ -112,7 +128,7 @@ export class SimDaemon {
   private async handle(
     req: ControlRequest,
     send: (r: ControlReply) => void,
-    gone: Promise<void>,
+    client: { next: () => Promise<void>; signal: AbortSignal },
   ): Promise<void> {
     if (req.op === 'ping') {
       const r: ControlReply = { ok: true, pid: process.pid, network: this.net.enabled };
@@ -136,7 +152,16 @@ export class SimDaemon {
         out: (text) => send({ out: text }),
         err: (text) => send({ err: text }),
         faults,
-        gone,
+        signal: client.signal,
+      });
+      send({ exit: code });
+    } else if (req.op === 'livesave') {
+      const code = await runLiveSave(this.dm, req.argv, {
+        cwd: req.cwd,
+        out: (text) => send({ out: text }),
+        err: (text) => send({ err: text }),
+        goAhead: client.next,
+        signal: client.signal,
       });
       send({ exit: code });
     } else if (req.op === 'guest') {

@@ -24,8 +24,8 @@ export interface XlIo {
   err(text: string): void;
   /** Faults to inject (ZYNCLONE_SIM_XL_FAULT of the xl process; see XL_FAULTS). */
   faults?: ReadonlySet<string>;
-  /** Resolves when the xl process is gone (killed, or its connection closed). */
-  gone?: Promise<void>;
+  /** Aborted when the xl process is gone (killed, or its connection closed). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -252,7 +252,9 @@ export class XlCommands {
     const d = await this.dm.create(spec, { paused: paused || hang });
     if (hang) {
       d.incomplete = true;
-      await (io.gone ?? new Promise<void>(() => {}));
+      await new Promise<void>((r) =>
+        io.signal?.addEventListener('abort', () => r(), { once: true }),
+      );
       return 1;
     }
     return 0;
@@ -722,6 +724,17 @@ export class XlCommands {
   }
 }
 
-export function hostInfo(): { totalMiB: number; dom0MiB: number; cpus: number } {
-  return { totalMiB: Math.round(totalmem() / 1048576), dom0MiB: 1024, cpus: cpus().length };
+export function hostInfo(): {
+  totalMiB: number;
+  dom0MiB: number;
+  cpus: number;
+  shadowPaging: boolean;
+} {
+  // No shadow paging, as in Debian's Xen 4.17: PV guests cannot be saved live.
+  return {
+    totalMiB: Math.round(totalmem() / 1048576),
+    dom0MiB: 1024,
+    cpus: cpus().length,
+    shadowPaging: false,
+  };
 }

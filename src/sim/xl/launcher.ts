@@ -3,7 +3,9 @@
 // Node takes ~90 ms to start, which every xl call would pay (an online clone
 // makes seven), so where Debian's python3 exists the launcher is a small
 // Python client of the control socket (~25 ms), else a Node one.
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Journal } from '../journal.js';
 import type { SimPaths } from '../paths.js';
 import { shq } from '../proc.js';
 
@@ -72,4 +74,83 @@ export function xlLauncher(
   hasPython = existsSync(PYTHON),
 ): string {
   return hasPython ? pythonLauncher(paths) : nodeLauncher(paths, nodePath, entry);
+}
+
+/**
+ * zynclone-livesave of the simulator (src/sim/host/live-save.ts runs it in
+ * the daemon). After the `suspended` event it reads one line (or the end) of
+ * its stdin and passes the go-ahead on. Like the real helper it dies with its
+ * parent (PR_SET_PDEATHSIG), and its death ends the live save.
+ */
+function pythonLiveSaveLauncher(paths: SimPaths): string {
+  return `#!${PYTHON} -IS
+# zynclone-livesave of the ZynClone simulator at ${paths.root}; the simulator daemon runs it.
+import ctypes, json, os, signal, socket, sys
+
+CONTROL = ${pyStr(paths.control)}
+
+
+def main():
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(CONTROL)
+    except OSError as e:
+        print(json.dumps({"event": "error", "code": "LIBXL", "message": "cannot reach the Xen simulator (%s)" % e.strerror}))
+        return 1
+    req = {"op": "livesave", "argv": sys.argv[1:], "cwd": os.getcwd()}
+    s.sendall((json.dumps(req) + "\\n").encode())
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.stderr.write("zynclone-livesave: the simulator closed the connection\\n")
+            return 1
+        buf += chunk
+        while b"\\n" in buf:
+            line, buf = buf.split(b"\\n", 1)
+            if not line:
+                continue
+            r = json.loads(line)
+            if "out" in r:
+                sys.stdout.write(r["out"])
+                sys.stdout.flush()
+                if r["out"].startswith('{"event":"suspended"'):
+                    sys.stdin.buffer.readline()
+                    s.sendall(b'{"go":true}\\n')
+            elif "err" in r:
+                sys.stderr.write(r["err"])
+                sys.stderr.flush()
+            elif "exit" in r:
+                return r["exit"]
+            elif "error" in r:
+                sys.stderr.write("zynclone-livesave: %s\\n" % r["error"])
+                return 1
+
+
+sys.exit(main())
+`;
+}
+
+/**
+ * Installs the simulator's zynclone-livesave where the product looks for it.
+ * Without python3 it is left out: the product then falls back to xl save -p,
+ * as on a host without the helper.
+ */
+export function writeLiveSaveLauncher(
+  paths: SimPaths,
+  journal: Journal,
+  hasPython = existsSync(PYTHON),
+): void {
+  if (!hasPython) return;
+  let top = dirname(paths.liveSaveHelper);
+  while (!existsSync(dirname(top))) top = dirname(top);
+  if (!existsSync(top)) journal.made({ kind: 'dir', path: top });
+  mkdirSync(dirname(paths.liveSaveHelper), { recursive: true });
+  journal.made({ kind: 'file', path: paths.liveSaveHelper });
+  writeFileSync(paths.liveSaveHelper, pythonLiveSaveLauncher(paths));
+  chmodSync(paths.liveSaveHelper, 0o755);
 }

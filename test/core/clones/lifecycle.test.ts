@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloneLifecycle } from '../../../src/core/clones/lifecycle.js';
+import { LiveSaveFailed, type LiveSaver } from '../../../src/core/clones/live-save.js';
 import {
   ACTIVATE_STEPS,
   CREATE_STEPS,
@@ -38,6 +39,8 @@ interface FakeDomain {
   paused: boolean;
   /** False for a domain whose `xl create` was killed half-way: `xl list -l` leaves it out. */
   complete?: boolean;
+  /** Held suspended by a live save (xl list's `s`). */
+  suspended?: boolean;
   nics: { devid: number; mac?: string; bridge?: string; vifname?: string }[];
 }
 
@@ -86,12 +89,12 @@ class FakeXl {
       domid: d.domid,
       memMiB: 64,
       vcpus: 1,
-      state: d.paused ? '--p---' : '-b----',
+      state: d.paused ? '--p---' : d.suspended ? '---s--' : '-b----',
       flags: {
         running: false,
-        blocked: !d.paused,
+        blocked: !d.paused && !d.suspended,
         paused: d.paused,
-        shutdown: false,
+        shutdown: d.suspended ?? false,
         dying: false,
       },
       cpuSeconds: 0,
@@ -151,6 +154,42 @@ class FakeXl {
   }
 }
 
+/**
+ * The live save helper's part, over the fake xl's domains: the image is
+ * written and the domain held suspended until release. `failBefore` fails
+ * before the suspension (as a PV guest without shadow paging does),
+ * `failRelease` after it.
+ */
+class FakeLiveSaver implements LiveSaver {
+  constructor(
+    private readonly xl: FakeXl,
+    private readonly fail: { before?: boolean; release?: boolean } = {},
+  ) {}
+
+  async save(vm: string, file: string) {
+    const d = this.xl.domains.get(vm);
+    if (!d) throw new LiveSaveFailed('NO_DOMAIN', `no domain ${vm}`, false);
+    if (this.fail.before) {
+      writeFileSync(file, 'partial image');
+      throw new LiveSaveFailed('NO_LOG_DIRTY', `${vm} cannot be saved live`, false);
+    }
+    writeFileSync(file, 'memory image');
+    d.suspended = true;
+    return {
+      release: async () => {
+        if (this.fail.release) throw new LiveSaveFailed('RESUME', 'resume failed', true);
+        d.suspended = false;
+        return { pauseMs: 7, copyMs: 40, totalMs: 47, rounds: 3, finalRoundPages: 20 };
+      },
+    };
+  }
+
+  async resume(vm: string) {
+    const d = this.xl.domains.get(vm);
+    if (d) d.suspended = false;
+  }
+}
+
 const web = validateVmName('web');
 const ORIGINAL_UUID = '5a5a5a5a-0000-4000-8000-000000000001';
 
@@ -164,8 +203,10 @@ describe('CloneLifecycle with a fake xl', () => {
   let ackLoop: Promise<void>;
   let closeAck: () => Promise<void>;
 
+  let liveSaver: ((helper: string) => LiveSaver) | undefined;
   const lifecycle = (fail?: string) =>
     new CloneLifecycle({
+      ...(liveSaver === undefined ? {} : { liveSaver }),
       paths,
       store,
       xl: xl as unknown as XlDriver,
@@ -216,7 +257,19 @@ describe('CloneLifecycle with a fake xl', () => {
 
   afterEach(() => {
     xl.domains.clear();
+    liveSaver = undefined;
+    rmSync(helperPath(), { force: true });
   });
+
+  /** Where the default live_save_helper is under the test's root. */
+  const helperPath = () => paths.resolve('/usr/lib/zynclone/zynclone-livesave');
+
+  /** Installs a helper file (never run: `liveSaver` stands in for it). */
+  function installLiveSaver(fail: { before?: boolean; release?: boolean } = {}): void {
+    mkdirSync(join(helperPath(), '..'), { recursive: true });
+    writeFileSync(helperPath(), '#!/bin/sh\nexit 99\n', { mode: 0o755 });
+    liveSaver = () => new FakeLiveSaver(xl, fail);
+  }
 
   afterAll(async () => {
     store?.close();
@@ -233,6 +286,7 @@ describe('CloneLifecycle with a fake xl', () => {
     for (const [name, d] of xl.domains) {
       if (name !== 'web') left.push(`domain ${name}`);
       else if (d.paused) left.push('web left paused');
+      else if (d.suspended) left.push('web left suspended');
     }
     for (const sub of ['clones', 'volumes', 'save']) {
       const d = join(paths.stateDir, sub);
@@ -285,15 +339,90 @@ describe('CloneLifecycle with a fake xl', () => {
     expect(await leftovers()).toEqual([]);
   });
 
-  const table = (['offline', 'memory'] as const).flatMap((kind) =>
+  it('a memory clone copies memory live when the helper is installed', async () => {
+    xl = new FakeXl();
+    bootOriginal();
+    installLiveSaver();
+    const r = await lifecycle().create(web, { kind: 'memory' });
+    expect(r.memoryCopy).toEqual({
+      method: 'live',
+      fallback: null,
+      copyMs: 40,
+      rounds: 3,
+      finalRoundPages: 20,
+    });
+    expect(r.originalPauseMs).toBe(7);
+    const [op] = store.listOperations({ vm: 'web', limit: 1 });
+    expect(op!.steps.map((s) => s.name)).toEqual([...CREATE_STEPS['memory-live']]);
+    expect(xl.domains.get('web-clone')?.paused).toBe(false);
+    expect(xl.domains.get('web')).toMatchObject({ paused: false, suspended: false });
+    await lifecycle().remove(web);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it.each([
+    ['the helper is not installed', () => {}, 'zynclone-livesave is not installed'],
+    [
+      'the helper cannot save this VM live',
+      () => installLiveSaver({ before: true }),
+      'cannot be saved live [NO_LOG_DIRTY]',
+    ],
+    [
+      'memory_clone_live is false',
+      () => {
+        installLiveSaver();
+        mkdirSync(paths.overrideDir, { recursive: true });
+        writeFileSync(paths.overrideFile(web), JSON.stringify({ memory_clone_live: false }));
+      },
+      'memory_clone_live is false',
+    ],
+  ])('falls back to xl save -p and says why when %s', async (_why, setUp, reason) => {
+    xl = new FakeXl();
+    bootOriginal();
+    setUp();
+    const events: string[] = [];
+    const r = await new CloneLifecycle({
+      paths,
+      store,
+      xl: xl as unknown as XlDriver,
+      xs: async () => xs,
+      requestedBy: 'user:test',
+      manageBridge: false,
+      replicationProbe: () => undefined,
+      ...(liveSaver === undefined ? {} : { liveSaver }),
+      progress: (e) => events.push(e.message),
+    }).create(web, { kind: 'memory' });
+    rmSync(paths.overrideFile(web), { force: true });
+    expect(r.memoryCopy?.method).toBe('save-pause');
+    expect(r.memoryCopy?.fallback).toContain(reason);
+    expect(events.some((m) => m.includes('using xl save -p') && m.includes(reason))).toBe(true);
+    const [op] = store.listOperations({ vm: 'web', limit: 1 });
+    const steps = op!.steps.filter((s) => s.status !== 'undone').map((s) => s.name);
+    expect(steps).toEqual([...CREATE_STEPS.memory]);
+    await lifecycle().remove(web);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('a helper that fails after suspending the original is rolled back, the original resumed', async () => {
+    xl = new FakeXl();
+    bootOriginal();
+    installLiveSaver({ release: true });
+    await expect(lifecycle().create(web, { kind: 'memory' })).rejects.toThrow('resume failed');
+    expect(xl.domains.get('web')?.suspended).toBe(false);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  const table = (['offline', 'memory', 'memory-live'] as const).flatMap((kind) =>
     CREATE_STEPS[kind].map((step) => [kind, step] as const),
   );
   it.each(table)(
     'a %s create failing at %s is rolled back, leaving nothing',
     async (kind, step) => {
       xl = new FakeXl();
-      if (kind === 'memory') bootOriginal();
-      await expect(lifecycle(step).create(web, { kind })).rejects.toThrow(
+      if (kind !== 'offline') bootOriginal();
+      if (kind === 'memory-live') installLiveSaver();
+      const cloneKind = kind === 'memory-live' ? 'memory' : kind;
+      await expect(lifecycle(step).create(web, { kind: cloneKind })).rejects.toThrow(
         `injected failure at step ${step}`,
       );
       const [op] = store.listOperations({ vm: 'web', limit: 1 });
