@@ -104,20 +104,21 @@ function kvmUsable(): boolean {
   }
 }
 
-function qemuArgv(
-  o: Options,
-  accel: Accel,
-  xenstored: XenstoredKind,
-  only: string[],
-  pidFile: string,
-): string[] {
+/** dom0's memory unless a scenario needs more, and what the guests get beside it. */
+const DOM0_MEM_MIB = 1792;
+const GUESTS_MEM_MIB = 2304;
+
+function qemuArgv(o: Options, accel: Accel, plan: BootPlan, pidFile: string): string[] {
+  const { xenstored } = plan;
+  const only = plan.scenarios.map((s) => s.name);
   const accelArgs =
     accel === 'kvm'
       ? ['-accel', 'kvm', '-cpu', 'qemu64']
       : ['-accel', 'tcg,thread=multi', '-cpu', 'qemu64,+svm,+npt'];
   // dom0's root is its initramfs in RAM (half of dom0's memory): Node 24, the
   // images and every scenario's save images and disks must fit there.
-  const dom0Mem = 1792;
+  const dom0Mem = Math.max(DOM0_MEM_MIB, ...plan.scenarios.map((s) => s.dom0MemMiB ?? 0));
+  const memMb = Math.max(o.memMb, dom0Mem + GUESTS_MEM_MIB);
   const xenCmd = [
     'console=com1',
     'com1=115200,8n1',
@@ -142,7 +143,7 @@ function qemuArgv(
     '-smp',
     String(o.smp),
     '-m',
-    String(o.memMb),
+    String(memMb),
     '-kernel',
     o.xen,
     '-append',
@@ -176,15 +177,14 @@ async function boot(
   const tag = `${plan.xenstored}-${accel}-${attempt}`;
   const logPath = join(o.logDir, `serial-${tag}.log`);
   const pidFile = join(o.logDir, 'qemu.pid');
-  const names = plan.scenarios.map((s) => s.name);
-  const argv = qemuArgv(o, accel, plan.xenstored, names, pidFile);
+  const argv = qemuArgv(o, accel, plan, pidFile);
   writeFileSync(join(o.logDir, `qemu-${tag}.argv`), `qemu-system-x86_64\n${argv.join('\n')}\n`);
   const logFd = openSync(logPath, 'w');
   const started = Date.now();
   const child = spawn('qemu-system-x86_64', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   console.log(
-    `[lane] boot ${tag}: QEMU pid ${child.pid} (${accel}), scenarios: ${names.join(', ')}; serial log ${logPath}`,
+    `[lane] boot ${tag}: QEMU pid ${child.pid} (${accel}), scenarios: ${plan.scenarios.map((s) => s.name).join(', ')}; serial log ${logPath}`,
   );
 
   const tail: string[] = [];

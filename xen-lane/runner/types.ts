@@ -32,6 +32,8 @@ export interface Scenario {
   readonly xenstoreds?: readonly XenstoredKind[];
   /** Left out of a run of all scenarios (too long for every run); runs when named. */
   readonly onlyWhenNamed?: boolean;
+  /** dom0's memory this scenario needs, if more than the lane's default (half of it is dom0's root). */
+  readonly dom0MemMiB?: number;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

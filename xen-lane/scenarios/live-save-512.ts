@@ -13,6 +13,8 @@ const scenario: Scenario = {
   title: 'vmclone create --memory of a 512 MiB guest, live pre-copy vs xl save -p',
   timeoutMs: 2_400_000,
   onlyWhenNamed: true,
+  // dom0's root (half its memory) holds the 512 MiB save image beside the rest.
+  dom0MemMiB: 3584,
   run: (ctx) =>
     withLiveSaveRoot(ctx, async (root) => {
       const vm = 'zc-live-512';
