@@ -89,7 +89,6 @@ const readPath = new RegExp(
     'src/core/state/',
     'src/core/config/',
     'src/core/lockdown/vif-mask\\.ts',
-    'node_modules/@humanwhocodes/momoa/',
   ].join('|'),
 );
 
