@@ -14,7 +14,7 @@
 // extension (scripts/build-deb.sh): `node scripts/bundle-cli.mjs [OUTDIR EXT]`.
 import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rolldown } from 'rolldown';
 
@@ -92,6 +92,26 @@ const readPath = new RegExp(
   ].join('|'),
 );
 
+// The entry imports the CLI module, which is in the read-only chunk; rolldown
+// makes a chunk that only re-exports it from there (a facade), one more file
+// to load. The entry imports the read-only chunk itself instead.
+const skipFacades = {
+  name: 'skip-facades',
+  generateBundle(_, files) {
+    for (const facade of Object.values(files)) {
+      const target = /^export \{ [\w$, ]+ \} from "\.\/([\w.-]+)";\s*$/.exec(facade.code ?? '');
+      if (facade.type !== 'chunk' || !facade.isDynamicEntry || target === null) continue;
+      const real = posix.join(posix.dirname(facade.fileName), target[1]);
+      for (const chunk of Object.values(files)) {
+        if (chunk.type !== 'chunk' || !chunk.dynamicImports.includes(facade.fileName)) continue;
+        const from = (file) => `import("./${posix.relative(posix.dirname(chunk.fileName), file)}")`;
+        chunk.code = chunk.code.replaceAll(from(facade.fileName), from(real));
+      }
+      delete files[facade.fileName];
+    }
+  },
+};
+
 // Chunks of an older build, and compile-cache entries of code no longer built.
 for (const old of ['chunks', '.compile-cache'])
   rmSync(join(outdir, old), { recursive: true, force: true });
@@ -99,7 +119,7 @@ const bundle = await rolldown({
   input: { vmclone: join(repo, 'src/bin/vmclone.ts') },
   platform: 'node',
   external: [/^node:/],
-  plugins: [builtins],
+  plugins: [builtins, skipFacades],
   transform: { target: 'node24', define: { ZYNCLONE_VERSION: JSON.stringify(version) } },
   logLevel: 'warn',
   // Dynamic imports of modules that are in the read-only chunk anyway.
@@ -113,6 +133,8 @@ await bundle.write({
   sourcemap: ext === '.js',
   minify: 'dce-only',
   comments: false,
+  // Exports keep their names, so that a facade re-exports them unrenamed (skipFacades).
+  minifyInternalExports: false,
   codeSplitting: { groups: [{ name: 'vmclone', test: (id) => readPath.test(id) }] },
 });
 await bundle.close();
