@@ -2,7 +2,8 @@
 # `make deb`: builds dist/zynclone_<version>_amd64.deb with dpkg-deb.
 #
 # The package carries its own Node.js (Debian 12 has only 18) under
-# /usr/lib/zynclone/node and the esbuild bundles under /usr/lib/zynclone/lib
+# /usr/lib/zynclone/node and the bundles (rolldown's of vmclone, esbuild's of
+# zynclone) under /usr/lib/zynclone/lib
 # (state lives in node:sqlite: no native addon). See docs/packaging.md for why.
 set -euo pipefail
 cd "$(dirname "$0")/.."

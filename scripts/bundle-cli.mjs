@@ -1,18 +1,22 @@
 // Builds `vmclone` so that it starts about as fast as Node does (`npm run
-// bench -- cli`): an entry (vmclone.js) that turns on Node's compile cache
-// and imports the command line parser, and chunks (chunks/) of the modules
-// each command imports when it runs. One file of everything cost three
-// times as long to load as the parser's chunks: what a command does not
-// run must not be loaded at all.
+// bench -- cli`). Node pays for every module file it loads (resolving,
+// reading, linking: about as much as a page of code run), so what a read-only
+// command runs (the command line parser, the state store, the configuration,
+// paths and errors) is one chunk, chunks/vmclone-*; the entry (vmclone.js)
+// turns on Node's compile cache and imports it. The lifecycle, xl, XenStore,
+// the doctor and the rest are chunks of their own, loaded by the commands
+// that use them. rolldown does the bundling because its chunking can be told
+// which modules belong together (esbuild splits every set of modules that a
+// different set of dynamic imports reaches: eight files for `list`).
 //
 // `npm run build` runs it after tsc, replacing the compiled entry in
 // dist/src/bin; `make deb` runs it with the package's directory and the .mjs
 // extension (scripts/build-deb.sh): `node scripts/bundle-cli.mjs [OUTDIR EXT]`.
 import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { rolldown } from 'rolldown';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
@@ -21,12 +25,12 @@ const [outdir = join(repo, 'dist/src/bin'), ext = '.js'] = process.argv.slice(2)
 // Node's built-in modules come from process.getBuiltinModule, not an ESM
 // import: an import builds the builtin's ESM facade, which reads every
 // export (for node:fs that loads all of Node's streams; node:util's diff
-// and setTraceSigInt load a dozen modules when read), and esbuild's CommonJS
+// and setTraceSigInt load a dozen modules when read), and a bundler's CommonJS
 // interop copies every export too. Our sources' imports of builtins become
 // `const { names } = process.getBuiltinModule(...)` in place, which reads
 // only the names imported and adds no module to load; a dependency's go
 // through a shim module that reads each export on its own, marked pure, so
-// esbuild drops those nothing imports.
+// the bundler drops those nothing imports.
 const builtinImport = /^import\s+([^;]*?)\s+from\s+'(node:[\w/]+)';$/gm;
 function requireBuiltins(source) {
   const get = (name) => `process.getBuiltinModule(${JSON.stringify(name)})`;
@@ -63,38 +67,65 @@ ${names.map((key) => `export const ${key} = /* @__PURE__ */ __read(${JSON.string
 }
 const builtins = {
   name: 'builtins',
-  setup(b) {
-    b.onLoad({ filter: /\/src\/.*\.ts$/ }, ({ path }) => ({
-      contents: requireBuiltins(readFileSync(path, 'utf8')),
-      loader: 'ts',
-    }));
-    b.onResolve({ filter: /^node:/ }, (args) =>
-      args.namespace === 'file' ? { path: args.path, namespace: 'builtin' } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'builtin' }, ({ path }) => ({
-      contents: builtinShim(path),
-      loader: 'js',
-    }));
+  resolveId(id, importer) {
+    if (id.startsWith('node:') && importer !== undefined && !/[\\/]src[\\/]/.test(importer))
+      return `\0builtin:${id}`;
+  },
+  load(id) {
+    if (id.startsWith('\0builtin:')) return { code: builtinShim(id.slice(9)), moduleType: 'js' };
+    if (/[\\/]src[\\/].*\.ts$/.test(id))
+      return { code: requireBuiltins(readFileSync(id, 'utf8')), moduleType: 'ts' };
   },
 };
 
-// Chunks of an older layout, and compile-cache entries of code no longer built.
+// What `list`, `status`, `config`, `--help` and `--version` run, the one chunk
+// they load: the CLI module and all it imports statically (the lifecycle,
+// xl, XenStore and the rest it imports when a command needs them).
+const cliModule = join(repo, 'src/cli/vmclone.ts');
+
+// The entry imports the CLI module, which is in the read-only chunk; rolldown
+// makes a chunk that only re-exports it from there (a facade), one more file
+// to load. The entry imports the read-only chunk itself instead.
+const skipFacades = {
+  name: 'skip-facades',
+  generateBundle(_, files) {
+    for (const facade of Object.values(files)) {
+      const target = /^export \{ [\w$, ]+ \} from "\.\/([\w.-]+)";\s*$/.exec(facade.code ?? '');
+      if (facade.type !== 'chunk' || !facade.isDynamicEntry || target === null) continue;
+      const real = posix.join(posix.dirname(facade.fileName), target[1]);
+      for (const chunk of Object.values(files)) {
+        if (chunk.type !== 'chunk' || !chunk.dynamicImports.includes(facade.fileName)) continue;
+        const from = (file) => `import("./${posix.relative(posix.dirname(chunk.fileName), file)}")`;
+        chunk.code = chunk.code.replaceAll(from(facade.fileName), from(real));
+      }
+      delete files[facade.fileName];
+    }
+  },
+};
+
+// Chunks of an older build, and compile-cache entries of code no longer built.
 for (const old of ['chunks', '.compile-cache'])
   rmSync(join(outdir, old), { recursive: true, force: true });
-await build({
-  entryPoints: { vmclone: join(repo, 'src/bin/vmclone.ts') },
-  outdir,
-  outExtension: { '.js': ext },
-  chunkNames: 'chunks/[name]-[hash]',
-  bundle: true,
-  splitting: true,
-  format: 'esm',
+const bundle = await rolldown({
+  input: { vmclone: join(repo, 'src/bin/vmclone.ts') },
   platform: 'node',
-  target: 'node24',
-  sourcemap: ext === '.js',
-  minifySyntax: true,
-  legalComments: 'none',
-  define: { ZYNCLONE_VERSION: JSON.stringify(version) },
-  plugins: [builtins],
-  logLevel: 'warning',
+  external: [/^node:/],
+  plugins: [builtins, skipFacades],
+  transform: { target: 'node24', define: { ZYNCLONE_VERSION: JSON.stringify(version) } },
+  logLevel: 'warn',
+  // Dynamic imports of modules that are in the read-only chunk anyway.
+  checks: { ineffectiveDynamicImport: false },
 });
+await bundle.write({
+  dir: outdir,
+  format: 'esm',
+  entryFileNames: `[name]${ext}`,
+  chunkFileNames: `chunks/[name]-[hash]${ext}`,
+  sourcemap: ext === '.js',
+  minify: 'dce-only',
+  comments: false,
+  // Exports keep their names, so that a facade re-exports them unrenamed (skipFacades).
+  minifyInternalExports: false,
+  codeSplitting: { groups: [{ name: 'vmclone', test: (id) => id === cliModule }] },
+});
+await bundle.close();

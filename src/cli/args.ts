@@ -1,9 +1,11 @@
 /**
  * vmclone's command line parser and help texts, driven by the table in
- * commands.ts. node:util's parseArgs splits the words (--opt=value, -qn 5,
- * --); what they mean and every usage error is decided here, so each error
- * names the option or argument that is wrong. Built into Node, it costs no
- * start-up time, where a parser library cost as much as all of `--version`.
+ * commands.ts. tokenize() splits the words (--opt=value, -qn 5, --) exactly
+ * as node:util's parseArgs does (test/cli/args.test.ts compares the two);
+ * what they mean and every usage error is decided here, so each error names
+ * the option or argument that is wrong. A parser library cost as much as all
+ * of `--version`, and parseArgs, which Node loads as two modules on its first
+ * call, a fortieth of `node -e 0`.
  */
 import { ZynCloneError } from '../errors/index.js';
 import { COMMANDS, type CommandSpec, HELP_EPILOGUE, type OptionSpec } from './commands.js';
@@ -84,25 +86,104 @@ function findCommand(name: string): CommandSpec {
   throw new UsageError(`unknown command '${name}'${hint}`, topHelp());
 }
 
+/** A word of the command line, as node:util's parseArgs reports it with `tokens: true`. */
+export type Token =
+  | {
+      readonly kind: 'option';
+      /** The long name, or the letter of a short option nobody declared. */
+      readonly name: string;
+      /** As written: `--name` or `-n`. */
+      readonly rawName: string;
+      readonly value: string | undefined;
+      /** Whether the value was in the same word (`--name=value`, `-nvalue`). */
+      readonly inlineValue: boolean | undefined;
+    }
+  | { readonly kind: 'positional'; readonly value: string }
+  | { readonly kind: 'option-terminator' };
+
+/** What tokenize() needs to know of an option: whether it takes a value, and its letter. */
+export interface TokenOption {
+  readonly long: string;
+  readonly short?: string;
+  readonly takesValue: boolean;
+}
+
+/**
+ * Splits `argv` into options and positionals as node:util's parseArgs does
+ * with `strict: false, allowPositionals: true, tokens: true`: an option that
+ * takes a value takes the next word, whatever it is; `-abc` is three flags
+ * unless one takes a value, which then takes the rest of the word.
+ */
+export function tokenize(argv: readonly string[], options: readonly TokenOption[]): Token[] {
+  const longOf = (letter: string) => options.find((o) => o.short === letter)?.long ?? letter;
+  const takesValue = (long: string) => options.some((o) => o.long === long && o.takesValue);
+  const tokens: Token[] = [];
+  const words = [...argv];
+  while (words.length > 0) {
+    const word = words.shift()!;
+    if (word === '--') {
+      tokens.push({ kind: 'option-terminator' });
+      for (const value of words.splice(0)) tokens.push({ kind: 'positional', value });
+    } else if (word.length < 2 || word[0] !== '-') {
+      tokens.push({ kind: 'positional', value: word });
+    } else if (word[1] !== '-') {
+      const name = longOf(word[1]!);
+      const rawName = word.slice(0, 2);
+      if (word.length === 2) {
+        const value = takesValue(name) && words.length > 0 ? words.shift() : undefined;
+        tokens.push({
+          kind: 'option',
+          name,
+          rawName,
+          value,
+          inlineValue: value === undefined ? undefined : false,
+        });
+      } else if (takesValue(name)) {
+        tokens.push({ kind: 'option', name, rawName, value: word.slice(2), inlineValue: true });
+      } else {
+        // -abc: each letter on its own; the first that takes a value takes the rest.
+        const letters = word.slice(1).split('');
+        const at = letters.findIndex((l, i) => i < letters.length - 1 && takesValue(longOf(l)));
+        const split =
+          at < 0
+            ? letters.map((l) => `-${l}`)
+            : [...letters.slice(0, at).map((l) => `-${l}`), `-${word.slice(at + 1)}`];
+        words.unshift(...split);
+      }
+    } else {
+      // As parseArgs: `--=x` is an option named "=x", `--==x` one named "" with the value "=x".
+      if (word.indexOf('=', 3) < 0) {
+        const name = word.slice(2);
+        const value = takesValue(name) && words.length > 0 ? words.shift() : undefined;
+        tokens.push({
+          kind: 'option',
+          name,
+          rawName: word,
+          value,
+          inlineValue: value === undefined ? undefined : false,
+        });
+      } else {
+        const eq = word.indexOf('=');
+        const name = word.slice(2, eq);
+        tokens.push({
+          kind: 'option',
+          name,
+          rawName: `--${name}`,
+          value: word.slice(eq + 1),
+          inlineValue: true,
+        });
+      }
+    }
+  }
+  return tokens;
+}
+
 function parseCommand(command: CommandSpec, argv: string[]): CommandLine {
   const help = () => commandHelp(command);
-  // Looked up here, not imported: --help and --version never load Node's parser.
-  const { tokens } = process.getBuiltinModule('node:util').parseArgs({
-    args: argv,
-    options: Object.fromEntries([
-      ...command.options.map((o) => [
-        o.long,
-        {
-          type: o.value === undefined ? 'boolean' : 'string',
-          ...(o.short ? { short: o.short } : {}),
-        },
-      ]),
-      ['help', { type: 'boolean', short: 'h' }],
-    ]),
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
-  });
+  const tokens = tokenize(argv, [
+    ...command.options.map((o) => ({ ...o, takesValue: o.value !== undefined })),
+    { long: 'help', short: 'h', takesValue: false },
+  ]);
   // As everywhere, --help wins over whatever else is wrong on the line.
   if (tokens.some((t) => t.kind === 'option' && t.name === 'help'))
     return { kind: 'help', text: help() };

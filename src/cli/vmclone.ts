@@ -4,17 +4,25 @@
  * commands.ts), runs crash recovery, calls the lifecycle, prints results
  * (text or --json) and maps errors to exit codes.
  *
- * Start-up time is part of the interface (`npm run bench -- cli`): only what
- * parsing the command line needs is imported up front; each command imports
- * the core modules it uses (and with them node:child_process, node:net,
- * node:crypto) when it runs. `list` and `status` read the state store
- * without the lifecycle unless a dead process left an operation to recover,
- * or there is a clone (status) or a shared volume (list) to show.
+ * Start-up time is part of the interface (`npm run bench -- cli`): what the
+ * read-only commands run (the parser, the state store, the configuration)
+ * is imported up front, and bundled into one chunk (scripts/bundle-cli.mjs);
+ * every other command imports the core modules it uses (and with them
+ * node:child_process, node:net, node:crypto) when it runs. `list` and
+ * `status` read the state store without the lifecycle unless a dead process
+ * left an operation to recover, or there is a clone (status) or a shared
+ * volume (list) to show.
  */
 import { existsSync } from 'node:fs';
 import { cloneJson, statusJson } from '../core/clones/json.js';
 import type { CloneLifecycle, CreateResult } from '../core/clones/lifecycle.js';
-import type { ConfigKey } from '../core/config/index.js';
+import {
+  CONFIG_KEYS,
+  type ConfigKey,
+  effectiveConfig,
+  setOverride,
+  unsetOverride,
+} from '../core/config/index.js';
 import type { Finding } from '../core/health/index.js';
 import {
   type VmName,
@@ -23,7 +31,7 @@ import {
   zynclonePaths,
   zyncloneRoot,
 } from '../core/paths.js';
-import type { StateStore } from '../core/state/index.js';
+import { type StateStore, openStateStore } from '../core/state/index.js';
 import type { UpgradeReport } from '../core/upgrade/index.js';
 import type { SwitchResult, VolumeHolding, VolumeSwitcher } from '../core/volumes/index.js';
 import type { XsClient } from '../xenstore/index.js';
@@ -72,16 +80,14 @@ class Session {
     return zynclonePaths(zyncloneRoot(this.io.env));
   }
 
-  async store(): Promise<StateStore> {
-    if (this.storeInstance) return this.storeInstance;
-    const { openStateStore } = await import('../core/state/index.js');
-    this.storeInstance = openStateStore({ paths: this.paths });
+  store(): StateStore {
+    this.storeInstance ??= openStateStore({ paths: this.paths });
     return this.storeInstance;
   }
 
   /** The state store to read, once no operation of a dead process is left to recover. */
   async recoveredStore(): Promise<StateStore> {
-    const store = await this.store();
+    const store = this.store();
     if (store.staleOperations().length > 0) await this.lifecycle();
     return store;
   }
@@ -98,7 +104,7 @@ class Session {
       ]);
     const common = {
       paths: this.paths,
-      store: await this.store(),
+      store: this.store(),
       xl: new XlDriver({ env: this.io.env }),
       xs: () => this.xs(),
       requestedBy: requester(this.io.env),
@@ -230,9 +236,7 @@ async function refuseUnknownVm(vm: VmName, s: Session): Promise<void> {
 }
 
 /** Whether a VM is configured to share volumes; an unreadable configuration counts (holders() decides). */
-async function sharesVolumes(vms: readonly VmName[], paths: ZynclonePaths): Promise<boolean> {
-  if (vms.length === 0) return false;
-  const { effectiveConfig } = await import('../core/config/index.js');
+function sharesVolumes(vms: readonly VmName[], paths: ZynclonePaths): boolean {
   return vms.some((vm) => {
     try {
       return effectiveConfig(vm, paths).values.shared_volumes.length > 0;
@@ -359,7 +363,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
     const clones = (await s.recoveredStore()).listClones();
     // The shared volumes' holders need the volume switcher (and with it the
     // lifecycle, xl and XenStore clients): only for VMs configured to share any.
-    const sharing = await sharesVolumes(
+    const sharing = sharesVolumes(
       clones.map((c) => c.vm),
       s.paths,
     );
@@ -472,9 +476,6 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
     const vm = vmArg(arg!);
     // A malformed --set is refused before anything is looked up or written.
     const sets = o.list('set').map(parseAssignment);
-    const { CONFIG_KEYS, effectiveConfig, setOverride, unsetOverride } = await import(
-      '../core/config/index.js'
-    );
     const paths = s.paths;
     if (sets.length > 0 && !o.flag('force')) await refuseUnknownVm(vm, s);
     for (const { key, value } of sets) {

@@ -4,7 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { parseArgs } from 'node:util';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { type TokenOption, tokenize } from '../../src/cli/args.js';
 import { COMMANDS } from '../../src/cli/commands.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { runVmclone } from '../../src/cli/vmclone.js';
@@ -185,5 +188,55 @@ describe('vmclone option syntax', () => {
     expect(r.stderr).toMatch(/--lines must be a positive integer.*\[LOGS_USAGE\]/);
     const attached = await vmclone('logs', '-n0', 'net-monitor');
     expect(attached.stderr).toMatch(/--lines must be a positive integer, got 0/);
+  });
+});
+
+describe('tokenize', () => {
+  // vmclone splits its words itself (Node's parseArgs costs start-up time);
+  // it must split them as parseArgs does, for any words and any options.
+  const letter = fc.constantFrom('a', 'b', 'n', 'h', 'q', 'x', '=', '-', '1');
+  const word = fc.oneof(
+    fc.string({ maxLength: 6 }),
+    fc.stringMatching(/^--?[abnqhx1=-]{0,4}(=[a-z-]{0,3})?$/),
+    fc.constantFrom('--', '-', '', '--a=', '-n5', '--name', '--name=v'),
+  );
+  const options = fc.uniqueArray(
+    fc.record({
+      long: fc.constantFrom('all', 'name', 'quiet', 'a', 'n', 'x'),
+      short: fc.option(letter, { nil: undefined }),
+      takesValue: fc.boolean(),
+    }),
+    { selector: (o) => o.long, maxLength: 4 },
+  );
+
+  function nodeTokens(argv: string[], opts: readonly TokenOption[]) {
+    const { tokens } = parseArgs({
+      args: argv,
+      options: Object.fromEntries(
+        opts.map((o) => [
+          o.long,
+          {
+            type: o.takesValue ? ('string' as const) : ('boolean' as const),
+            ...(o.short === undefined ? {} : { short: o.short }),
+          },
+        ]),
+      ),
+      strict: false,
+      allowPositionals: true,
+      tokens: true,
+    });
+    return tokens.map(({ index: _, ...t }) => t);
+  }
+
+  it('splits any words into the tokens node:util parseArgs gives', () => {
+    fc.assert(
+      fc.property(fc.array(word, { maxLength: 6 }), options, (argv, opts) => {
+        // parseArgs wants each short letter on one option only.
+        const shorts = opts.filter((o) => o.short !== undefined).map((o) => o.short);
+        fc.pre(new Set(shorts).size === shorts.length);
+        expect(tokenize(argv, opts)).toEqual(nodeTokens(argv, opts));
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -2,11 +2,12 @@
  * What `vmclone upgrade` needs of the state database besides the store:
  * its schema version without migrating it, and a consistent copy.
  */
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { StateError } from './errors.js';
 
 function openReadonly(file: string): DatabaseSync {
   try {
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
     return new DatabaseSync(file, { readOnly: true });
   } catch (err) {
     throw new StateError(

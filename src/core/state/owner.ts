@@ -4,7 +4,10 @@
  * the host reboots.
  */
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+
+// node:os is loaded when an owner is looked up, not with this module: reading
+// the state store never needs one (vmclone list, status).
+const hostname = (): string => process.getBuiltinModule('node:os').hostname();
 
 export interface OperationOwner {
   readonly pid: number;

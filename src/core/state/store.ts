@@ -12,7 +12,7 @@
  * per Node ABI into dom0 (see docs/configuration.md, State store).
  */
 import { mkdirSync } from 'node:fs';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { CLONE_KINDS } from '../config/clone-kinds.js';
 import { type VmName, type ZynclonePaths, vmNameProblem, zynclonePaths } from '../paths.js';
 import { BusyError, StateError } from './errors.js';
@@ -193,17 +193,20 @@ function isBusy(err: unknown): boolean {
 
 export class StateStore {
   readonly file: string;
-  readonly owner: OperationOwner;
+  #owner: OperationOwner | undefined;
   readonly #db: DatabaseSync;
   readonly #now: () => number;
 
   constructor(options: StateStoreOptions = {}) {
     const paths = options.paths ?? (options.file === undefined ? zynclonePaths() : undefined);
     this.file = options.file ?? paths!.stateDb;
-    this.owner = options.owner ?? currentOwner();
+    this.#owner = options.owner;
     this.#now = options.now ?? Date.now;
     try {
       if (paths !== undefined) mkdirSync(paths.stateDir, { recursive: true, mode: 0o750 });
+      // Node's SQLite module is loaded here, not with this module: `vmclone --help`
+      // and `vmclone config` load this module but open no store.
+      const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
       this.#db = new DatabaseSync(this.file, {
         timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
       });
@@ -237,6 +240,13 @@ export class StateStore {
 
   close(): void {
     if (this.#db.isOpen) this.#db.close();
+  }
+
+  /** Who owns the operations begun through this store; this process unless told otherwise. */
+  get owner(): OperationOwner {
+    // Looked up when first needed (/proc, the boot id, the host name): reads never need it.
+    this.#owner ??= currentOwner();
+    return this.#owner;
   }
 
   get schemaVersion(): number {
