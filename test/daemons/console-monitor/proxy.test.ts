@@ -39,8 +39,8 @@ async function rig(onVnc: (s: Socket) => void) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   const wsPort = await listen(wss);
   const proxies: VncProxy[] = [];
-  wss.on('connection', (ws) =>
-    proxies.push(new VncProxy(ws, { host: '127.0.0.1', port: vncPort })),
+  wss.on('connection', (ws, req) =>
+    proxies.push(new VncProxy(ws, req.socket, { host: '127.0.0.1', port: vncPort })),
   );
   cleanup.push(() => {
     vnc.close();
@@ -123,7 +123,10 @@ describe('VncProxy', () => {
     const port = await listen(wss);
     cleanup.push(() => wss.close());
     // The port of the closed server: nobody listens there now.
-    wss.on('connection', (ws) => new VncProxy(ws, { host: '127.0.0.1', port: gone }));
+    wss.on(
+      'connection',
+      (ws, req) => new VncProxy(ws, req.socket, { host: '127.0.0.1', port: gone }),
+    );
     const c2 = new WebSocket(`ws://127.0.0.1:${port}/`, ['binary']);
     const code2 = await new Promise<number>((r) => c2.once('close', (c) => r(c)));
     expect(code2).toBe(CLOSE.VNC_UNREACHABLE);
@@ -145,7 +148,10 @@ describe('VncProxy', () => {
     const vncPort = await listen(vnc);
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
     const wsPort = await listen(wss);
-    wss.on('connection', (ws) => new VncProxy(ws, { host: '127.0.0.1', port: vncPort }));
+    wss.on(
+      'connection',
+      (ws, req) => new VncProxy(ws, req.socket, { host: '127.0.0.1', port: vncPort }),
+    );
     cleanup.push(() => {
       vnc.close();
       for (const c of wss.clients) c.terminate();
