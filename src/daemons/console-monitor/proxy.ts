@@ -190,8 +190,10 @@ export class VncProxy {
     this.browser.write(used.frame(n), this.written);
     const waiting = this.browser.writableLength;
     if (waiting > 0) this.held.push(used);
-    // A full read means a big update is coming: read it in slabs.
-    const big = n === used.payload.length || (used !== this.small && n >= SMALL_READ);
+    // A full read means more is queued: read on in a slab. One that is not
+    // full means the server's queue ran dry (an update ended): back to the
+    // small buffer, which is all an idle console holds.
+    const big = n === used.payload.length;
     this.reading = this.nextBuffer(used, waiting > 0, big);
     if (waiting <= HIGH_WATER) return true;
     this.paused = true;
@@ -209,7 +211,10 @@ export class VncProxy {
   private readonly written = (err?: Error | null): void => {
     this.writesInFlight--;
     if (err || this.writesInFlight > 0) return;
-    for (const buf of this.held.splice(0)) if (buf !== this.small) returnSlab(buf);
+    if (this.held.length > 0) {
+      for (const buf of this.held) if (buf !== this.small) returnSlab(buf);
+      this.held.length = 0;
+    }
     if (this.paused && !this.done) {
       this.paused = false;
       this.tcp?.resume();
