@@ -2,10 +2,11 @@
 // first framebuffer update painted in Debian's chromium, with its milestones;
 // throughput and round-trip latency through clone_console_monitor's proxy,
 // against a direct TCP connection and against Debian's websockify on the same
-// stream, read by the same client, and what each proxy spends in CPU per GiB;
-// the monitor's memory per open console after a full frame of the clone's
-// QEMU screen. The net monitor's ack is written by a stand-in here (the bench
-// does not measure lockdown). Needs qemu-system-x86, chromium, websockify.
+// stream, read by the same reader process, and what the source, each proxy
+// and the reader spend in CPU per GiB; the monitor's memory per open console
+// after a full frame of the clone's QEMU screen. The net monitor's ack is
+// written by a stand-in here (the bench does not measure lockdown). Needs
+// qemu-system-x86, chromium, websockify.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
