@@ -2,21 +2,22 @@
 // first framebuffer update painted in Debian's chromium, with its milestones;
 // throughput and round-trip latency through clone_console_monitor's proxy,
 // against a direct TCP connection and against Debian's websockify on the same
-// stream, read by the same client, and what each proxy spends in CPU per GiB;
-// the monitor's memory per open console after a full frame of the clone's
-// QEMU screen. The net monitor's ack is written by a stand-in here (the bench
-// does not measure lockdown). Needs qemu-system-x86, chromium, websockify.
+// stream, read by the same reader process, and what the source, each proxy
+// and the reader spend in CPU per GiB; the monitor's memory per open console
+// after a full frame of the clone's QEMU screen. The net monitor's ack is
+// written by a stand-in here (the bench does not measure lockdown). Needs
+// qemu-system-x86, chromium, websockify.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { XsClient } from '../src/xenstore/index.js';
 import { ByteReader, readFrame, requestFrame, rfbHandshakeOver } from './rfb-client.js';
-import { type StreamTarget, drainStream } from './stream-reader.js';
+import type { Drained, StreamTarget } from './stream-reader.js';
 import type { BenchResult } from './types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -24,9 +25,17 @@ const zynclone = resolve(here, '../src/bin/zynclone.js');
 const vmclone = resolve(here, '../src/bin/vmclone.js');
 const assets = resolve(here, '../console-page');
 const CHROMIUM = '/usr/bin/chromium';
-const STREAM_BYTES = 256 * 2 ** 20;
+const readerProcess = resolve(here, 'stream-reader-process.js');
+const STREAM_BYTES = 2 ** 30;
 const ROUND_TRIPS = 1000;
 const ROUNDS = 5;
+/**
+ * Where the throughput processes run: each proxy alone on one CPU, the source
+ * and the reader together on the other (the same for both proxies and for
+ * the direct stream). Without pinning, the scheduler puts the three processes
+ * wherever the host's other work leaves room, and a round measures that.
+ */
+const PIN = availableParallelism() >= 2 ? { proxy: '1', ends: '0' } : undefined;
 const PAINTS = 8;
 const CONSOLES = 30;
 
@@ -99,12 +108,39 @@ function within<T>(what: string, p: Promise<T>, ms = 15_000): Promise<T> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
-/** CPU time of a process and of its children that have exited, in ms. */
-const cpuMs = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+interface Cpu {
+  userMs: number;
+  systemMs: number;
+}
+/** CPU time of a process and of its children that have exited. */
+const cpuOf = (pid: number): Cpu => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').map(Number);
   // utime, stime, cutime, cstime: fields 14-17, in clock ticks of 10 ms.
-  return f.slice(11, 15).reduce((sum, t) => sum + Number(t), 0) * 10;
+  return { userMs: (f[11]! + f[13]!) * 10, systemMs: (f[12]! + f[14]!) * 10 };
 };
+const cpuSince = (pid: number, before: Cpu): Cpu => {
+  const now = cpuOf(pid);
+  return { userMs: now.userMs - before.userMs, systemMs: now.systemMs - before.systemMs };
+};
+/** `argv` on the CPUs in `cpus` (a taskset list), or anywhere without pinning. */
+const pinned = (cpus: string | undefined, argv: string[]): [string, string[]] =>
+  cpus === undefined ? [argv[0]!, argv.slice(1)] : ['taskset', ['-c', cpus, ...argv]];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Reads one stream in a process of its own (stream-reader-process.ts). */
+function readStream(target: StreamTarget, bytes: number): Promise<Drained> {
+  const [cmd, args] = pinned(PIN?.ends, [
+    process.execPath,
+    readerProcess,
+    JSON.stringify(target),
+    String(bytes),
+  ]);
+  return new Promise((res, rej) => {
+    execFile(cmd, args, { timeout: 180_000 }, (err, out, errOut) =>
+      err ? rej(new Error(`stream reader: ${errOut || err.message}`)) : res(JSON.parse(out)),
+    );
+  });
+}
 const rssKiB = (pid: number) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
 
@@ -303,10 +339,12 @@ export async function run(): Promise<BenchResult[]> {
     // streams STREAM_BYTES as fast as TCP allows, then by an echo server, each
     // put where libxl writes console/vnc-port (the monitor follows the port).
     // Each stream is read direct, through the monitor and through websockify,
-    // by the same client, in ROUNDS alternating rounds (the machine is shared:
-    // medians). The proxies' CPU time is measured too: on a loaded host the
-    // wall clock also times the client and the source; CPU per GiB is what
-    // the proxy itself costs.
+    // by the same reader, in ROUNDS rounds whose order rotates (the machine is
+    // shared: medians). Source, proxy and reader are three processes, pinned
+    // as PIN says. The CPU time of each is measured too: on a loaded host the
+    // wall clock also times whatever else runs; CPU per GiB is what each part
+    // costs, and the source's and reader's show whether they, not the proxy,
+    // set the pace.
     const controls: WebSocket[] = [];
     const proxySession = async () => {
       const url = new URL(
@@ -334,9 +372,10 @@ export async function run(): Promise<BenchResult[]> {
     };
     /** The stand-in server in a process of its own (not sharing the client's event loop), and websockify in front of it. */
     const standIn = async (kind: 'stream' | 'echo') => {
-      const server = spawn(process.execPath, ['-e', STAND_IN, kind, String(STREAM_BYTES)], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      const server = spawn(
+        ...pinned(PIN?.ends, [process.execPath, '-e', STAND_IN, kind, String(STREAM_BYTES)]),
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       procs.push(server);
       const port = await within(
         'the stand-in server',
@@ -345,9 +384,9 @@ export async function run(): Promise<BenchResult[]> {
         ),
       );
       const wsPort = await freePort();
+      // websockify serves each connection in a forked child, which inherits the pinning.
       const websockify = spawn(
-        '/usr/bin/websockify',
-        [`127.0.0.1:${wsPort}`, `127.0.0.1:${port}`],
+        ...pinned(PIN?.proxy, ['/usr/bin/websockify', `127.0.0.1:${wsPort}`, `127.0.0.1:${port}`]),
         { stdio: 'ignore' },
       );
       procs.push(websockify);
@@ -356,6 +395,7 @@ export async function run(): Promise<BenchResult[]> {
       return {
         port,
         wsPort,
+        pid: server.pid!,
         websockifyPid: websockify.pid!,
         stop: () => {
           websockify.kill('SIGTERM');
@@ -383,9 +423,11 @@ export async function run(): Promise<BenchResult[]> {
     };
     const monitorAt = new URL(monitorUrl);
 
+    if (PIN) await sh('taskset', ['-a', '-p', '-c', PIN.proxy, String(monitor.pid)], env);
     const source = await standIn('stream');
     const tput: Record<string, number[]> = {};
-    const cpuPerGiB: Record<string, number[]> = {};
+    const cpu: Record<string, Record<'proxy' | 'source' | 'reader', Cpu[]>> = {};
+    const loads: number[] = [];
     try {
       const targets: Record<string, () => Promise<StreamTarget>> = {
         'direct TCP': async () => ({ host: '127.0.0.1', port: source.port }),
@@ -400,31 +442,46 @@ export async function run(): Promise<BenchResult[]> {
         clone_console_monitor: monitor.pid!,
         websockify: source.websockifyPid,
       };
-      for (const name of Object.keys(targets)) tput[name] = [];
-      for (const name of Object.keys(proxyPid)) cpuPerGiB[name] = [];
-      for (let round = 1; round <= ROUNDS; round++) {
-        for (const [name, target] of Object.entries(targets)) {
-          stage(`throughput, ${name}, round ${round} of ${ROUNDS}`);
+      const names = Object.keys(targets);
+      for (const name of names) {
+        tput[name] = [];
+        cpu[name] = { proxy: [], source: [], reader: [] };
+      }
+      for (let round = 0; round < ROUNDS; round++) {
+        const order = [
+          ...names.slice(round % names.length),
+          ...names.slice(0, round % names.length),
+        ];
+        for (const name of order) {
+          stage(`throughput, ${name}, round ${round + 1} of ${ROUNDS}`);
+          loads.push(loadavg()[0]!);
           const pid = proxyPid[name];
-          const cpu0 = pid === undefined ? 0 : cpuMs(pid);
-          const ms = await within(
-            `throughput over ${name}`,
-            drainStream(await target(), STREAM_BYTES),
-            180_000,
-          );
-          tput[name]!.push(STREAM_BYTES / 1e6 / (ms / 1000));
-          if (pid !== undefined) {
-            // websockify serves each connection in a child process: its CPU
-            // time shows in the parent's once the child has exited and been reaped.
-            await new Promise((r) => setTimeout(r, 500));
-            cpuPerGiB[name]!.push((cpuMs(pid) - cpu0) / (STREAM_BYTES / 2 ** 30));
-          }
+          const target = await targets[name]!();
+          const proxy0 = pid === undefined ? undefined : cpuOf(pid);
+          const source0 = cpuOf(source.pid);
+          const drained = await readStream(target, STREAM_BYTES);
+          tput[name]!.push(STREAM_BYTES / 1e6 / (drained.ms / 1000));
+          // websockify's CPU time shows in its parent's once the child that
+          // served the connection has exited and been reaped.
+          await sleep(500);
+          cpu[name]!.source.push(cpuSince(source.pid, source0));
+          cpu[name]!.reader.push(drained);
+          if (pid !== undefined) cpu[name]!.proxy.push(cpuSince(pid, proxy0!));
         }
       }
     } finally {
       source.stop();
     }
+    const GiB = STREAM_BYTES / 2 ** 30;
+    const perGiB = (runs: Cpu[]) => {
+      const total = runs.map((c) => (c.userMs + c.systemMs) / GiB);
+      return {
+        total: median(total),
+        note: `user ${median(runs.map((c) => c.userMs / GiB)).toFixed(0)} + system ${median(runs.map((c) => c.systemMs / GiB)).toFixed(0)} (medians); runs ${total.map((t) => t.toFixed(0)).join(', ')}`,
+      };
+    };
     const mbps: Record<string, number> = {};
+    const proxyCpu: Record<string, number> = {};
     for (const [name, runs] of Object.entries(tput)) {
       mbps[name] = median(runs);
       out.push({
@@ -433,17 +490,24 @@ export async function run(): Promise<BenchResult[]> {
         unit: 'MB/s',
         note: `median of ${runs.map((r) => r.toFixed(0)).join(', ')}; ${STREAM_BYTES / 2 ** 20} MiB each`,
       });
+      for (const part of ['proxy', 'source', 'reader'] as const) {
+        if (cpu[name]![part].length === 0) continue;
+        const c = perGiB(cpu[name]![part]);
+        if (part === 'proxy') proxyCpu[name] = c.total;
+        out.push({
+          name: `  CPU per GiB, ${part === 'proxy' ? name : part}`,
+          value: c.total,
+          unit: 'ms',
+          note: c.note,
+        });
+      }
     }
-    const cpu: Record<string, number> = {};
-    for (const [name, runs] of Object.entries(cpuPerGiB)) {
-      cpu[name] = median(runs);
-      out.push({
-        name: `proxy CPU per GiB, ${name}`,
-        value: cpu[name]!,
-        unit: 'ms',
-        note: `median of ${runs.map((r) => r.toFixed(0)).join(', ')}`,
-      });
-    }
+    out.push({
+      name: 'load average (1 min) during the throughput rounds',
+      value: median(loads),
+      unit: '',
+      note: `median; at each stream: ${loads.map((l) => l.toFixed(1)).join(', ')}; ${availableParallelism()} CPUs; ${PIN ? `proxy on CPU ${PIN.proxy}, source and reader on CPU ${PIN.ends}` : 'not pinned'}`,
+    });
 
     const echo = await standIn('echo');
     const trips: Record<string, number[]> = {};
@@ -500,7 +564,7 @@ export async function run(): Promise<BenchResult[]> {
     });
     out.push({
       name: 'proxy CPU ratio: websockify / monitor',
-      value: cpu.websockify! / cpu.clone_console_monitor!,
+      value: proxyCpu.websockify! / proxyCpu.clone_console_monitor!,
       unit: 'x',
       note: 'bytes a CPU second moves, monitor over websockify',
     });

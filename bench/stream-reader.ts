@@ -15,16 +15,25 @@ export interface StreamTarget {
   wsPath?: string;
 }
 
-/**
- * Connects to `target` and counts `total` payload bytes. Resolves with the
- * milliseconds from the stream being open (TCP connected, or the WebSocket
- * upgrade answered) to its last byte.
- */
-export function drainStream(target: StreamTarget, total: number): Promise<number> {
+export interface Drained {
+  /** From the stream being open (TCP connected, or the WebSocket upgrade answered) to its last byte. */
+  ms: number;
+  /** CPU time of this process over the same span. */
+  userMs: number;
+  systemMs: number;
+}
+
+/** Connects to `target` and counts `total` payload bytes. */
+export function drainStream(target: StreamTarget, total: number): Promise<Drained> {
   return new Promise((resolve, reject) => {
     let upgraded = target.wsPath === undefined;
     let head = '';
     let t0 = 0;
+    let cpu0 = process.cpuUsage();
+    const opened = () => {
+      t0 = performance.now();
+      cpu0 = process.cpuUsage();
+    };
     let counted = 0;
     // WebSocket frame parser state (server frames are unmasked).
     const header = Buffer.alloc(14);
@@ -39,7 +48,11 @@ export function drainStream(target: StreamTarget, total: number): Promise<number
       finished = true;
       sock.destroy();
       if (err) reject(err);
-      else resolve(performance.now() - t0);
+      else {
+        const ms = performance.now() - t0;
+        const cpu = process.cpuUsage(cpu0);
+        resolve({ ms, userMs: cpu.user / 1000, systemMs: cpu.system / 1000 });
+      }
     };
     const count = (n: number) => {
       counted += n;
@@ -94,7 +107,7 @@ export function drainStream(target: StreamTarget, total: number): Promise<number
             return false;
           }
           upgraded = true;
-          t0 = performance.now();
+          opened();
           // Frame bytes that came with the answer's head.
           const rest = Buffer.from(head.slice(end + 4), 'latin1');
           frames(rest, 0, rest.length);
@@ -107,7 +120,7 @@ export function drainStream(target: StreamTarget, total: number): Promise<number
     sock.on('close', () => finish(new Error(`closed after ${counted} of ${total} bytes`)));
     sock.on('connect', () => {
       if (target.wsPath === undefined) {
-        t0 = performance.now();
+        opened();
         return;
       }
       sock.write(

@@ -303,7 +303,9 @@ export class ConsoleMonitor {
       return;
     }
     const target = clone.vnc;
-    this.vncWss.handleUpgrade(req, socket, head, (ws) => this.openProxy(session, ws, target));
+    this.vncWss.handleUpgrade(req, socket, head, (ws) =>
+      this.openProxy(session, ws, socket, target),
+    );
   }
 
   private openSession(ws: WebSocket, hash: string, ticket: SessionTicket, remote: string): void {
@@ -351,8 +353,13 @@ export class ConsoleMonitor {
     ws.send(JSON.stringify({ type: 'session', session: token, status }));
   }
 
-  private openProxy(session: Session, ws: WebSocket, target: { host: string; port: number }): void {
-    const proxy = new VncProxy(ws, target);
+  private openProxy(
+    session: Session,
+    ws: WebSocket,
+    socket: Socket,
+    target: { host: string; port: number },
+  ): void {
+    const proxy = new VncProxy(ws, socket, target);
     session.proxies.add(proxy);
     session.connections++;
     const log = this.o.log.child({ session: session.record.id, vm: session.record.vm });

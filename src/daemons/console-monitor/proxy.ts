@@ -11,21 +11,28 @@
 // open one at a time, each holding its turn until the server's greeting (RFB
 // servers speak first) or a deadline.
 //
-// Throughput: a framebuffer update is megabytes. Node's default reads are
-// 64 KiB into a fresh buffer each, and every piece then costs a frame, a
-// write and its stream bookkeeping. Here the VNC socket reads straight into
-// slabs of READ_SLAB bytes (net's `onread`), a full read goes to the browser
-// as one frame without a copy, and the slab comes back to a process-wide
-// pool once the kernel has taken it. Small reads (the handshake, a cursor, a
-// key echo) are copied out of a small per-connection buffer instead, so an
-// idle console holds SMALL_READ bytes, not a slab.
+// Throughput: a framebuffer update is megabytes, and on a busy host what
+// decides how fast it reaches the browser is what the proxy spends per byte.
+// The VNC socket reads straight into slabs of READ_SLAB bytes (net's
+// `onread`), each read goes to the browser as one frame, and the frame header
+// is written into room kept in front of the bytes (ws-frame.ts), so a frame is
+// one write of one buffer with no copy. ws keeps the handshake, the browser's
+// frames, pings and the close; the data frames bypass its Sender, which would
+// add per-frame objects, a writev and a callback. A buffer the kernel took at
+// once is read into again (it stays in cache); one the socket still holds is
+// set aside until the socket has written it, and reading stops while more
+// than HIGH_WATER bytes wait. Small reads (the handshake, a cursor, a key
+// echo) go into a small per-connection buffer, so an idle console holds
+// SMALL_READ bytes, not a slab.
 import { type Socket, connect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
+import { FRAME_HEADROOM, writeBinaryFrameHeader } from './ws-frame.js';
 
 export const HIGH_WATER = 1024 * 1024;
-const READ_SLAB = 256 * 1024;
+const READ_SLAB = 1024 * 1024;
 const SMALL_READ = 16 * 1024;
-const POOLED_SLABS = 8;
+const POOLED_SLABS = 4;
 const CONNECT_TIMEOUT_MS = 5000;
 const GREETING_TIMEOUT_MS = 5000;
 
@@ -46,10 +53,25 @@ function takeTurn(key: string): Promise<() => void> {
   return previous.then(() => release);
 }
 
+/** A read buffer with room for a frame header in front of what is read. */
+class FrameBuffer {
+  readonly whole: Buffer;
+  /** Where reads go: everything after the header room. */
+  readonly payload: Buffer;
+  constructor(capacity: number) {
+    this.whole = Buffer.allocUnsafeSlow(FRAME_HEADROOM + capacity);
+    this.payload = this.whole.subarray(FRAME_HEADROOM);
+  }
+  /** The first `n` bytes read, as one binary frame. */
+  frame(n: number): Buffer {
+    return this.whole.subarray(writeBinaryFrameHeader(this.whole, n), FRAME_HEADROOM + n);
+  }
+}
+
 /** Free slabs, shared by every connection of the process (single-threaded, so no locking). */
-const slabs: Buffer[] = [];
-const takeSlab = (): Buffer => slabs.pop() ?? Buffer.allocUnsafeSlow(READ_SLAB);
-const returnSlab = (slab: Buffer): void => {
+const slabs: FrameBuffer[] = [];
+const takeSlab = (): FrameBuffer => slabs.pop() ?? new FrameBuffer(READ_SLAB);
+const returnSlab = (slab: FrameBuffer): void => {
   if (slabs.length < POOLED_SLABS) slabs.push(slab);
 };
 
@@ -80,12 +102,18 @@ export class VncProxy {
   private done = false;
   private releaseTurn: (() => void) | undefined;
   private greeted = false;
-  private readonly small: Buffer = Buffer.allocUnsafeSlow(SMALL_READ);
+  private readonly small = new FrameBuffer(SMALL_READ);
   /** The buffer the next read goes into. */
-  private reading: Buffer = this.small;
+  private reading: FrameBuffer = this.small;
+  /** Buffers the browser socket has not written yet, and how many of our writes it has not finished. */
+  private readonly held: FrameBuffer[] = [];
+  private writesInFlight = 0;
+  private paused = false;
 
+  /** `browser` is the socket under `ws` (the upgraded connection): data frames are written to it directly. */
   constructor(
     private readonly ws: WebSocket,
+    private readonly browser: Duplex,
     target: { host: string; port: number },
   ) {
     this.ended = new Promise((r) => {
@@ -112,8 +140,8 @@ export class VncProxy {
       host: target.host,
       port: target.port,
       onread: {
-        buffer: () => this.reading,
-        callback: (n: number, buf: Buffer) => this.toBrowser(n, buf),
+        buffer: () => this.reading.payload,
+        callback: (n: number) => this.toBrowser(n),
       },
     });
     this.tcp = tcp;
@@ -145,8 +173,8 @@ export class VncProxy {
     this.releaseTurn = undefined;
   }
 
-  /** `n` bytes arrived from the VNC server in `buf`; false stops reading. */
-  private toBrowser(n: number, buf: Buffer): boolean {
+  /** `n` bytes arrived from the VNC server in `this.reading`; false stops reading. */
+  private toBrowser(n: number): boolean {
     if (this.done) return false;
     if (!this.greeted) {
       this.greeted = true;
@@ -154,38 +182,44 @@ export class VncProxy {
       this.endTurn();
       this.ws.resume();
     }
+    // After a close frame (sent or received) no data frame may follow.
+    if (this.ws.readyState !== this.ws.OPEN) return false;
     this.stats.bytesToBrowser += n;
-    let chunk: Buffer;
-    let handedOver: Buffer | undefined;
-    if (buf === this.small) {
-      chunk = Buffer.from(buf.subarray(0, n));
-      // A full small buffer means a big update is coming: read it in slabs.
-      if (n === buf.length) this.reading = takeSlab();
-    } else if (n < SMALL_READ) {
-      chunk = Buffer.from(buf.subarray(0, n));
-      returnSlab(buf);
-      this.reading = this.small;
-    } else {
-      chunk = buf.subarray(0, n);
-      handedOver = buf;
-      this.reading = takeSlab();
-    }
-    const full = this.ws.bufferedAmount + n > HIGH_WATER;
-    // The frame's callback runs once the kernel has the bytes: only then may
-    // the slab be reused, and only then is the browser's backlog gone.
-    this.ws.send(
-      chunk,
-      { binary: true },
-      handedOver === undefined && !full
-        ? undefined
-        : (err) => {
-            if (err) return;
-            if (handedOver) returnSlab(handedOver);
-            if (full && !this.done) this.tcp?.resume();
-          },
-    );
-    return !full;
+    const used = this.reading;
+    this.writesInFlight++;
+    this.browser.write(used.frame(n), this.written);
+    const waiting = this.browser.writableLength;
+    if (waiting > 0) this.held.push(used);
+    // A full read means more is queued: read on in a slab. One that is not
+    // full means the server's queue ran dry (an update ended): back to the
+    // small buffer, which is all an idle console holds.
+    const big = n === used.payload.length;
+    this.reading = this.nextBuffer(used, waiting > 0, big);
+    if (waiting <= HIGH_WATER) return true;
+    this.paused = true;
+    return false;
   }
+
+  private nextBuffer(used: FrameBuffer, usedHeld: boolean, big: boolean): FrameBuffer {
+    if (!usedHeld && (used !== this.small) === big) return used;
+    if (!usedHeld && used !== this.small) returnSlab(used);
+    if (!big && !this.held.includes(this.small)) return this.small;
+    return takeSlab();
+  }
+
+  /** A write of ours is done; when all are, their buffers are free and reading may go on. */
+  private readonly written = (err?: Error | null): void => {
+    this.writesInFlight--;
+    if (err || this.writesInFlight > 0) return;
+    if (this.held.length > 0) {
+      for (const buf of this.held) if (buf !== this.small) returnSlab(buf);
+      this.held.length = 0;
+    }
+    if (this.paused && !this.done) {
+      this.paused = false;
+      this.tcp?.resume();
+    }
+  };
 
   /** Ends both sides; the first call's reason is the one reported. */
   close(code: number, reason: string): void {

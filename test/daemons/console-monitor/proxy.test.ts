@@ -39,8 +39,8 @@ async function rig(onVnc: (s: Socket) => void) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   const wsPort = await listen(wss);
   const proxies: VncProxy[] = [];
-  wss.on('connection', (ws) =>
-    proxies.push(new VncProxy(ws, { host: '127.0.0.1', port: vncPort })),
+  wss.on('connection', (ws, req) =>
+    proxies.push(new VncProxy(ws, req.socket, { host: '127.0.0.1', port: vncPort })),
   );
   cleanup.push(() => {
     vnc.close();
@@ -113,6 +113,40 @@ describe('VncProxy', () => {
     expect(proxies[0]!.stats.bytesToVnc).toBe(TOTAL);
   }, 30_000);
 
+  it('passes every byte in order through reads of every size, fast and trickling', async () => {
+    // Sizes around the small buffer and the slab, bursts and lone bytes with
+    // pauses between: buffers are reused, set aside and swapped all the time.
+    const sizes = [12, 1, 16 * 1024, 16 * 1024 + 1, 70_000, 3 * MiB + 5, 100, 2 * MiB, 5, MiB];
+    const byteAt = (i: number) => (i * 7 + (i >>> 13)) & 0xff;
+    let total = 0;
+    const { client } = await rig(async (sock) => {
+      for (let round = 0; round < 3; round++) {
+        for (const size of sizes) {
+          const b = Buffer.allocUnsafe(size);
+          for (let i = 0; i < size; i++) b[i] = byteAt(total + i);
+          total += size;
+          if (!sock.write(b)) await new Promise((r) => sock.once('drain', r));
+          if (size < 1000) await sleep(5);
+        }
+      }
+      sock.end();
+    });
+    let received = 0;
+    let firstBad = -1;
+    await new Promise<void>((resolve) => {
+      client.on('message', (d: Buffer) => {
+        for (let i = 0; i < d.length && firstBad < 0; i++) {
+          if (d[i] !== byteAt(received + i)) firstBad = received + i;
+        }
+        received += d.length;
+      });
+      client.on('close', () => resolve());
+    });
+    expect(firstBad).toBe(-1);
+    expect(received).toBe(total);
+    expect(total).toBe(3 * sizes.reduce((a, b) => a + b, 0));
+  }, 30_000);
+
   it('closes the browser side with 4002 when the VNC server goes, 4001 when it is not there', async () => {
     const { client, vnc } = await rig((sock) => setTimeout(() => sock.destroy(), 100));
     const code = await new Promise<number>((r) => client.once('close', (c) => r(c)));
@@ -123,7 +157,10 @@ describe('VncProxy', () => {
     const port = await listen(wss);
     cleanup.push(() => wss.close());
     // The port of the closed server: nobody listens there now.
-    wss.on('connection', (ws) => new VncProxy(ws, { host: '127.0.0.1', port: gone }));
+    wss.on(
+      'connection',
+      (ws, req) => new VncProxy(ws, req.socket, { host: '127.0.0.1', port: gone }),
+    );
     const c2 = new WebSocket(`ws://127.0.0.1:${port}/`, ['binary']);
     const code2 = await new Promise<number>((r) => c2.once('close', (c) => r(c)));
     expect(code2).toBe(CLOSE.VNC_UNREACHABLE);
@@ -145,7 +182,10 @@ describe('VncProxy', () => {
     const vncPort = await listen(vnc);
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
     const wsPort = await listen(wss);
-    wss.on('connection', (ws) => new VncProxy(ws, { host: '127.0.0.1', port: vncPort }));
+    wss.on(
+      'connection',
+      (ws, req) => new VncProxy(ws, req.socket, { host: '127.0.0.1', port: vncPort }),
+    );
     cleanup.push(() => {
       vnc.close();
       for (const c of wss.clients) c.terminate();
