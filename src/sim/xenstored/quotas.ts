@@ -15,6 +15,10 @@ export interface Quotas {
   permsPerNode: number;
   /** Path length after the `/local/domain/<id>/` prefix. */
   maxPathLength: number;
+  /** Requests of one connection read and not yet answered (quota-outstanding); more wait unread. */
+  outstandingRequests: number;
+  /** Watch events kept for a connection that does not read them; more are dropped. */
+  queuedWatchEvents: number;
 }
 
 export const DEFAULT_QUOTAS: Readonly<Quotas> = Object.freeze({
@@ -24,6 +28,8 @@ export const DEFAULT_QUOTAS: Readonly<Quotas> = Object.freeze({
   transactionsPerDomain: 10,
   permsPerNode: 5,
   maxPathLength: 2048,
+  outstandingRequests: 20,
+  queuedWatchEvents: 256,
 });
 
 export function resolveQuotas(partial: Partial<Quotas> | undefined): Quotas {

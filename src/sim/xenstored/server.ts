@@ -8,7 +8,7 @@ import {
   XsType,
   xsTypeName,
 } from '../../xenstore/wire.js';
-import { Connection } from './connection.js';
+import { Connection, type ConnectionLimits, Turns } from './connection.js';
 import { XsdError, fail } from './errors.js';
 import { canonicalize, domainPath } from './paths.js';
 import { DOMID_ANY, type Principal, formatPerms, parsePerms } from './perms.js';
@@ -31,6 +31,11 @@ const DOMID_SELF = 0x7ff0;
 const OK = Buffer.from('OK\0', 'latin1');
 const INTRODUCE_DOMAIN = '@introduceDomain';
 const RELEASE_DOMAIN = '@releaseDomain';
+/** dom0 is never limited; its requests wait unread only to bound memory. */
+const PRIVILEGED_LIMITS: ConnectionLimits = {
+  outstandingRequests: 1024,
+  queuedWatchEvents: Number.POSITIVE_INFINITY,
+};
 
 interface Domain {
   domid: number;
@@ -84,6 +89,7 @@ export class XenstoreServer {
   private readonly connections = new Set<Connection>();
   private readonly domains = new Map<number, Domain>();
   private readonly quotas: Quotas;
+  private readonly turns = new Turns((c, f) => this.handleFrame(c, f));
   private readonly log: (rec: Record<string, unknown>) => void;
   private readonly socketDir: string;
   private main!: net.Server;
@@ -113,6 +119,18 @@ export class XenstoreServer {
 
   domainSocketPath(domid: number): string {
     return path.join(this.socketDir, `dom${domid}.sock`);
+  }
+
+  /** What a domain's connections hold now: requests read and unanswered, watch events dropped. */
+  domainLoad(domid: number): { queuedRequests: number; droppedWatchEvents: number } {
+    let queuedRequests = 0;
+    let droppedWatchEvents = 0;
+    for (const c of this.connections) {
+      if (c.domid !== domid) continue;
+      queuedRequests += c.queuedRequests;
+      droppedWatchEvents += c.droppedWatchEvents;
+    }
+    return { queuedRequests, droppedWatchEvents };
   }
 
   /** Closes every connection and listener and removes the socket files. */
@@ -189,7 +207,8 @@ export class XenstoreServer {
       socket,
       domid,
       privileged,
-      (c, f) => this.handleFrame(c, f),
+      privileged ? PRIVILEGED_LIMITS : this.quotas,
+      this.turns,
       (c, reason) => {
         this.connections.delete(c);
         this.domains.get(c.domid)?.connections.delete(c);
