@@ -510,10 +510,10 @@ export class XenstoreServer {
     if (tx) return;
     for (const event of events) {
       for (const conn of this.connections) {
-        if (conn.watches.length === 0 || !watchPermitted(this.principal(conn), event)) continue;
-        for (const w of matchingWatches(conn.watches, event)) {
-          this.sendEvent(conn, reportedPath(w, event.path), w.token);
-        }
+        if (conn.watches.length === 0) continue;
+        const matching = matchingWatches(conn.watches, event);
+        if (matching.length === 0 || !watchPermitted(this.principal(conn), event)) continue;
+        for (const w of matching) this.sendEvent(conn, reportedPath(w, event.path), w.token);
       }
     }
   }
