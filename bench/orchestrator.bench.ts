@@ -10,7 +10,9 @@
 //   this machine now);
 // - `zynclone orchestrator`.
 // Each round measures each responder quiet and during a flood (100k hostile
-// writes over all rounds, 20k for the floor), in alternating order; figures
+// writes over all rounds, 20k for the floor; xenstored lets the guest write
+// 200 times a second), in alternating order, the guests asking all along;
+// figures
 // are medians over the rounds, so that the load of other work on the
 // machine weighs on quiet and flood alike. Measured: request -> accepted
 // (the reply's watch event at the guest) p50/p99, their flood/quiet ratios,
@@ -19,7 +21,7 @@
 // Figures only; never fails on time.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { setPriority, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -27,15 +29,15 @@ import { zynclonePaths } from '../src/core/paths.js';
 import { REQUEST_NODE } from '../src/daemons/orchestrator/protocol.js';
 import type { FloodResult } from '../src/sim/host/hostile-guest.js';
 import { writeDomain } from '../src/sim/host/layout.js';
+import { DEFAULT_QUOTAS } from '../src/sim/xenstored/quotas.js';
 import { XsClient } from '../src/xenstore/client.js';
 import type { BenchResult } from './types.js';
 
 const GUESTS = Number(process.env.ZYNCLONE_BENCH_GUESTS ?? 100);
 const HOSTILE_WRITES = Number(process.env.ZYNCLONE_BENCH_FLOOD ?? 100_000);
 const ROUNDS = Number(process.env.ZYNCLONE_BENCH_ROUNDS ?? 3);
-/** Priority of the hostile guest's process (nice), for runs that model a guest's vCPU as not dom0's. */
-const HOSTILE_NICE = Number(process.env.ZYNCLONE_BENCH_HOSTILE_NICE ?? 0);
-const QUIET_REQUESTS = 6;
+/** A quiet phase lasts as long as its flood would (see DEFAULT_QUOTAS.writeRate), at most this long. */
+const QUIET_MAX_S = Number(process.env.ZYNCLONE_BENCH_QUIET_MAX_S ?? 30);
 const FLOOR_FLOOD = Math.min(HOSTILE_WRITES, 20_000);
 const HOSTILE = GUESTS + 1;
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -165,7 +167,6 @@ class HostileGuest {
     });
     const h = new HostileGuest(child);
     if ((await h.line()) !== 'ready') throw new Error(`the hostile guest did not start: ${log}`);
-    if (HOSTILE_NICE) setPriority(child.pid!, HOSTILE_NICE);
     return h;
   }
 
@@ -245,8 +246,11 @@ export async function run(): Promise<BenchResult[]> {
       return samples;
     };
 
-    // Quiet (writes = 0) or while the hostile guest floods `writes` times.
-    const measure = async (writes: number): Promise<Phase> => {
+    // Every guest keeps asking, with the hostile guest idle (quiet) or
+    // flooding `writes` times. Both phases last about as long, so that both
+    // see the same mix of answers (the rate limit refuses a guest's requests
+    // past its first 10) and the same share of the responder's GC pauses.
+    const measure = async (kind: 'quiet' | 'flood', writes: number): Promise<Phase> => {
       const pids = {
         responder: responder!.pid!,
         xenstored: xenstored!.pid!,
@@ -259,8 +263,10 @@ export async function run(): Promise<BenchResult[]> {
       const t0 = performance.now();
       let flood: FloodResult | undefined;
       let samples: number[];
-      if (writes === 0) samples = await askAll(() => false, QUIET_REQUESTS);
-      else {
+      if (kind === 'quiet') {
+        const until = t0 + 1000 * Math.min(QUIET_MAX_S, writes / DEFAULT_QUOTAS.writeRate);
+        samples = await askAll(() => performance.now() < until, 2);
+      } else {
         let flooding = true;
         [flood, samples] = await Promise.all([
           hostile!.flood(writes).finally(() => {
@@ -318,7 +324,7 @@ export async function run(): Promise<BenchResult[]> {
         const floodWrites = Math.round((which === 'floor' ? FLOOR_FLOOD : HOSTILE_WRITES) / ROUNDS);
         for (const kind of round % 2 === 0 ? ['quiet', 'flood'] : ['flood', 'quiet']) {
           if (kind === 'quiet') {
-            phases.quiet.push(await measure(0));
+            phases.quiet.push(await measure('quiet', floodWrites));
             if (which === 'orchestrator')
               quietRss = Math.max(quietRss, usage(responder.pid!).rssMiB);
           } else {
@@ -326,7 +332,7 @@ export async function run(): Promise<BenchResult[]> {
             const sampler = setInterval(() => {
               peakRss = Math.max(peakRss, usage(pid).rssMiB);
             }, 200);
-            phases.flood.push(await measure(floodWrites));
+            phases.flood.push(await measure('flood', floodWrites));
             clearInterval(sampler);
           }
         }
@@ -434,7 +440,7 @@ export async function run(): Promise<BenchResult[]> {
         name: 'hostile writes',
         value: hostileWrites,
         unit: 'writes',
-        note: `${Math.round(hostileWrites / floodSeconds)}/s, ${refused} refused by xenstored, 128 watches${HOSTILE_NICE ? `, nice ${HOSTILE_NICE}` : ''}`,
+        note: `${Math.round(hostileWrites / floodSeconds)}/s, ${refused} refused by xenstored, 128 watches`,
       },
       {
         name: `orchestrator CPU, quiet (${GUESTS} guests asking)`,

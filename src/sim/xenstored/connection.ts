@@ -42,6 +42,9 @@ export class Connection {
   private closed = false;
   /** Events written since the socket's buffer filled up (reset when it drains). */
   private eventsBeyondBuffer = 0;
+  /** No request is handled before this (performance.now()): the domain's write rate limit. */
+  private heldUntil = 0;
+  private holdTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -72,7 +75,26 @@ export class Connection {
 
   /** Has a request to handle now: not closed, not waiting, its client reading its replies. */
   get ready(): boolean {
-    return !this.closed && !this.busy && this.inbox.length > 0 && !this.socket.writableNeedDrain;
+    return (
+      !this.closed &&
+      !this.busy &&
+      this.inbox.length > 0 &&
+      !this.socket.writableNeedDrain &&
+      (this.heldUntil === 0 || performance.now() >= this.heldUntil)
+    );
+  }
+
+  /** Handles none of this connection's requests before `until` (performance.now()). */
+  holdUntil(until: number): void {
+    this.heldUntil = until;
+    clearTimeout(this.holdTimer);
+    this.holdTimer = setTimeout(
+      () => {
+        this.heldUntil = 0;
+        if (this.ready) this.turns.wake(this);
+      },
+      Math.ceil(until - performance.now()),
+    );
   }
 
   allocTxId(): number {
@@ -108,6 +130,7 @@ export class Connection {
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.holdTimer);
     this.inbox.length = 0;
     this.watches.length = 0;
     this.transactions.clear();

@@ -19,6 +19,10 @@ export interface Quotas {
   outstandingRequests: number;
   /** Watch events kept for a connection that does not read them; more are dropped. */
   queuedWatchEvents: number;
+  /** Writes a second a domain may make (the write rate limit; 0 turns it off)... */
+  writeRate: number;
+  /** ...and at once. */
+  writeBurst: number;
 }
 
 export const DEFAULT_QUOTAS: Readonly<Quotas> = Object.freeze({
@@ -30,6 +34,8 @@ export const DEFAULT_QUOTAS: Readonly<Quotas> = Object.freeze({
   maxPathLength: 2048,
   outstandingRequests: 20,
   queuedWatchEvents: 256,
+  writeRate: 200,
+  writeBurst: 10,
 });
 
 export function resolveQuotas(partial: Partial<Quotas> | undefined): Quotas {

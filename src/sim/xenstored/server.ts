@@ -47,7 +47,18 @@ interface Domain {
   /** SET_TARGET: this domain acts with the rights of that one (a stub domain's device model). */
   target?: number;
   ready: Promise<void>;
+  /** The write rate limit's credit (C xenstored's wrl_credit), in writes, and when it was last brought up to date. */
+  writeCredit: number;
+  creditAt: number;
 }
+
+/** What the write rate limit charges: a change outside a transaction, or a commit. */
+const WRITE_TYPES: ReadonlySet<number> = new Set([
+  XsType.WRITE,
+  XsType.MKDIR,
+  XsType.RM,
+  XsType.SET_PERMS,
+]);
 
 /** A request's payload split at NULs like xenstored's get_strings(). */
 function getStrings(payload: Buffer): string[] {
@@ -282,6 +293,12 @@ export class XenstoreServer {
     }
     if (privOnly.includes(type) && !who.privileged) fail('EACCES', `${name} is privileged`);
 
+    if (
+      !who.privileged &&
+      ((WRITE_TYPES.has(type) && frame.txId === 0) || type === XsType.TRANSACTION_END)
+    ) {
+      this.chargeWrite(conn.domid);
+    }
     let tx: TxView | undefined;
     if (type !== XsType.WATCH && type !== XsType.UNWATCH && frame.txId !== 0) {
       tx = conn.transactions.get(frame.txId);
@@ -490,6 +507,28 @@ export class XenstoreServer {
     this.sendEvent(conn, reportedPath(w, p), token);
   }
 
+  /**
+   * C xenstored's write rate limit (XSA-206): a domain's writes spend credit
+   * that comes back at `writeRate` a second, up to `writeBurst`; in debt, its
+   * connections are not read until the debt is paid.
+   */
+  private chargeWrite(domid: number): void {
+    const domain = this.domains.get(domid);
+    const rate = this.quotas.writeRate;
+    if (!domain || rate === 0) return;
+    const now = performance.now();
+    domain.writeCredit = Math.min(
+      this.quotas.writeBurst,
+      domain.writeCredit + ((now - domain.creditAt) * rate) / 1000,
+    );
+    domain.creditAt = now;
+    domain.writeCredit -= 1;
+    if (domain.writeCredit < 0) {
+      const until = now + (-domain.writeCredit * 1000) / rate;
+      for (const conn of domain.connections) conn.holdUntil(until);
+    }
+  }
+
   private countForDomain(domid: number, count: (c: Connection) => number): number {
     let n = 0;
     for (const c of this.connections) if (c.domid === domid && !c.privileged) n += count(c);
@@ -563,6 +602,8 @@ export class XenstoreServer {
       connections,
       listener: undefined as unknown as net.Server,
       ready: Promise.resolve(),
+      writeCredit: this.quotas.writeBurst,
+      creditAt: performance.now(),
     };
     domain.ready = this.listen(socketPath, (socket) => {
       if (this.domains.get(domid) !== domain) {

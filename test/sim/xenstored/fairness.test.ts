@@ -41,6 +41,9 @@ const writeFrame = (reqId: number, path: string, value: string) =>
 
 describe('a flooding connection', () => {
   it('gets one request served per pass, so another connection is answered next', async () => {
+    // Turns alone: the write rate limit would hold the flood back anyway.
+    await ts.stop();
+    ts = await startTestServer({ quotas: { writeRate: 0 } });
     const admin = await connect(ts.socketPath);
     const flooder = await guest(admin, 2);
     const other = await connect(ts.socketPath);
@@ -68,6 +71,34 @@ describe('a flooding connection', () => {
     expect(await other.read('/local/domain/2/data/n')).toBe(String(FLOOD));
     // Its requests waited in its socket, not in the server's memory.
     expect(ts.server.domainLoad(2).queuedRequests).toBe(0);
+  });
+
+  it('has its writes held to the write rate limit, spent before they are read', async () => {
+    await ts.stop();
+    ts = await startTestServer({ quotas: { writeRate: 100, writeBurst: 10 } });
+    const admin = await connect(ts.socketPath);
+    const flooder = await guest(admin, 2);
+    await admin.write('/local/domain/2/data/n', '0');
+    const started = performance.now();
+    const answered = flooder.repliesReceived + 60;
+    flooder.sendRaw(
+      Buffer.concat(
+        Array.from({ length: 60 }, (_, i) => writeFrame(1000 + i, 'data/n', `${i + 1}`)),
+      ),
+    );
+    // However fast or slow this machine is, no more than the burst plus what
+    // the elapsed time paid for has been written...
+    const seen = Number(await admin.read('/local/domain/2/data/n'));
+    expect(seen).toBeLessThanOrEqual(10 + 1 + Math.ceil((performance.now() - started) / 10));
+    // ...so the 49 writes past the burst took at least 490 ms; none was refused.
+    await flooder.waitFor(
+      () => (flooder.repliesReceived >= answered ? true : undefined),
+      'the replies to the flood',
+    );
+    expect(performance.now() - started).toBeGreaterThanOrEqual(480);
+    expect(await admin.read('/local/domain/2/data/n')).toBe('60');
+    // dom0 is never limited.
+    for (let i = 0; i < 50; i++) await admin.write('/local/domain/2/data/m', String(i));
   });
 
   it('has its unread watch events capped, while dom0 and its own requests go on', async () => {
