@@ -1,6 +1,8 @@
 // One flooding connection against the others: C xenstored serves connections
-// in turn, one request each per pass, and does not keep unbounded watch
-// events for a client that does not read them. Counted, never timed.
+// in turn, one request each per pass, holds a domain to its write rate, and
+// does not keep unbounded watch events for a client that does not read them.
+// Counted; where time matters (the write rate) it is bounded from the side a
+// slow machine cannot break.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { XsType, encodeFrame } from '../../../src/xenstore/wire.js';
 import { RawClient, type TestServer, startTestServer } from './helpers.js';
