@@ -78,6 +78,10 @@ export type Executor = (
 export interface OrchestratorLimits {
   /** A domain's request node is read at most this often, however many events it fires. */
   readonly minReadIntervalMs: number;
+  /** Reads of a domain's request node (each may write an answer) at once... */
+  readonly readBurst: number;
+  /** ...and then one every this many ms; spent before the read, so a guest past it costs nothing. */
+  readonly readRefillMs: number;
   /** New requests a domain may make at once... */
   readonly requestBurst: number;
   /** ...and then one every this many ms. */
@@ -94,6 +98,8 @@ export interface OrchestratorLimits {
 
 export const DEFAULT_LIMITS: OrchestratorLimits = {
   minReadIntervalMs: 50,
+  readBurst: 20,
+  readRefillMs: 250,
   requestBurst: 10,
   requestRefillMs: 2000,
   queueLength: 2,
@@ -141,14 +147,24 @@ class TokenBucket {
   }
 
   take(now: number): boolean {
+    this.refill(now);
+    if (this.tokens === 0) return false;
+    this.tokens--;
+    return true;
+  }
+
+  /** ms until take() can succeed. */
+  msUntilToken(now: number): number {
+    this.refill(now);
+    return this.tokens > 0 ? 0 : this.at + this.refillMs - now;
+  }
+
+  private refill(now: number): void {
     const refill = Math.floor((now - this.at) / this.refillMs);
     if (refill > 0) {
       this.tokens = Math.min(this.burst, this.tokens + refill);
       this.at = this.tokens === this.burst ? now : this.at + refill * this.refillMs;
     }
-    if (this.tokens === 0) return false;
-    this.tokens--;
-    return true;
   }
 }
 
@@ -159,17 +175,22 @@ class ServedDomain {
   reading = false;
   timer: NodeJS.Timeout | undefined;
   lastReadAt = 0;
+  /** Reads of the request node so far. */
+  readCount = 0;
   /** The last request value handled: rewriting the same bytes costs nothing. */
   lastRaw: Buffer | undefined;
   readonly replies = new Map<string, ReplyState>();
   readonly queue: Job[] = [];
   running: Job | undefined;
-  refusedSinceWarn = 0;
-  warnedAt = Number.NEGATIVE_INFINITY;
+  /** Per warning: when its last line was logged and how many were left out since. */
+  readonly warned = new Map<string, { at: number; omitted: number }>();
 
   constructor(
     readonly identity: DomainIdentity,
+    /** New requests. */
     readonly bucket: TokenBucket,
+    /** Reads of the request node. */
+    readonly reads: TokenBucket,
   ) {}
 
   get replyRoot(): string {
@@ -182,6 +203,8 @@ export interface OrchestratorStats {
   readonly replies: number;
   readonly queued: number;
   readonly running: number;
+  /** Reads of request nodes so far, over the domains served now. */
+  readonly reads: number;
 }
 
 export class GuestOrchestrator {
@@ -244,12 +267,14 @@ export class GuestOrchestrator {
     let replies = 0;
     let queued = 0;
     let running = 0;
+    let reads = 0;
     for (const d of this.domains.values()) {
+      reads += d.readCount;
       replies += d.replies.size;
       queued += d.queue.length;
       if (d.running) running++;
     }
-    return { domains: this.domains.size, replies, queued, running };
+    return { domains: this.domains.size, replies, queued, running, reads };
   }
 
   /** The domain ids served now. */
@@ -313,6 +338,7 @@ export class GuestOrchestrator {
     const d = new ServedDomain(
       identity,
       new TokenBucket(this.limits.requestBurst, this.limits.requestRefillMs, this.now()),
+      new TokenBucket(this.limits.readBurst, this.limits.readRefillMs, this.now()),
     );
     const perms: XsPerm[] = [
       { domid: 0, access: 'none' },
@@ -391,7 +417,12 @@ export class GuestOrchestrator {
   private markDirty(d: ServedDomain): void {
     d.dirty = true;
     if (d.timer || d.reading || !d.active) return;
-    const wait = Math.max(0, d.lastReadAt + this.limits.minReadIntervalMs - this.now());
+    const now = this.now();
+    const wait = Math.max(
+      0,
+      d.lastReadAt + this.limits.minReadIntervalMs - now,
+      d.reads.msUntilToken(now),
+    );
     d.timer = setTimeout(() => {
       d.timer = undefined;
       void this.readRequest(d);
@@ -400,13 +431,18 @@ export class GuestOrchestrator {
 
   private async readRequest(d: ServedDomain): Promise<void> {
     if (!d.active) return;
+    // Before any XenStore read or state-store work: a guest past its budget costs a timer.
+    if (!d.reads.take(this.now())) {
+      this.markDirty(d);
+      return;
+    }
     d.reading = true;
     d.dirty = false;
     d.lastReadAt = this.now();
     try {
       await this.handle(d);
     } catch (err) {
-      this.o.log.warn('request not handled', { domid: d.identity.domid, error: err });
+      this.warnSummarized(d, 'request not handled', { error: err });
     } finally {
       d.reading = false;
       if (d.dirty) this.markDirty(d);
@@ -416,6 +452,7 @@ export class GuestOrchestrator {
   private async handle(d: ServedDomain): Promise<void> {
     const { domid } = d.identity;
     let raw: Buffer;
+    d.readCount++;
     try {
       raw = await this.o.xs.readBuffer(`${home(domid)}/${REQUEST_NODE}`);
     } catch (err) {
@@ -574,23 +611,29 @@ export class GuestOrchestrator {
     await this.record(d, id, { state: 'error', op, code, message });
   }
 
-  /** Logs refusals, at most one line per domain every WARN_EVERY_MS (a flood must not flood the log). */
   private refused(d: ServedDomain, code: string, message: string, id?: string): void {
+    this.warnSummarized(d, 'request refused', { id, code, reason: message });
+  }
+
+  /**
+   * Logs a warning about what a domain did at most once per WARN_EVERY_MS,
+   * with how many were left out since the last line: a flooding guest cannot
+   * flood the log.
+   */
+  private warnSummarized(d: ServedDomain, msg: string, fields: Record<string, unknown>): void {
     const now = this.now();
-    if (now - d.warnedAt < WARN_EVERY_MS) {
-      d.refusedSinceWarn++;
+    const last = d.warned.get(msg);
+    if (last && now - last.at < WARN_EVERY_MS) {
+      last.omitted++;
       return;
     }
-    this.o.log.warn('request refused', {
+    this.o.log.warn(msg, {
       domid: d.identity.domid,
       vm: d.identity.name,
-      id,
-      code,
-      reason: message,
-      refusedSinceLastLine: d.refusedSinceWarn,
+      ...fields,
+      omittedSinceLastLine: last?.omitted ?? 0,
     });
-    d.warnedAt = now;
-    d.refusedSinceWarn = 0;
+    d.warned.set(msg, { at: now, omitted: 0 });
   }
 
   /**
@@ -644,7 +687,7 @@ export class GuestOrchestrator {
       });
     } catch (err) {
       if (!(err instanceof DomainGone)) {
-        this.o.log.warn('reply not written', { domid: d.identity.domid, error: err });
+        this.warnSummarized(d, 'reply not written', { error: err });
       }
     }
   }

@@ -15,6 +15,14 @@ export interface Quotas {
   permsPerNode: number;
   /** Path length after the `/local/domain/<id>/` prefix. */
   maxPathLength: number;
+  /** Requests of one connection read and not yet answered (quota-outstanding); more wait unread. */
+  outstandingRequests: number;
+  /** Watch events kept for a connection that does not read them; more are dropped. */
+  queuedWatchEvents: number;
+  /** Writes a second a domain may make (the write rate limit; 0 turns it off)... */
+  writeRate: number;
+  /** ...and at once. */
+  writeBurst: number;
 }
 
 export const DEFAULT_QUOTAS: Readonly<Quotas> = Object.freeze({
@@ -24,6 +32,10 @@ export const DEFAULT_QUOTAS: Readonly<Quotas> = Object.freeze({
   transactionsPerDomain: 10,
   permsPerNode: 5,
   maxPathLength: 2048,
+  outstandingRequests: 20,
+  queuedWatchEvents: 256,
+  writeRate: 200,
+  writeBurst: 10,
 });
 
 export function resolveQuotas(partial: Partial<Quotas> | undefined): Quotas {

@@ -8,7 +8,7 @@ import {
   XsType,
   xsTypeName,
 } from '../../xenstore/wire.js';
-import { Connection } from './connection.js';
+import { Connection, type ConnectionLimits, Turns } from './connection.js';
 import { XsdError, fail } from './errors.js';
 import { canonicalize, domainPath } from './paths.js';
 import { DOMID_ANY, type Principal, formatPerms, parsePerms } from './perms.js';
@@ -31,6 +31,11 @@ const DOMID_SELF = 0x7ff0;
 const OK = Buffer.from('OK\0', 'latin1');
 const INTRODUCE_DOMAIN = '@introduceDomain';
 const RELEASE_DOMAIN = '@releaseDomain';
+/** dom0 is never limited; its requests wait unread only to bound memory. */
+const PRIVILEGED_LIMITS: ConnectionLimits = {
+  outstandingRequests: 1024,
+  queuedWatchEvents: Number.POSITIVE_INFINITY,
+};
 
 interface Domain {
   domid: number;
@@ -42,7 +47,18 @@ interface Domain {
   /** SET_TARGET: this domain acts with the rights of that one (a stub domain's device model). */
   target?: number;
   ready: Promise<void>;
+  /** The write rate limit's credit (C xenstored's wrl_credit), in writes, and when it was last brought up to date. */
+  writeCredit: number;
+  creditAt: number;
 }
+
+/** What the write rate limit charges: a change outside a transaction, or a commit. */
+const WRITE_TYPES: ReadonlySet<number> = new Set([
+  XsType.WRITE,
+  XsType.MKDIR,
+  XsType.RM,
+  XsType.SET_PERMS,
+]);
 
 /** A request's payload split at NULs like xenstored's get_strings(). */
 function getStrings(payload: Buffer): string[] {
@@ -84,6 +100,7 @@ export class XenstoreServer {
   private readonly connections = new Set<Connection>();
   private readonly domains = new Map<number, Domain>();
   private readonly quotas: Quotas;
+  private readonly turns = new Turns((c, f) => this.handleFrame(c, f));
   private readonly log: (rec: Record<string, unknown>) => void;
   private readonly socketDir: string;
   private main!: net.Server;
@@ -113,6 +130,18 @@ export class XenstoreServer {
 
   domainSocketPath(domid: number): string {
     return path.join(this.socketDir, `dom${domid}.sock`);
+  }
+
+  /** What a domain's connections hold now: requests read and unanswered, watch events dropped. */
+  domainLoad(domid: number): { queuedRequests: number; droppedWatchEvents: number } {
+    let queuedRequests = 0;
+    let droppedWatchEvents = 0;
+    for (const c of this.connections) {
+      if (c.domid !== domid) continue;
+      queuedRequests += c.queuedRequests;
+      droppedWatchEvents += c.droppedWatchEvents;
+    }
+    return { queuedRequests, droppedWatchEvents };
   }
 
   /** Closes every connection and listener and removes the socket files. */
@@ -189,7 +218,8 @@ export class XenstoreServer {
       socket,
       domid,
       privileged,
-      (c, f) => this.handleFrame(c, f),
+      privileged ? PRIVILEGED_LIMITS : this.quotas,
+      this.turns,
       (c, reason) => {
         this.connections.delete(c);
         this.domains.get(c.domid)?.connections.delete(c);
@@ -263,6 +293,12 @@ export class XenstoreServer {
     }
     if (privOnly.includes(type) && !who.privileged) fail('EACCES', `${name} is privileged`);
 
+    if (
+      !who.privileged &&
+      ((WRITE_TYPES.has(type) && frame.txId === 0) || type === XsType.TRANSACTION_END)
+    ) {
+      this.chargeWrite(conn.domid);
+    }
     let tx: TxView | undefined;
     if (type !== XsType.WATCH && type !== XsType.UNWATCH && frame.txId !== 0) {
       tx = conn.transactions.get(frame.txId);
@@ -471,6 +507,28 @@ export class XenstoreServer {
     this.sendEvent(conn, reportedPath(w, p), token);
   }
 
+  /**
+   * C xenstored's write rate limit (XSA-206): a domain's writes spend credit
+   * that comes back at `writeRate` a second, up to `writeBurst`; in debt, its
+   * connections are not read until the debt is paid.
+   */
+  private chargeWrite(domid: number): void {
+    const domain = this.domains.get(domid);
+    const rate = this.quotas.writeRate;
+    if (!domain || rate === 0) return;
+    const now = performance.now();
+    domain.writeCredit = Math.min(
+      this.quotas.writeBurst,
+      domain.writeCredit + ((now - domain.creditAt) * rate) / 1000,
+    );
+    domain.creditAt = now;
+    domain.writeCredit -= 1;
+    if (domain.writeCredit < 0) {
+      const until = now + (-domain.writeCredit * 1000) / rate;
+      for (const conn of domain.connections) conn.holdUntil(until);
+    }
+  }
+
   private countForDomain(domid: number, count: (c: Connection) => number): number {
     let n = 0;
     for (const c of this.connections) if (c.domid === domid && !c.privileged) n += count(c);
@@ -491,10 +549,10 @@ export class XenstoreServer {
     if (tx) return;
     for (const event of events) {
       for (const conn of this.connections) {
-        if (conn.watches.length === 0 || !watchPermitted(this.principal(conn), event)) continue;
-        for (const w of matchingWatches(conn.watches, event)) {
-          this.sendEvent(conn, reportedPath(w, event.path), w.token);
-        }
+        if (conn.watches.length === 0) continue;
+        const matching = matchingWatches(conn.watches, event);
+        if (matching.length === 0 || !watchPermitted(this.principal(conn), event)) continue;
+        for (const w of matching) this.sendEvent(conn, reportedPath(w, event.path), w.token);
       }
     }
   }
@@ -544,6 +602,8 @@ export class XenstoreServer {
       connections,
       listener: undefined as unknown as net.Server,
       ready: Promise.resolve(),
+      writeCredit: this.quotas.writeBurst,
+      creditAt: performance.now(),
     };
     domain.ready = this.listen(socketPath, (socket) => {
       if (this.domains.get(domid) !== domain) {

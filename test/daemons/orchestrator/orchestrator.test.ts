@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { validateVmName } from '../../../src/core/paths.js';
+import { flood } from '../../../src/sim/host/hostile-guest.js';
 import { isXsErrno } from '../../../src/xenstore/index.js';
 import { Lab, uuidFor } from './lab.js';
 
@@ -268,6 +269,23 @@ describe('clone_guest_orchestrator', () => {
     const db = await lab.guest(2);
     await db.write(REQ, 'd1 status');
     expect((await lab.waitReply(2, 'd1')).state).toBe('ok');
+  });
+
+  it('reads a flooding domain within its read budget, spent before any read, and answers it after', async () => {
+    await lab.startOrchestrator({ minReadIntervalMs: 0, readBurst: 5, readRefillMs: 200 });
+    const web = await lab.guest(1);
+    const started = Date.now();
+    const writes = Array.from({ length: 500 }, (_, i) => ({
+      kind: 'write' as const,
+      path: REQ,
+      value: Buffer.from(`f${i} status`),
+    }));
+    expect((await flood(web, writes, 32)).ops).toBe(500);
+    const elapsed = Date.now() - started;
+    // Every write fired a watch event; the node was read at most once per token.
+    expect(lab.orchestrator.stats.reads).toBeLessThanOrEqual(5 + Math.ceil(elapsed / 200) + 1);
+    await web.write(REQ, 'after status');
+    expect((await lab.waitReply(1, 'after')).state).toMatch(/ok|error/);
   });
 
   it('keeps a bounded window of replies, dropping the oldest finished one', async () => {

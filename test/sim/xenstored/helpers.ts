@@ -68,6 +68,8 @@ export class RawClient {
   private readonly decoder = new FrameDecoder();
   private readonly replies: XsFrame[] = [];
   readonly events: Array<{ path: string; token: string }> = [];
+  /** Every reply frame received so far, read or not. */
+  repliesReceived = 0;
   private waiters: Array<() => void> = [];
   private nextReqId = 1;
   closed = false;
@@ -79,6 +81,7 @@ export class RawClient {
           const [p, t] = f.payload.toString('latin1').split('\0');
           this.events.push({ path: p ?? '', token: t ?? '' });
         } else {
+          this.repliesReceived++;
           this.replies.push(f);
         }
       }
