@@ -64,6 +64,12 @@ got=$(in_root vmclone --version)
 in_root zynclone --help | grep -q net-monitor || fail "zynclone --help lists no net-monitor"
 in_root test -f /etc/xen/clone/base.json || fail "no /etc/xen/clone/base.json"
 in_root vmclone config web1 --json >/dev/null || fail "the packaged base.json is not accepted"
+# The live save helper starts once its recommended Xen libraries are there
+# (installed above without recommends, as the fallback to xl save -p expects).
+in_root apt-get install -y -qq --no-install-recommends libxenmisc4.17 libxentoollog1 >/dev/null 2>&1 ||
+  fail "the live save helper's libraries do not install"
+in_root /usr/lib/zynclone/zynclone-livesave --help | grep -q -- '--resume' ||
+  fail "the packaged zynclone-livesave does not start"
 in_root man -w vmclone >/dev/null 2>&1 || in_root test -f /usr/share/man/man1/vmclone.1.gz ||
   fail "no vmclone(1)"
 for unit in packaging/systemd/*.service; do
