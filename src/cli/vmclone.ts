@@ -14,7 +14,7 @@
  * volume (list) to show.
  */
 import { existsSync } from 'node:fs';
-import { cloneJson, statusJson } from '../core/clones/json.js';
+import { cloneJson, createResultJson, statusJson } from '../core/clones/json.js';
 import type { CloneLifecycle, CreateResult } from '../core/clones/lifecycle.js';
 import {
   CONFIG_KEYS,
@@ -284,21 +284,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
       ...(config === undefined ? {} : { configFile: config }),
     });
     if (o.flag('json')) {
-      printJson(io, {
-        clone: cloneJson(r.clone),
-        originalPauseMs: r.originalPauseMs ?? null,
-        memoryCopy: r.memoryCopy ?? null,
-        totalMs: r.totalMs,
-        removedPeripherals: r.plan.removedPeripherals,
-        vifs: r.plan.cloneVifs.map((v) => ({
-          devid: v.devid,
-          name: v.name,
-          masked: v.masked,
-          bridge: v.bridge,
-          mac: v.mac ?? null,
-        })),
-        warnings: r.warnings,
-      });
+      printJson(io, createResultJson(r));
     } else {
       const pause =
         r.originalPauseMs === undefined

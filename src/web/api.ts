@@ -7,7 +7,7 @@
 import { OpenAPIHono, type RouteConfig, createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { CloneError } from '../core/clones/errors.js';
-import { cloneJson, statusJson } from '../core/clones/json.js';
+import { cloneJson, createResultJson, statusJson } from '../core/clones/json.js';
 import type { ProgressEvent } from '../core/clones/lifecycle.js';
 import { effectiveConfig, setOverride, unsetOverride } from '../core/config/index.js';
 import { consoleTicketJson } from '../core/console/issue.js';
@@ -243,24 +243,7 @@ export function buildApi(deps: ApiDeps): OpenAPIHono<WebEnv> {
           ...(o.start === undefined ? {} : { start: o.start }),
         }),
       );
-      return c.json(
-        {
-          clone: cloneJson(r.clone),
-          originalPauseMs: r.originalPauseMs ?? null,
-          memoryCopy: r.memoryCopy ?? null,
-          totalMs: r.totalMs,
-          removedPeripherals: [...r.plan.removedPeripherals],
-          vifs: r.plan.cloneVifs.map((v) => ({
-            devid: v.devid,
-            name: v.name,
-            masked: v.masked,
-            bridge: v.bridge,
-            mac: v.mac ?? null,
-          })),
-          warnings: [...r.warnings],
-        },
-        201,
-      );
+      return c.json(createResultJson(r), 201);
     },
   );
 

@@ -3,7 +3,7 @@
  * and the web API (`GET /api/v1/clones[/{vm}]`) both answer with.
  */
 import type { CloneRecord } from '../state/types.js';
-import type { CloneStatus } from './lifecycle.js';
+import type { CloneStatus, CreateResult } from './lifecycle.js';
 
 export function cloneJson(c: CloneRecord) {
   return {
@@ -18,6 +18,25 @@ export function cloneJson(c: CloneRecord) {
     createdAt: new Date(c.createdAt).toISOString(),
     updatedAt: new Date(c.updatedAt).toISOString(),
     snapshots: c.snapshots,
+  };
+}
+
+/** What a create answers with: `vmclone create --json` and `POST /api/v1/clones`. */
+export function createResultJson(r: CreateResult) {
+  return {
+    clone: cloneJson(r.clone),
+    originalPauseMs: r.originalPauseMs ?? null,
+    memoryCopy: r.memoryCopy ?? null,
+    totalMs: r.totalMs,
+    removedPeripherals: [...r.plan.removedPeripherals],
+    vifs: r.plan.cloneVifs.map((v) => ({
+      devid: v.devid,
+      name: v.name,
+      masked: v.masked,
+      bridge: v.bridge,
+      mac: v.mac ?? null,
+    })),
+    warnings: [...r.warnings],
   };
 }
 
