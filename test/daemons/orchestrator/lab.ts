@@ -127,14 +127,20 @@ export class Lab {
     return this.orchestrator;
   }
 
-  /** The reply nodes of request `id` of a domain, as dom0 reads them. */
+  /**
+   * The reply nodes of request `id` of a domain, as dom0 reads them: in one
+   * transaction, since the orchestrator replaces a reply's nodes in one and a
+   * listing taken before that replacement would miss the nodes it adds.
+   */
   async reply(domid: number, id: string): Promise<Record<string, string> | undefined> {
     const base = `/local/domain/${domid}/zynclone/reply/${id}`;
-    const names = await this.dom0.directory(base).catch(() => undefined);
-    if (!names) return undefined;
-    const out: Record<string, string> = {};
-    for (const n of names) out[n] = await this.dom0.read(`${base}/${n}`);
-    return out;
+    return this.dom0.transaction(async (tx) => {
+      const names = await tx.directory(base).catch(() => undefined);
+      if (!names) return undefined;
+      const out: Record<string, string> = {};
+      for (const n of names) out[n] = await tx.read(`${base}/${n}`);
+      return out;
+    });
   }
 
   async waitReply(
