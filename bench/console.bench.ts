@@ -13,9 +13,9 @@ import { connect, createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { XsClient } from '../src/xenstore/index.js';
+import { CHROMIUM, openChromium } from '../test/browser.js';
 import { ByteReader, readFrame, requestFrame, rfbHandshakeOver } from './rfb-client.js';
 import type { Drained, StreamTarget } from './stream-reader.js';
 import type { BenchResult } from './types.js';
@@ -24,7 +24,6 @@ const here = dirname(fileURLToPath(import.meta.url));
 const zynclone = resolve(here, '../src/bin/zynclone.js');
 const vmclone = resolve(here, '../src/bin/vmclone.js');
 const assets = resolve(here, '../console-page');
-const CHROMIUM = '/usr/bin/chromium';
 const readerProcess = resolve(here, 'stream-reader-process.js');
 const STREAM_BYTES = 2 ** 30;
 const ROUND_TRIPS = 1000;
@@ -242,26 +241,9 @@ export async function run(): Promise<BenchResult[]> {
 
     stage('vmclone console -> first frame in chromium');
     // 1. vmclone console -> first framebuffer update painted, in chromium.
-    const profile = mkdtempSync(join(tmpdir(), 'zc-console-bench-chromium-'));
-    const browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    browserClose = async () => {
-      await browser.close();
-      rmSync(profile, { recursive: true, force: true });
-    };
-    const page = browser.pages()[0] ?? (await browser.newPage());
+    const browser = await openChromium();
+    browserClose = browser.close;
+    const { page } = browser;
     // Milestones after running vmclone console (ms): the URL printed, the
     // page's HTML, its script run, the session open, RFB connected (ServerInit),
     // the first framebuffer update painted. The first open is a cold browser
