@@ -1,14 +1,27 @@
 // The web console on the simulator: time from running `vmclone console` to the
 // first framebuffer update painted in Debian's chromium, with its milestones;
-// throughput and round-trip latency through clone_console_monitor's proxy,
-// against a direct TCP connection and against Debian's websockify on the same
-// stream, read by the same reader process, and what the source, each proxy
-// and the reader spend in CPU per GiB; the monitor's memory per open console
-// after a full frame of the clone's QEMU screen. The net monitor's ack is
-// written by a stand-in here (the bench does not measure lockdown). Needs
-// qemu-system-x86, chromium, websockify.
+// throughput and round-trip latency through clone_console_monitor's proxy on
+// both of its data paths (VNC -> browser bytes copied by the monitor, and
+// spliced by zynclone-console-splice), against a direct TCP connection and
+// against Debian's websockify on the same stream, read by the same reader
+// process, and what the source, each proxy and the reader spend in CPU per
+// GiB; memory per open console after a full frame of the clone's QEMU screen
+// (the monitor's, plus its helpers' on the splice path). Two monitors serve
+// the same simulator, one per data path. The net monitor's ack is written by
+// a stand-in here (the bench does not measure lockdown). Needs
+// qemu-system-x86, chromium, websockify, and the built splice helper
+// (`make build`).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -26,6 +39,7 @@ const vmclone = resolve(here, '../src/bin/vmclone.js');
 const assets = resolve(here, '../console-page');
 const CHROMIUM = '/usr/bin/chromium';
 const readerProcess = resolve(here, 'stream-reader-process.js');
+const SPLICE_HELPER = resolve(here, '../../helpers/console-splice/build/zynclone-console-splice');
 const STREAM_BYTES = 2 ** 30;
 const ROUND_TRIPS = 1000;
 const ROUNDS = 5;
@@ -143,6 +157,12 @@ function readStream(target: StreamTarget, bytes: number): Promise<Drained> {
 }
 const rssKiB = (pid: number) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+/** Proportional set size: shared pages (libc) counted once across the processes sharing them. */
+const pssKiB = (pid: number) =>
+  Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
+/** The processes `pid` started that still run. */
+const childrenOf = (pid: number): number[] =>
+  readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
 
 interface Stream {
   reader: ByteReader;
@@ -165,7 +185,7 @@ async function roundTrips(s: Stream): Promise<number[]> {
 }
 
 export async function run(): Promise<BenchResult[]> {
-  for (const need of ['/usr/bin/websockify', CHROMIUM]) {
+  for (const need of ['/usr/bin/websockify', CHROMIUM, SPLICE_HELPER]) {
     if (!existsSync(need)) throw new Error(`${need} is missing (scripts/debian-packages.txt)`);
   }
   const root = mkdtempSync(join(tmpdir(), 'zc-console-bench-'));
@@ -218,22 +238,41 @@ export async function run(): Promise<BenchResult[]> {
     await sh(join(root, 'bin/xl'), ['destroy', 'win01'], env);
     await sh(process.execPath, [vmclone, 'create', 'win01', '--offline', '-q'], env);
 
-    const log = join(root, 'console-monitor.log');
-    writeFileSync(log, '');
-    const monitor = spawn(
-      process.execPath,
-      [zynclone, 'console-monitor', '--root', root, '--assets', assets, '--heartbeat-ms', '1000'],
-      { env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    procs.push(monitor);
-    monitor.stdout?.on('data', (d: Buffer) => writeFileSync(log, d, { flag: 'a' }));
-    monitor.stderr?.on('data', (d: Buffer) => writeFileSync(log, d, { flag: 'a' }));
-    const monitorUrl = await until('the console monitor', async () => {
-      const line = readFileSync(log, 'utf8')
-        .split('\n')
-        .find((l) => l.includes('"msg":"serving"'));
-      return line && (JSON.parse(line) as { url: string }).url;
-    });
+    // One monitor per data path; each reads base.json once, at start. The
+    // splice one starts last, so the URL vmclone console prints (the one
+    // published last) is its: the browser part measures the default path.
+    const helperAt = join(root, 'usr/lib/zynclone/zynclone-console-splice');
+    mkdirSync(dirname(helperAt), { recursive: true });
+    copyFileSync(SPLICE_HELPER, helperAt);
+    chmodSync(helperAt, 0o755);
+    const startMonitor = async (path: 'js' | 'splice') => {
+      writeFileSync(
+        join(root, 'etc/xen/clone/base.json'),
+        JSON.stringify({
+          console_port: 0,
+          storage_backend: 'copy',
+          ...(path === 'js' ? { console_splice_helper: '' } : {}),
+        }),
+      );
+      const log = join(root, `console-monitor-${path}.log`);
+      writeFileSync(log, '');
+      const child = spawn(
+        process.execPath,
+        [zynclone, 'console-monitor', '--root', root, '--assets', assets, '--heartbeat-ms', '1000'],
+        { env, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      procs.push(child);
+      child.stdout?.on('data', (d: Buffer) => writeFileSync(log, d, { flag: 'a' }));
+      child.stderr?.on('data', (d: Buffer) => writeFileSync(log, d, { flag: 'a' }));
+      const url = await until(`the console monitor (${path})`, async () => {
+        const line = readFileSync(log, 'utf8')
+          .split('\n')
+          .find((l) => l.includes('"msg":"serving"'));
+        return line && (JSON.parse(line) as { url: string }).url;
+      });
+      return { pid: child.pid!, url, log };
+    };
+    const monitors = { js: await startMonitor('js'), splice: await startMonitor('splice') };
     await until('its heartbeat', () =>
       xs!.tryRead('/tool/zynclone/daemons/console-monitor/heartbeat'),
     );
@@ -332,21 +371,23 @@ export async function run(): Promise<BenchResult[]> {
     await browserClose();
     browserClose = undefined;
 
-    stage('the same streams three ways');
+    stage('the same streams four ways');
     // 2. Proxy throughput and latency. QEMU paces its framebuffer updates on a
     // refresh timer (up to seconds when the screen is idle), which would hide
     // any proxy; so the clone's VNC server is stood in for by a source that
     // streams STREAM_BYTES as fast as TCP allows, then by an echo server, each
-    // put where libxl writes console/vnc-port (the monitor follows the port).
-    // Each stream is read direct, through the monitor and through websockify,
-    // by the same reader, in ROUNDS rounds whose order rotates (the machine is
-    // shared: medians). Source, proxy and reader are three processes, pinned
-    // as PIN says. The CPU time of each is measured too: on a loaded host the
-    // wall clock also times whatever else runs; CPU per GiB is what each part
+    // put where libxl writes console/vnc-port (the monitors follow the port).
+    // Each stream is read direct, through each monitor and through
+    // websockify, by the same reader, in ROUNDS rounds whose order rotates
+    // (the machine is shared: medians). Source, proxy and reader are three
+    // processes, pinned as PIN says (a monitor's splice helpers inherit its
+    // CPU). The CPU time of each is measured too: on a loaded host the wall
+    // clock also times whatever else runs; CPU per GiB is what each part
     // costs, and the source's and reader's show whether they, not the proxy,
-    // set the pace.
+    // set the pace. A helper's CPU time counts in its monitor's once it has
+    // exited (at the end of its stream) and been reaped.
     const controls: WebSocket[] = [];
-    const proxySession = async () => {
+    const proxySession = async (monitorUrl: string) => {
       const url = new URL(
         (
           JSON.parse(await sh(process.execPath, [vmclone, 'console', 'win01', '--json'], env)) as {
@@ -370,6 +411,8 @@ export async function run(): Promise<BenchResult[]> {
       );
       return (JSON.parse(first) as { session: string }).session;
     };
+    const vncUrl = async (monitorUrl: string) =>
+      `${monitorUrl.replace(/^http/, 'ws')}/vnc/win01?session=${await proxySession(monitorUrl)}`;
     /** The stand-in server in a process of its own (not sharing the client's event loop), and websockify in front of it. */
     const standIn = async (kind: 'stream' | 'echo') => {
       const server = spawn(
@@ -421,9 +464,23 @@ export async function run(): Promise<BenchResult[]> {
         close: () => ws.close(),
       };
     };
-    const monitorAt = new URL(monitorUrl);
+    const JS = 'monitor, js path';
+    const SPLICE = 'monitor, splice path';
+    const monitorOf = { [JS]: monitors.js, [SPLICE]: monitors.splice };
+    const monitorTarget = async (m: { url: string }): Promise<StreamTarget> => {
+      const at = new URL(m.url);
+      return {
+        host: at.hostname,
+        port: Number(at.port),
+        wsPath: `/vnc/win01?session=${await proxySession(m.url)}`,
+      };
+    };
 
-    if (PIN) await sh('taskset', ['-a', '-p', '-c', PIN.proxy, String(monitor.pid)], env);
+    if (PIN) {
+      for (const m of Object.values(monitors)) {
+        await sh('taskset', ['-a', '-p', '-c', PIN.proxy, String(m.pid)], env);
+      }
+    }
     const source = await standIn('stream');
     const tput: Record<string, number[]> = {};
     const cpu: Record<string, Record<'proxy' | 'source' | 'reader', Cpu[]>> = {};
@@ -431,15 +488,13 @@ export async function run(): Promise<BenchResult[]> {
     try {
       const targets: Record<string, () => Promise<StreamTarget>> = {
         'direct TCP': async () => ({ host: '127.0.0.1', port: source.port }),
-        clone_console_monitor: async () => ({
-          host: monitorAt.hostname,
-          port: Number(monitorAt.port),
-          wsPath: `/vnc/win01?session=${await proxySession()}`,
-        }),
+        [JS]: () => monitorTarget(monitors.js),
+        [SPLICE]: () => monitorTarget(monitors.splice),
         websockify: async () => ({ host: '127.0.0.1', port: source.wsPort, wsPath: '/' }),
       };
       const proxyPid: Record<string, number> = {
-        clone_console_monitor: monitor.pid!,
+        [JS]: monitors.js.pid,
+        [SPLICE]: monitors.splice.pid,
         websockify: source.websockifyPid,
       };
       const names = Object.keys(targets);
@@ -462,7 +517,7 @@ export async function run(): Promise<BenchResult[]> {
           const drained = await readStream(target, STREAM_BYTES);
           tput[name]!.push(STREAM_BYTES / 1e6 / (drained.ms / 1000));
           // websockify's CPU time shows in its parent's once the child that
-          // served the connection has exited and been reaped.
+          // served the connection has exited and been reaped; so does a splice helper's.
           await sleep(500);
           cpu[name]!.source.push(cpuSince(source.pid, source0));
           cpu[name]!.reader.push(drained);
@@ -523,8 +578,8 @@ export async function run(): Promise<BenchResult[]> {
             close: () => sock.destroy(),
           };
         },
-        clone_console_monitor: async () =>
-          rawWs(`${monitorUrl.replace(/^http/, 'ws')}/vnc/win01?session=${await proxySession()}`),
+        [JS]: async () => rawWs(await vncUrl(monitors.js.url)),
+        [SPLICE]: async () => rawWs(await vncUrl(monitors.splice.url)),
         websockify: () => until('websockify', () => rawWs(`ws://127.0.0.1:${echo.wsPort}/`)),
       };
       for (const [name, open] of Object.entries(opens)) {
@@ -551,60 +606,69 @@ export async function run(): Promise<BenchResult[]> {
     }
     await xs.write(`/local/domain/${domid}/console/vnc-port`, String(vncPort));
     await new Promise((r) => setTimeout(r, 500));
+    for (const name of [SPLICE, JS]) {
+      out.push({
+        name: `throughput ratio: ${name} / websockify`,
+        value: mbps[name]! / mbps.websockify!,
+        unit: 'x',
+        note: 'goal >= 2',
+      });
+    }
     out.push({
-      name: 'throughput ratio: monitor / websockify',
-      value: mbps.clone_console_monitor! / mbps.websockify!,
+      name: 'throughput ratio: direct TCP / websockify (the ceiling here)',
+      value: mbps['direct TCP']! / mbps.websockify!,
       unit: 'x',
-      note: 'goal >= 2',
+      note: 'what a proxy that costs nothing would reach on this machine, source and reader sharing one CPU',
     });
-    out.push({
-      name: 'throughput ratio: monitor / direct',
-      value: mbps.clone_console_monitor! / mbps['direct TCP']!,
-      unit: 'x',
-    });
-    out.push({
-      name: 'proxy CPU ratio: websockify / monitor',
-      value: proxyCpu.websockify! / proxyCpu.clone_console_monitor!,
-      unit: 'x',
-      note: 'bytes a CPU second moves, monitor over websockify',
-    });
-    out.push({
-      name: 'added latency p50: monitor - direct',
-      value: p50.clone_console_monitor! - p50['direct TCP']!,
-      unit: 'ms',
-      note: 'goal < 1',
-    });
-    out.push({
-      name: 'added latency p50: websockify - direct',
-      value: p50.websockify! - p50['direct TCP']!,
-      unit: 'ms',
-    });
+    for (const name of [SPLICE, JS]) {
+      out.push({
+        name: `proxy CPU ratio: websockify / ${name}`,
+        value: proxyCpu.websockify! / proxyCpu[name]!,
+        unit: 'x',
+        note: 'bytes a CPU second moves, monitor over websockify',
+      });
+    }
+    for (const name of [SPLICE, JS, 'websockify']) {
+      out.push({
+        name: `added latency p50: ${name} - direct`,
+        value: p50[name]! - p50['direct TCP']!,
+        unit: 'ms',
+        ...(name === 'websockify' ? {} : { note: 'goal < 1' }),
+      });
+    }
 
     stage('memory per open console');
-    // 3. Memory per open console (session + VNC connection, one frame each).
+    // 3. Memory per open console (session + VNC connection, one frame each):
+    // the monitor's RSS, and on the splice path its helpers' too (RSS counts
+    // each helper's shared libc pages again: an upper bound; PSS in the note
+    // shares them out).
     for (const c of controls.splice(0)) c.close();
     await new Promise((r) => setTimeout(r, 500));
-    const before = rssKiB(monitor.pid!);
-    const open: Stream[] = [];
-    let frameBytes = 0;
-    for (let i = 0; i < CONSOLES; i++) {
-      const s = await rawWs(
-        `${monitorUrl.replace(/^http/, 'ws')}/vnc/win01?session=${await proxySession()}`,
-      );
-      open.push(s);
-      const rfb = await within('RFB handshake', rfbHandshakeOver(s.reader, s.send));
-      requestFrame(rfb, rfb);
-      frameBytes = await readFrame(rfb, 15_000);
+    for (const [name, m] of Object.entries(monitorOf)) {
+      const before = rssKiB(m.pid);
+      const open: Stream[] = [];
+      let frameBytes = 0;
+      for (let i = 0; i < CONSOLES; i++) {
+        const s = await rawWs(await vncUrl(m.url));
+        open.push(s);
+        const rfb = await within('RFB handshake', rfbHandshakeOver(s.reader, s.send));
+        requestFrame(rfb, rfb);
+        frameBytes = await readFrame(rfb, 15_000);
+      }
+      const after = rssKiB(m.pid);
+      const helpers = childrenOf(m.pid);
+      const helperKiB = helpers.reduce((sum, pid) => sum + rssKiB(pid), 0);
+      const helperPss = helpers.reduce((sum, pid) => sum + pssKiB(pid), 0);
+      out.push({
+        name: `memory per open console, ${name}`,
+        value: (after - before + helperKiB) / CONSOLES,
+        unit: 'KiB',
+        note: `monitor RSS ${before} -> ${after} KiB with ${CONSOLES} consoles, each after a full frame (${(frameBytes / 2 ** 20).toFixed(1)} MiB)${helpers.length > 0 ? `; plus ${helpers.length} helpers, ${helperKiB} KiB RSS in all (PSS ${helperPss} KiB)` : ''}`,
+      });
+      for (const s of open) s.close();
+      for (const c of controls.splice(0)) c.close();
+      await new Promise((r) => setTimeout(r, 500));
     }
-    const after = rssKiB(monitor.pid!);
-    out.push({
-      name: 'monitor memory per open console',
-      value: (after - before) / CONSOLES,
-      unit: 'KiB',
-      note: `RSS ${before} -> ${after} KiB with ${CONSOLES} consoles, each after a full frame (${(frameBytes / 2 ** 20).toFixed(1)} MiB)`,
-    });
-    for (const s of open) s.close();
-    for (const c of controls) c.close();
     ackWatch.close().catch(() => {});
     return out;
   } finally {

@@ -130,6 +130,7 @@ export class VncProxy {
   private writesInFlight = 0;
   private paused = false;
   private handingOver = false;
+  private spliceTried = false;
   private helper: SpliceHelper | undefined;
   /** ws's own close, which an active helper must not be overtaken by. */
   private readonly closeWs: (code?: number, data?: string | Buffer) => void;
@@ -221,8 +222,9 @@ export class VncProxy {
     // small buffer, which is all an idle console holds.
     const big = n === used.payload.length;
     this.reading = this.nextBuffer(used, waiting > 0, big);
-    if (this.options.spliceHelper !== undefined && this.helper === undefined) {
+    if (this.options.spliceHelper !== undefined && !this.spliceTried) {
       // The rest goes through the helper, once this has reached the kernel.
+      this.spliceTried = true;
       this.handingOver = true;
       this.paused = true;
       return false;
