@@ -260,7 +260,10 @@ export class VncProxy {
 
   /** Gives the VNC -> browser direction to the splice helper; nothing is read or unsent here now. */
   private handOver(path: string): void {
-    if (this.ws.readyState !== this.ws.OPEN || this.browser.writableLength > 0) {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (this.browser.writableLength > 0) {
+      // ws wrote something of its own meanwhile (a pong): not a clean point to hand over.
+      this.options.onDataPath?.('js', 'bytes of ws still unsent at the hand-over');
       this.paused = false;
       this.tcp?.resume();
       return;
@@ -292,8 +295,11 @@ export class VncProxy {
   private async helperEnded(helper: SpliceHelper, end: SpliceEnd): Promise<void> {
     this.stats.bytesToBrowser += end.bytes;
     if (!(await helper.started)) {
-      // It never read a byte: the copy path carries on where the helper would have.
+      // It never read or wrote a byte: the copy path carries on where the
+      // helper would have, and ws sends its pongs and close itself again.
       this.helper = undefined;
+      Reflect.deleteProperty(this.ws, 'close');
+      Reflect.deleteProperty(this.ws, 'pong');
       this.options.onDataPath?.('js', `splice helper failed to start: ${end.error ?? end.reason}`);
       if (!this.done) {
         this.paused = false;

@@ -298,12 +298,21 @@ describe('zynclone-console-splice', () => {
     'falls back to copying when the helper %s, and loses nothing',
     async (_what, path, why) => {
       const TOTAL = 8 * MiB;
+      let server: Socket | undefined;
       const { open, proxied } = await rig(
-        streamer(TOTAL, (s) => s.end()),
+        streamer(TOTAL, (s) => {
+          server = s;
+        }),
         () => path,
       );
       const client = await open();
       const { got, closed } = receive(client);
+      await expect.poll(() => got.bytes).toBe(TOTAL);
+      // ws answers pings itself again.
+      const pong = new Promise<string>((r) => client.once('pong', (d: Buffer) => r(d.toString())));
+      client.ping('still there?');
+      expect(await pong).toBe('still there?');
+      server!.end();
       expect((await closed).code).toBe(CLOSE.VNC_CLOSED);
       expect(got).toEqual({ bytes: TOTAL, firstBad: -1 });
       const { proxy, paths } = proxied[0]!;
