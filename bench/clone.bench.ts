@@ -9,7 +9,7 @@
 // 512 MiB (ZC_BENCH_MEMORY_MIB): the original's pause with the live pre-copy
 // (the simulator's zynclone-livesave) against xl save -p of the same guest.
 // Needs root, loop devices and mkfs.xfs.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -29,22 +29,14 @@ import { setOverride } from '../src/core/config/index.js';
 import { validateVmName, zynclonePaths } from '../src/core/paths.js';
 import { openStateStore } from '../src/core/state/index.js';
 import { execute, planSnapshot, remove } from '../src/core/storage/index.js';
-import { VM_ROOT, ackNode, vmLeaf } from '../src/core/xenstore/index.js';
 import { XlDriver } from '../src/xen/index.js';
 import { XsClient } from '../src/xenstore/index.js';
+import { ackEveryGeneration, sh, simEnv } from './sim-host.js';
 import type { BenchResult } from './types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-
-function sh(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((res, rej) =>
-    execFile(cmd, args, { env: env ?? process.env, maxBuffer: 16 * MiB }, (err, out, errOut) =>
-      err ? rej(new Error(`${cmd} ${args.join(' ')}: ${errOut || err.message}`)) : res(out),
-    ),
-  );
-}
 
 /** A sparse disk of `bytes` with 4 MiB of random data every `4 MiB * divisor`. */
 function makeDisk(file: string, bytes: number, divisor: number): number {
@@ -96,33 +88,13 @@ export async function run(): Promise<BenchResult[]> {
     mkdirSync(join(root, 'etc/xen'), { recursive: true });
     await sh(process.execPath, [zynclone, 'sim', 'up', '--no-network', '--root', root]);
     simUp = true;
-    const env = {
-      ...process.env,
-      PATH: `${join(root, 'bin')}:${process.env.PATH ?? ''}`,
-      XENSTORED_PATH: join(root, 'run/xenstored/socket'),
-      ZYNCLONE_ROOT: root,
-    };
+    const env = simEnv(root);
     const xl = new XlDriver({ env });
     const socket = join(root, 'run/xenstored/socket');
     const xs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
     cleanups.push(() => xs.close());
-    // Stand-in for the net monitor's ack (no network in this run).
-    const ackXs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
-    const watch = await ackXs.watch(VM_ROOT);
-    const acking = (async () => {
-      for await (const _ of watch) {
-        const vms = await ackXs.directory(VM_ROOT).catch(() => [] as string[]);
-        for (const vm of vms) {
-          const g = await ackXs.tryRead(vmLeaf(vm, 'generation'));
-          if (g !== undefined) await ackXs.write(ackNode(vm), g);
-        }
-      }
-    })().catch(() => {});
-    cleanups.push(async () => {
-      await watch.close();
-      await ackXs.close();
-      await acking;
-    });
+    // No network in this run: a stand-in acks the lockdown.
+    cleanups.push(await ackEveryGeneration(socket));
     const paths = zynclonePaths(root);
     const store = openStateStore({ paths });
     cleanups.push(async () => store.close());

@@ -26,10 +26,11 @@ import { connect, createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { XsClient } from '../src/xenstore/index.js';
+import { CHROMIUM, openChromium } from '../test/browser.js';
 import { ByteReader, readFrame, requestFrame, rfbHandshakeOver } from './rfb-client.js';
+import { ackEveryGeneration, sh, simDemo, simEnv } from './sim-host.js';
 import type { Drained, StreamTarget } from './stream-reader.js';
 import type { BenchResult } from './types.js';
 
@@ -37,7 +38,6 @@ const here = dirname(fileURLToPath(import.meta.url));
 const zynclone = resolve(here, '../src/bin/zynclone.js');
 const vmclone = resolve(here, '../src/bin/vmclone.js');
 const assets = resolve(here, '../console-page');
-const CHROMIUM = '/usr/bin/chromium';
 const readerProcess = resolve(here, 'stream-reader-process.js');
 const SPLICE_HELPER = resolve(here, '../../helpers/console-splice/build/zynclone-console-splice');
 const STREAM_BYTES = 2 ** 30;
@@ -52,14 +52,6 @@ const ROUNDS = 5;
 const PIN = availableParallelism() >= 2 ? { proxy: '1', ends: '0' } : undefined;
 const PAINTS = 8;
 const CONSOLES = 30;
-
-function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((res, rej) =>
-    execFile(cmd, args, { env, maxBuffer: 64 * 1024 * 1024 }, (err, out, errOut) =>
-      err ? rej(new Error(`${cmd} ${args.join(' ')}: ${errOut || err.message}`)) : res(out),
-    ),
-  );
-}
 
 function freePort(): Promise<number> {
   return new Promise((res) => {
@@ -189,52 +181,23 @@ export async function run(): Promise<BenchResult[]> {
     if (!existsSync(need)) throw new Error(`${need} is missing (scripts/debian-packages.txt)`);
   }
   const root = mkdtempSync(join(tmpdir(), 'zc-console-bench-'));
-  const env = {
-    ...process.env,
-    PATH: `${join(root, 'bin')}:${process.env.PATH ?? ''}`,
-    XENSTORED_PATH: join(root, 'run/xenstored/socket'),
-    ZYNCLONE_ROOT: root,
-    NO_COLOR: '1',
-  };
+  const env = { ...simEnv(root), NO_COLOR: '1' };
   const procs: ChildProcess[] = [];
   let xs: XsClient | undefined;
   let browserClose: (() => Promise<void>) | undefined;
+  let stopAcking: (() => Promise<void>) | undefined;
   const out: BenchResult[] = [];
   try {
-    await sh(
-      process.execPath,
-      [
-        zynclone,
-        'sim',
-        'demo',
-        '--no-network',
-        '--no-monitors',
-        '--storage',
-        'plain',
-        '--root',
-        root,
-      ],
-      env,
-    );
+    await simDemo(root, env);
     mkdirSync(join(root, 'etc/xen/clone'), { recursive: true });
     writeFileSync(
       join(root, 'etc/xen/clone/base.json'),
       JSON.stringify({ console_port: 0, storage_backend: 'copy' }),
     );
-    xs = await XsClient.connect({
-      path: env.XENSTORED_PATH,
-      transport: 'socket',
-      reconnect: false,
-    });
-    const ackWatch = await xs.watch('/tool/zynclone/vm');
-    void (async () => {
-      for await (const _ of ackWatch) {
-        for (const vm of await xs!.directory('/tool/zynclone/vm').catch(() => [] as string[])) {
-          const g = await xs!.tryRead(`/tool/zynclone/vm/${vm}/generation`);
-          if (g !== undefined) await xs!.write(`/tool/zynclone/net/ack/${vm}`, g);
-        }
-      }
-    })().catch(() => {});
+    const socket = join(root, 'run/xenstored/socket');
+    xs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
+    // No network in this run: a stand-in acks the lockdown.
+    stopAcking = await ackEveryGeneration(socket);
     await sh(join(root, 'bin/xl'), ['destroy', 'win01'], env);
     await sh(process.execPath, [vmclone, 'create', 'win01', '--offline', '-q'], env);
 
@@ -281,26 +244,9 @@ export async function run(): Promise<BenchResult[]> {
 
     stage('vmclone console -> first frame in chromium');
     // 1. vmclone console -> first framebuffer update painted, in chromium.
-    const profile = mkdtempSync(join(tmpdir(), 'zc-console-bench-chromium-'));
-    const browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    browserClose = async () => {
-      await browser.close();
-      rmSync(profile, { recursive: true, force: true });
-    };
-    const page = browser.pages()[0] ?? (await browser.newPage());
+    const browser = await openChromium();
+    browserClose = browser.close;
+    const { page } = browser;
     // Milestones after running vmclone console (ms): the URL printed, the
     // page's HTML, its script run, the session open, RFB connected (ServerInit),
     // the first framebuffer update painted. The first open is a cold browser
@@ -669,10 +615,10 @@ export async function run(): Promise<BenchResult[]> {
       for (const c of controls.splice(0)) c.close();
       await new Promise((r) => setTimeout(r, 500));
     }
-    ackWatch.close().catch(() => {});
     return out;
   } finally {
     await browserClose?.().catch(() => {});
+    await stopAcking?.().catch(() => {});
     for (const p of procs) p.kill('SIGTERM');
     await xs?.close().catch(() => {});
     await sh(process.execPath, [zynclone, 'sim', 'down', '--root', root], env).catch(() => {});

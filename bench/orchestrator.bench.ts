@@ -26,6 +26,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { zynclonePaths } from '../src/core/paths.js';
+import { ZYNCLONE_NODE_FLAGS } from '../src/daemons/common/node-flags.js';
 import { REQUEST_NODE } from '../src/daemons/orchestrator/protocol.js';
 import type { FloodResult } from '../src/sim/host/hostile-guest.js';
 import { writeDomain } from '../src/sim/host/layout.js';
@@ -86,7 +87,9 @@ function usage(pid: number): { cpuS: number; rssMiB: number } {
 
 function start(args: string[], log: string, ready: RegExp, entry = ENTRY): Promise<ChildProcess> {
   const out = openSync(log, 'a');
-  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [...ZYNCLONE_NODE_FLAGS, entry, ...args], {
+    stdio: ['ignore', out, out],
+  });
   return new Promise((resolve, reject) => {
     const deadline = Date.now() + 30_000;
     const poll = () => {

@@ -6,7 +6,6 @@
 // ratio is ZynClone's cost over xl's. The simulator's xl is a Node program:
 // each xl command costs a process start that the real C xl does not. No root
 // needed (plain directory, no network).
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -18,17 +17,10 @@ import { openStateStore } from '../src/core/state/index.js';
 import { VolumeSwitcher } from '../src/core/volumes/index.js';
 import { XlDriver } from '../src/xen/index.js';
 import { XsClient } from '../src/xenstore/index.js';
+import { ackEveryGeneration, sh, simEnv } from './sim-host.js';
 import type { BenchResult } from './types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-
-function sh(cmd: string, args: string[]): Promise<string> {
-  return new Promise((res, rej) =>
-    execFile(cmd, args, (err, out, errOut) =>
-      err ? rej(new Error(`${cmd} ${args.join(' ')}: ${errOut || err.message}`)) : res(out),
-    ),
-  );
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -46,32 +38,13 @@ export async function run(): Promise<BenchResult[]> {
     mkdirSync(join(root, 'etc/xen'), { recursive: true });
     await sh(process.execPath, [zynclone, 'sim', 'up', '--no-network', '--root', root]);
     simUp = true;
-    const env = {
-      ...process.env,
-      PATH: `${join(root, 'bin')}:${process.env.PATH ?? ''}`,
-      XENSTORED_PATH: join(root, 'run/xenstored/socket'),
-      ZYNCLONE_ROOT: root,
-    };
+    const env = simEnv(root);
     const xl = new XlDriver({ env });
     const socket = join(root, 'run/xenstored/socket');
     const xs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
     cleanups.push(() => xs.close());
-    // Stand-in for the net monitor's ack (no network in this run).
-    const ackXs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
-    const watch = await ackXs.watch('/tool/zynclone/vm');
-    const acking = (async () => {
-      for await (const _ of watch) {
-        for (const vm of await ackXs.directory('/tool/zynclone/vm').catch(() => [] as string[])) {
-          const g = await ackXs.tryRead(`/tool/zynclone/vm/${vm}/generation`);
-          if (g !== undefined) await ackXs.write(`/tool/zynclone/net/ack/${vm}`, g);
-        }
-      }
-    })().catch(() => {});
-    cleanups.push(async () => {
-      await watch.close();
-      await ackXs.close();
-      await acking;
-    });
+    // No network in this run: a stand-in acks the lockdown.
+    cleanups.push(await ackEveryGeneration(socket));
 
     const vm = validateVmName('benchvol');
     for (const f of ['root.img', 'shared.img', 'other.img']) {

@@ -5,7 +5,7 @@
 // store changes; and the time from a `vmclone stop` on the CLI to the live
 // view showing it (event received by an SSE client), next to how long the
 // stop command itself takes.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -16,7 +16,7 @@ import { openStateStore } from '../src/core/state/index.js';
 import { createLogger } from '../src/daemons/common/log.js';
 import { startWebServer } from '../src/web/server.js';
 import { XlDriver } from '../src/xen/index.js';
-import { XsClient } from '../src/xenstore/index.js';
+import { ackEveryGeneration, sh, simDemo, simEnv } from './sim-host.js';
 import type { BenchResult } from './types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -24,14 +24,6 @@ const zynclone = resolve(here, '../src/bin/zynclone.js');
 const vmcloneBin = resolve(here, '../src/bin/vmclone.js');
 const CLONES = 100;
 const PAGES = 50;
-
-function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((res, rej) =>
-    execFile(cmd, args, { env }, (err, out, errOut) =>
-      err ? rej(new Error(`${cmd} ${args.join(' ')}: ${errOut || err.message}`)) : res(out),
-    ),
-  );
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -79,51 +71,17 @@ async function follow(
 export async function run(): Promise<BenchResult[]> {
   const base = mkdtempSync(join(tmpdir(), 'zc-bench-web-'));
   const root = join(base, 'root');
-  const env = {
-    ...process.env,
-    PATH: `${join(root, 'bin')}:${process.env.PATH ?? ''}`,
-    XENSTORED_PATH: join(root, 'run/xenstored/socket'),
-    ZYNCLONE_ROOT: root,
-  };
+  const env = simEnv(root);
   const results: BenchResult[] = [];
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
   try {
-    await sh(
-      process.execPath,
-      [
-        zynclone,
-        'sim',
-        'demo',
-        '--no-network',
-        '--no-monitors',
-        '--storage',
-        'plain',
-        '--root',
-        root,
-      ],
-      env,
-    );
+    await simDemo(root, env);
     cleanups.push(() => sh(process.execPath, [zynclone, 'sim', 'down', '--root', root], env));
     const paths = zynclonePaths(root);
-    const socket = env.XENSTORED_PATH;
+    const socket = join(root, 'run/xenstored/socket');
 
-    // Stand-in for the net monitor's ack (no network in this run).
-    const ackXs = await XsClient.connect({ path: socket, transport: 'socket', reconnect: false });
-    const watch = await ackXs.watch('/tool/zynclone/vm');
-    const acking = (async () => {
-      for await (const _ of watch) {
-        const vms = await ackXs.directory('/tool/zynclone/vm').catch(() => [] as string[]);
-        for (const vm of vms) {
-          const g = await ackXs.tryRead(`/tool/zynclone/vm/${vm}/generation`);
-          if (g !== undefined) await ackXs.write(`/tool/zynclone/net/ack/${vm}`, g);
-        }
-      }
-    })().catch(() => {});
-    cleanups.push(async () => {
-      await watch.close();
-      await ackXs.close();
-      await acking;
-    });
+    // No network in this run: a stand-in acks the lockdown.
+    cleanups.push(await ackEveryGeneration(socket));
 
     // 100 clone records (no domains): what list and status read.
     const store = openStateStore({ paths });

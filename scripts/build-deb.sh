@@ -72,7 +72,14 @@ install -m 644 dist/src/web/dashboard.js "$lib/dashboard.js"
 
 # --- commands -----------------------------------------------------------------
 mkdir -p "$stage/usr/bin"
+# The daemons' Node.js flags, as the simulator and the benches start them.
+flags_module="dist/src/daemons/common/node-flags.js"
+[ -f "$flags_module" ] || { say "$flags_module is missing: run npm run build first"; exit 1; }
+zynclone_flags=$("$node24" --input-type=module \
+  -e "console.log((await import('./$flags_module')).ZYNCLONE_NODE_FLAGS.join(' '))")
 for cmd in vmclone zynclone; do
+  node_flags=""
+  [ "$cmd" = zynclone ] && node_flags=" $zynclone_flags"
   cat >"$stage/usr/bin/$cmd" <<EOF
 #!/bin/sh
 # $cmd from the zynclone package: its own Node.js runs the bundled program.
@@ -84,7 +91,7 @@ ZYNCLONE_SIM_ENTRY=\${ZYNCLONE_SIM_ENTRY:-/usr/lib/zynclone/lib/sim.mjs}
 ZYNCLONE_CONSOLE_ASSETS=\${ZYNCLONE_CONSOLE_ASSETS:-/usr/lib/zynclone/console-page}
 ZYNCLONE_DASHBOARD_BUNDLE=\${ZYNCLONE_DASHBOARD_BUNDLE:-/usr/lib/zynclone/dashboard.js}
 export NODE_COMPILE_CACHE ZYNCLONE_SIM_ENTRY ZYNCLONE_CONSOLE_ASSETS ZYNCLONE_DASHBOARD_BUNDLE
-exec /usr/lib/zynclone/node/bin/node /usr/lib/zynclone/lib/$cmd.mjs "\$@"
+exec /usr/lib/zynclone/node/bin/node$node_flags /usr/lib/zynclone/lib/$cmd.mjs "\$@"
 EOF
   chmod 755 "$stage/usr/bin/$cmd"
 done

@@ -105,6 +105,9 @@ echo "$doctor" | in_root /usr/lib/zynclone/node/bin/node -e '
     for (const f of findings) if (!f.ok && !/^docs\/debugging\.md#[a-z-]+$/.test(f.docs ?? "")) problems.push(`${f.check} without a link`);
     if (problems.length > 0) { console.error(problems.join("; ")); process.exit(1); }
   });' || fail "vmclone doctor"
+# The wrapper starts the daemons with zynclone's Node.js flags (a bounded young generation).
+tr '\0' ' ' <"/proc/$(cat "$root/tmp/clone-monitor.pid")/cmdline" | grep -q -- '--max-semi-space-size=' ||
+  fail "the packaged clone monitor runs without zynclone's Node.js flags"
 kill "$(cat "$root/tmp/clone-monitor.pid")"
 rm -f "$root/tmp/clone-monitor.pid"
 in_root zynclone sim down --root /tmp/zcsim >/dev/null

@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ZYNCLONE_NODE_FLAGS } from '../daemons/common/node-flags.js';
 import { XsClient } from '../xenstore/index.js';
 import { Journal, findProcesses } from './journal.js';
 import type { SimPaths } from './paths.js';
@@ -117,7 +118,8 @@ export function writeProductLaunchers(paths: SimPaths, journal: Journal): void {
     if (!existsSync(entry)) continue;
     const file = join(paths.bin, tool);
     journal.made({ kind: 'file', path: file });
-    writeFileSync(file, `#!/bin/sh\nexec ${shq(process.execPath)} ${shq(entry)} "$@"\n`);
+    const flags = tool === 'zynclone' ? ZYNCLONE_NODE_FLAGS.map((f) => ` ${shq(f)}`).join('') : '';
+    writeFileSync(file, `#!/bin/sh\nexec ${shq(process.execPath)}${flags} ${shq(entry)} "$@"\n`);
     chmodSync(file, 0o755);
   }
 }
@@ -160,7 +162,14 @@ export async function startMonitors(
       const fd = openSync(log, 'a');
       const child = spawn(
         process.execPath,
-        [productEntry(), m.name, '--xenstore', paths.xsSocket, ...m.args(paths)],
+        [
+          ...ZYNCLONE_NODE_FLAGS,
+          productEntry(),
+          m.name,
+          '--xenstore',
+          paths.xsSocket,
+          ...m.args(paths),
+        ],
         { detached: true, stdio: ['ignore', fd, fd], env: simEnv(paths) },
       );
       closeSync(fd);

@@ -377,6 +377,7 @@ describe('guest cfg files', () => {
 
   it.each([
     ['clone_kind offline', 'CONFIG_PARSE', /:1: expected `key = value`/],
+    ['Clone_kind = "offline"', 'CONFIG_PARSE', /:1: expected `key = value`/],
     ['clone_kind = offline', 'CONFIG_PARSE', /strings need double quotes/],
     ['clone_kind = "fast"', 'CONFIG_INVALID', /"offline", "online", "memory"/],
     [

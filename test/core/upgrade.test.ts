@@ -248,7 +248,10 @@ describe('legacy key=value guest files without base.json', () => {
   });
 
   it('refuses files it cannot read as they are, naming each problem, and writes nothing', async () => {
-    writeFileSync(join(paths.guestDir, 'web2.cfg'), 'clone_kind = fast\nclone_vif_msk = all\n');
+    writeFileSync(
+      join(paths.guestDir, 'web2.cfg'),
+      'clone_kind = fast\nclone_vif_msk = all\nCLONE_VIF_PREFIX = zcv\nclone_vif_prefix = zcv\nnot a setting\n',
+    );
     writeFileSync(join(paths.guestDir, 'web3.cfg'), 'clone_vif_prefix = zcx\n');
     const err = await upgrade({ paths, xs }, { dryRun: false }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'UPGRADE_LEGACY_INVALID' });
@@ -257,6 +260,9 @@ describe('legacy key=value guest files without base.json', () => {
     expect(message).toMatch(
       /web2\.cfg:2: key "clone_vif_msk": unknown key; did you mean "clone_vif_mask"/,
     );
+    // Hand-written keys may be upper-case: the same key twice is refused.
+    expect(message).toMatch(/web2\.cfg:4: key "clone_vif_prefix": key given twice/);
+    expect(message).toMatch(/web2\.cfg:5: expected `key = value`/);
     expect(message).toMatch(/key "clone_vif_prefix": is host-wide, but the VMs' files disagree/);
     expect(existsSync(paths.baseConfigFile)).toBe(false);
     expect(backups()).toEqual([]);

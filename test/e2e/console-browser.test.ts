@@ -6,29 +6,18 @@
 // spliced by its helper). Screenshots are kept in
 // test-artifacts/console-browser/<path>/.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grabScreen } from '../../bench/rfb-client.js';
 import { qemuBinary } from '../../src/sim/console/vnc.js';
+import { CHROMIUM, type HeadlessChromium, openChromium } from '../browser.js';
 import { ConsoleHost, waitFor } from '../daemons/console-monitor/console-host.js';
 import { DATA_PATHS } from '../daemons/console-monitor/splice-build.js';
 import { skipWithout } from '../prerequisites.js';
 import { E2E_NEEDS, canRunE2e } from './clone-helpers.js';
 
-export const CHROMIUM = '/usr/bin/chromium';
-export const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const ARTIFACTS = resolve(__dirname, '../../test-artifacts/console-browser');
 
 interface Probe {
@@ -79,8 +68,8 @@ describe
   )
   .each(DATA_PATHS)('web console in chromium, %s data path', (dataPath) => {
   let h: ConsoleHost;
+  let chromiumTab: HeadlessChromium | undefined;
   let browser: BrowserContext;
-  let profile: string;
   let page: Page;
 
   const vnc = async () => {
@@ -96,19 +85,13 @@ describe
     h = await ConsoleHost.create(dataPath);
     await h.startCloneMonitor();
     await h.startConsoleMonitor();
-    profile = mkdtempSync(join(tmpdir(), 'zc-chromium-'));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_FLAGS,
-      viewport: { width: 1024, height: 600 },
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
+    chromiumTab = await openChromium();
+    browser = chromiumTab.context;
+    page = chromiumTab.page;
   }, 180_000);
 
   afterAll(async () => {
-    await browser?.close().catch(() => {});
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await chromiumTab?.close();
     await h?.dispose();
   }, 60_000);
 

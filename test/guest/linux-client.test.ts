@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Lab, uuidFor } from '../daemons/orchestrator/lab.js';
+import { Lab } from '../daemons/orchestrator/lab.js';
 import { skipWithout } from '../prerequisites.js';
 import { vectors } from './vectors.js';
 
@@ -142,17 +142,7 @@ describe.skipIf(skipWithout(haveTools, 'xenstore-utils'))('zynclone-guest (bash)
   });
 
   it('a clone asking for a clone is refused with exit status 5', async () => {
-    lab.store.putClone({
-      vm: 'web01',
-      cloneName: 'web01-clone',
-      cloneUuid: uuidFor(3),
-      cloneDomid: 3,
-      state: 'running',
-      kind: 'online',
-      sourceUuid: uuidFor(1),
-      requestedBy: 'user:root',
-    });
-    await lab.addDomain(3, 'web01-clone');
+    await lab.addCloneOfWeb01(3);
     await lab.startOrchestrator();
     const out = await client(lab.server.domainSocketPath(3), ['create', '--wait']);
     expect(out.code).toBe(5);

@@ -2,48 +2,35 @@
 // against a simulated host on XFS: log in, clone a VM online, watch it run,
 // stop and remove it, while a second browser sees every change live.
 // Screenshots go to test-artifacts/web/ (not in git).
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qemuBinary } from '../../src/sim/console/vnc.js';
 import type { WebServer } from '../../src/web/server.js';
+import { CHROMIUM, type HeadlessChromium, openChromium } from '../browser.js';
 import { ConsoleHost } from '../daemons/console-monitor/console-host.js';
 import { CloneHost, canRunE2e } from '../e2e/clone-helpers.js';
 import { skipWithout } from '../prerequisites.js';
 import { adminToken, startWeb } from './web-helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve(__dirname, '../../test-artifacts/web');
-const FLAGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 class Browser {
-  private constructor(
-    readonly context: BrowserContext,
-    readonly page: Page,
-    private readonly profile: string,
-  ) {}
+  private constructor(private readonly chromium: HeadlessChromium) {}
+
+  get page(): Page {
+    return this.chromium.page;
+  }
+
+  get context(): BrowserContext {
+    return this.chromium.context;
+  }
 
   static async open(): Promise<Browser> {
-    const profile = mkdtempSync(join(tmpdir(), 'zc-chromium-'));
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: FLAGS,
-      viewport: { width: 1400, height: 800 },
-    });
-    const page = context.pages()[0] ?? (await context.newPage());
-    page.on('dialog', (d) => void d.accept());
-    return new Browser(context, page, profile);
+    const chromium = await openChromium({ width: 1400, height: 800 });
+    chromium.page.on('dialog', (d) => void d.accept());
+    return new Browser(chromium);
   }
 
   async login(url: string, token: string): Promise<void> {
@@ -66,9 +53,8 @@ class Browser {
     await this.page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
   }
 
-  async close(): Promise<void> {
-    await this.context.close().catch(() => {});
-    rmSync(this.profile, { recursive: true, force: true });
+  close(): Promise<void> {
+    return this.chromium.close();
   }
 }
 

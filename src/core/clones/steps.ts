@@ -6,24 +6,21 @@
  * `remove-snapshot:<vdev>`.
  */
 const BOOT = ['create-domain', 'publish-domid', 'wait-ack', 'unpause-clone'] as const;
+/** A memory clone's second half: its image restored as the clone, locked down, unpaused. */
+const RESTORE = [
+  'publish',
+  'restore-domain',
+  'publish-domid',
+  'wait-ack',
+  'unpause-clone',
+  'remove-save-image',
+  'record',
+] as const;
 
 export const CREATE_STEPS = {
   offline: ['plan', 'write-config', 'snapshot', 'publish', ...BOOT, 'record'],
   online: ['plan', 'write-config', 'pause-snapshot', 'publish', ...BOOT, 'record'],
-  memory: [
-    'plan',
-    'write-config',
-    'save-original',
-    'snapshot',
-    'unpause-original',
-    'publish',
-    'restore-domain',
-    'publish-domid',
-    'wait-ack',
-    'unpause-clone',
-    'remove-save-image',
-    'record',
-  ],
+  memory: ['plan', 'write-config', 'save-original', 'snapshot', 'unpause-original', ...RESTORE],
   /** A memory clone through the live save helper (memory-copy.ts); `memory` is its fallback. */
   'memory-live': [
     'plan',
@@ -31,13 +28,7 @@ export const CREATE_STEPS = {
     'live-save-original',
     'snapshot',
     'resume-original',
-    'publish',
-    'restore-domain',
-    'publish-domid',
-    'wait-ack',
-    'unpause-clone',
-    'remove-save-image',
-    'record',
+    ...RESTORE,
   ],
 } as const;
 

@@ -39,7 +39,48 @@ export function formatGuestCfg(header: GuestCfgHeader, values: ZyncloneConfig): 
   return `${lines.join('\n')}\n`;
 }
 
-const LINE = /^([a-z][a-z0-9_]{0,63})[ \t]*=[ \t]*(.*?)[ \t]*$/;
+const LINE = /^([A-Za-z][A-Za-z0-9_]{0,63})[ \t]*=[ \t]*(.*?)[ \t]*$/;
+
+export interface KeyValueLine {
+  readonly line: number;
+  readonly key: ConfigKey;
+  readonly valueText: string;
+}
+
+/**
+ * The `key = value` lines of a file, blank lines and `#` comments skipped.
+ * A line that is not `key = value` goes to `syntax`; an unknown key and a key
+ * given twice go to `keys`. Keys are lower-case, except in the hand-written
+ * files of the layout before base.json (`anyCase`), which are lower-cased.
+ */
+export function* keyValueLines(
+  text: string,
+  file: string,
+  problems: { syntax: ConfigIssue[]; keys: ConfigIssue[] },
+  anyCase = false,
+): Generator<KeyValueLine> {
+  const seen = new Set<string>();
+  const lines = text.split('\n');
+  for (let index = 0; index < lines.length; index++) {
+    const line = index + 1;
+    const trimmed = lines[index]!.replace(/\r$/, '').trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const m = LINE.exec(trimmed);
+    if (!m || (!anyCase && m[1] !== m[1]!.toLowerCase())) {
+      problems.syntax.push({ file, line, message: 'expected `key = value`' });
+      continue;
+    }
+    const key = m[1]!.toLowerCase();
+    if (!isConfigKey(key)) {
+      problems.keys.push({ file, line, key, message: unknownKeyMessage(key) });
+    } else if (seen.has(key)) {
+      problems.keys.push({ file, line, key, message: 'key given twice' });
+    } else {
+      seen.add(key);
+      yield { line, key, valueText: m[2]! };
+    }
+  }
+}
 
 /**
  * Reads a generated key=value file back into a validated config. Keys missing
@@ -55,27 +96,10 @@ export function parseGuestCfg(text: string, file = '<guest cfg>'): ZyncloneConfi
   const issues: ConfigIssue[] = [];
   const parseIssues: ConfigIssue[] = [];
   const values = defaultConfig() as unknown as Record<string, unknown>;
-  const seen = new Set<string>();
-  text.split('\n').forEach((raw, index) => {
-    const line = index + 1;
-    const trimmed = raw.replace(/\r$/, '').trim();
-    if (trimmed === '' || trimmed.startsWith('#')) return;
-    const m = LINE.exec(trimmed);
-    if (!m) {
-      parseIssues.push({ file, line, message: 'expected `key = value`' });
-      return;
-    }
-    const key = m[1]!;
-    const valueText = m[2]!;
-    if (!isConfigKey(key)) {
-      issues.push({ file, line, key, message: unknownKeyMessage(key) });
-      return;
-    }
-    if (seen.has(key)) {
-      issues.push({ file, line, key, message: 'key given twice' });
-      return;
-    }
-    seen.add(key);
+  for (const { line, key, valueText } of keyValueLines(text, file, {
+    syntax: parseIssues,
+    keys: issues,
+  })) {
     let value: unknown;
     try {
       value = JSON.parse(valueText);
@@ -87,12 +111,12 @@ export function parseGuestCfg(text: string, file = '<guest cfg>'): ZyncloneConfi
         value: showValue(valueText),
         message: 'value is not a JSON literal (strings need double quotes)',
       });
-      return;
+      continue;
     }
     const check = checkValue(key, value);
     if (check.ok) values[key] = check.value;
     else issues.push({ file, line, key, value: showValue(value), message: check.message });
-  });
+  }
   if (parseIssues.length > 0) throw new ConfigError('CONFIG_PARSE', [...parseIssues, ...issues]);
   if (issues.length > 0) throw new ConfigError('CONFIG_INVALID', issues);
   return values as unknown as ZyncloneConfig;

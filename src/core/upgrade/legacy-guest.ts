@@ -21,10 +21,9 @@ import {
   checkValue,
   defaultConfig,
   effectiveConfig,
-  isConfigKey,
+  keyValueLines,
   parseValueText,
   showValue,
-  unknownKeyMessage,
   writeFileAtomic,
   writeGuestCfg,
 } from '../config/index.js';
@@ -33,7 +32,6 @@ import { UpgradeError } from './errors.js';
 
 /** Largest legacy file read; real ones hold a dozen lines. */
 const MAX_LEGACY_BYTES = 64 * 1024;
-const LINE = /^([A-Za-z][A-Za-z0-9_]{0,63})[ \t]*=[ \t]*(.*?)[ \t]*$/;
 
 export interface LegacyImport {
   readonly vms: readonly VmName[];
@@ -66,29 +64,12 @@ export function parseLegacyGuestFile(
     return {};
   }
   const values: Record<string, unknown> = {};
-  text.split('\n').forEach((raw, index) => {
-    const line = index + 1;
-    const trimmed = raw.replace(/\r$/, '').trim();
-    if (trimmed === '' || trimmed.startsWith('#')) return;
-    const m = LINE.exec(trimmed);
-    if (!m) {
-      issues.push({ file, line, message: 'expected `key = value`' });
-      return;
-    }
-    const key = m[1]!.toLowerCase();
-    if (!isConfigKey(key)) {
-      issues.push({ file, line, key: key.slice(0, 64), message: unknownKeyMessage(key) });
-      return;
-    }
-    if (Object.hasOwn(values, key)) {
-      issues.push({ file, line, key, message: 'key given twice' });
-      return;
-    }
-    const typed = typedValue(key, m[2]!);
-    const check = checkValue(key, typed);
+  const problems = { syntax: issues, keys: issues };
+  for (const { line, key, valueText } of keyValueLines(text, file, problems, true)) {
+    const check = checkValue(key, typedValue(key, valueText));
     if (check.ok) values[key] = check.value;
-    else issues.push({ file, line, key, value: showValue(m[2]!), message: check.message });
-  });
+    else issues.push({ file, line, key, value: showValue(valueText), message: check.message });
+  }
   return values as Partial<ZyncloneConfig>;
 }
 

@@ -85,6 +85,20 @@ export class Lab {
     });
     await this.dom0.introduce(domid, 0x10000 + domid, 1);
   }
+  /** A running online clone of web01 (domain 1), as domain `domid`, in the store and in XenStore. */
+  async addCloneOfWeb01(domid: number): Promise<void> {
+    this.store.putClone({
+      vm: 'web01',
+      cloneName: 'web01-clone',
+      cloneUuid: uuidFor(domid),
+      cloneDomid: domid,
+      state: 'running',
+      kind: 'online',
+      sourceUuid: uuidFor(1),
+      requestedBy: 'user:root',
+    });
+    await this.addDomain(domid, 'web01-clone');
+  }
 
   async destroyDomain(domid: number, uuid = uuidFor(domid)): Promise<void> {
     await this.dom0.transaction((tx) => removeDomain(tx, domid, uuid));

@@ -208,17 +208,7 @@ describe('clone_guest_orchestrator', () => {
   });
 
   it('refuses requests from a clone unless guest_clone_requests is on', async () => {
-    lab.store.putClone({
-      vm: 'web01',
-      cloneName: 'web01-clone',
-      cloneUuid: uuidFor(3),
-      cloneDomid: 3,
-      state: 'running',
-      kind: 'online',
-      sourceUuid: uuidFor(1),
-      requestedBy: 'user:root',
-    });
-    await lab.addDomain(3, 'web01-clone');
+    await lab.addCloneOfWeb01(3);
     await lab.startOrchestrator();
     const clone = await lab.guest(3);
     await clone.write(REQ, 'c1 create');
