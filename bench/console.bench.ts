@@ -615,6 +615,12 @@ export async function run(): Promise<BenchResult[]> {
       const helpers = childrenOf(m.pid);
       const helperKiB = helpers.reduce((sum, pid) => sum + rssKiB(pid), 0);
       const helperPss = helpers.reduce((sum, pid) => sum + pssKiB(pid), 0);
+      out.push({
+        name: `memory per open console, ${name}`,
+        value: (after - before + helperKiB) / CONSOLES,
+        unit: 'KiB',
+        note: `monitor RSS ${before} -> ${after} KiB with ${CONSOLES} consoles, each after a full frame (${(frameBytes / 2 ** 20).toFixed(1)} MiB)${helpers.length > 0 ? `; plus ${helpers.length} helpers, ${helperKiB} KiB RSS in all (PSS ${helperPss} KiB)` : ''}`,
+      });
       if (helpers.length > 0) {
         out.push({
           name: `memory per open console, ${name}, helpers by PSS`,
@@ -623,12 +629,6 @@ export async function run(): Promise<BenchResult[]> {
           note: 'the same, with the helpers counted by proportional set size (libc pages shared out)',
         });
       }
-      out.push({
-        name: `memory per open console, ${name}`,
-        value: (after - before + helperKiB) / CONSOLES,
-        unit: 'KiB',
-        note: `monitor RSS ${before} -> ${after} KiB with ${CONSOLES} consoles, each after a full frame (${(frameBytes / 2 ** 20).toFixed(1)} MiB)${helpers.length > 0 ? `; plus ${helpers.length} helpers, ${helperKiB} KiB RSS in all (PSS ${helperPss} KiB)` : ''}`,
-      });
       for (const s of open) s.close();
       for (const c of controls.splice(0)) c.close();
       await new Promise((r) => setTimeout(r, 500));
