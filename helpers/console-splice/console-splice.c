@@ -163,22 +163,20 @@ int main(int argc, char **argv) {
   printf("{\"event\":\"ready\",\"pipeSize\":%d}\n", pipe_size);
   fflush(stdout);
 
-  bool control_open = true;
   for (;;) {
-    if (stop_signalled || !control_open) end("stopped", 0, true);
+    if (stop_signalled) end("stopped", 0, true);
     struct pollfd w[2] = {{.fd = VNC_FD, .events = POLLIN}, {.fd = CONTROL_FD, .events = POLLIN}};
-    if (ppoll(w, control_open ? 2 : 1, NULL, &wait_mask) < 0) {
+    if (ppoll(w, 2, NULL, &wait_mask) < 0) {
       if (errno == EINTR) continue;
       end("failed", errno, true);
     }
-    if (control_open && w[1].revents) {
+    if (w[1].revents) {
       ssize_t n = read(CONTROL_FD, control + control_len, sizeof control - control_len);
+      // The end of the control pipe is the monitor's request to stop (or its death).
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) end("stopped", 0, true);
       if (n > 0) {
         control_len += (size_t)n;
         if (!send_control_frames()) end("bad-control-frame", 0, true);
-      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-        control_open = false;
-        continue;
       }
     }
     if (!w[0].revents) continue;
