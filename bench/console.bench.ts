@@ -3,9 +3,11 @@
 // throughput and round-trip latency through clone_console_monitor's proxy on
 // both of its data paths (VNC -> browser bytes copied by the monitor, and
 // spliced by zynclone-console-splice), against a direct TCP connection and
-// against Debian's websockify on the same stream, read by the same reader
-// process, and what the source, each proxy and the reader spend in CPU per
-// GiB; memory per open console after a full frame of the clone's QEMU screen
+// against Debian's websockify on the same stream, and what the source, each
+// proxy and the reader spend in CPU per GiB. The stream's source and reader
+// are stream-ends.c, which never copy the payload (sendfile from a memfd,
+// recv with MSG_TRUNC), so that the ends cost as little as the kernel allows
+// and the proxy in the middle is what is measured; memory per open console after a full frame of the clone's QEMU screen
 // (the monitor's, plus its helpers' on the splice path). Two monitors serve
 // the same simulator, one per data path. The net monitor's ack is written by
 // a stand-in here (the bench does not measure lockdown). Needs
@@ -31,14 +33,14 @@ import { XsClient } from '../src/xenstore/index.js';
 import { CHROMIUM, openChromium } from '../test/browser.js';
 import { ByteReader, readFrame, requestFrame, rfbHandshakeOver } from './rfb-client.js';
 import { ackEveryGeneration, sh, simDemo, simEnv } from './sim-host.js';
-import type { Drained, StreamTarget } from './stream-reader.js';
 import type { BenchResult } from './types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const zynclone = resolve(here, '../src/bin/zynclone.js');
 const vmclone = resolve(here, '../src/bin/vmclone.js');
 const assets = resolve(here, '../console-page');
-const readerProcess = resolve(here, 'stream-reader-process.js');
+/** The C source of the stream's ends; the bench compiles it (setup installs gcc). */
+const STREAM_ENDS_SOURCE = resolve(here, '../../bench/stream-ends.c');
 const SPLICE_HELPER = resolve(here, '../../helpers/console-splice/build/zynclone-console-splice');
 const STREAM_BYTES = 2 ** 30;
 const ROUND_TRIPS = 1000;
@@ -76,24 +78,19 @@ async function until<T>(
   }
 }
 
-/** A VNC server stand-in: `stream` sends N bytes to each client as fast as TCP allows; `echo` greets, then echoes. */
-const STAND_IN = `
+/**
+ * A VNC server stand-in for round trips: greets, then echoes. (The
+ * throughput stream's source is `stream-ends source`, which sends from a
+ * memfd and never copies; the greeting there is the stream's first bytes.)
+ */
+const ECHO_SERVER = `
 const net = require('node:net');
-const [kind, total] = [process.argv[1], Number(process.argv[2])];
-const chunk = Buffer.alloc(256 * 1024, 0x5a);
 const server = net.createServer((sock) => {
   sock.setNoDelay(true);
   sock.on('error', () => {});
   // RFB servers speak first, and the monitor waits for that greeting.
-  if (kind === 'echo') return void (sock.write('RFB 003.008\\n'), sock.pipe(sock));
-  let sent = 0;
-  const pump = () => {
-    while (sent < total) {
-      sent += chunk.length;
-      if (!sock.write(chunk)) return void sock.once('drain', pump);
-    }
-  };
-  pump();
+  sock.write('RFB 003.008\\n');
+  sock.pipe(sock);
 });
 server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
 `;
@@ -133,14 +130,25 @@ const pinned = (cpus: string | undefined, argv: string[]): [string, string[]] =>
   cpus === undefined ? [argv[0]!, argv.slice(1)] : ['taskset', ['-c', cpus, ...argv]];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Reads one stream in a process of its own (stream-reader-process.ts). */
-function readStream(target: StreamTarget, bytes: number): Promise<Drained> {
-  const [cmd, args] = pinned(PIN?.ends, [
-    process.execPath,
-    readerProcess,
-    JSON.stringify(target),
-    String(bytes),
-  ]);
+interface StreamTarget {
+  host: string;
+  port: number;
+  /** A WebSocket path (subprotocol binary); plain TCP when absent. */
+  wsPath?: string;
+}
+
+/** What the reader saw: from the stream being open to its last byte, and its own CPU time then. */
+interface Drained {
+  ms: number;
+  userMs: number;
+  systemMs: number;
+}
+
+/** Reads one stream with `stream-ends read`, a process of its own. */
+function readStream(ends: string, target: StreamTarget, bytes: number): Promise<Drained> {
+  const argv = [ends, 'read', target.host, String(target.port), String(bytes)];
+  if (target.wsPath !== undefined) argv.push(target.wsPath);
+  const [cmd, args] = pinned(PIN?.ends, argv);
   return new Promise((res, rej) => {
     execFile(cmd, args, { timeout: 180_000 }, (err, out, errOut) =>
       err ? rej(new Error(`stream reader: ${errOut || err.message}`)) : res(JSON.parse(out)),
@@ -181,6 +189,17 @@ export async function run(): Promise<BenchResult[]> {
     if (!existsSync(need)) throw new Error(`${need} is missing (scripts/debian-packages.txt)`);
   }
   const root = mkdtempSync(join(tmpdir(), 'zc-console-bench-'));
+  const ends = join(root, 'stream-ends');
+  await sh('cc', [
+    '-O2',
+    '-std=c11',
+    '-Wall',
+    '-Wextra',
+    '-Werror',
+    '-o',
+    ends,
+    STREAM_ENDS_SOURCE,
+  ]);
   const env = { ...simEnv(root), NO_COLOR: '1' };
   const procs: ChildProcess[] = [];
   let xs: XsClient | undefined;
@@ -362,7 +381,12 @@ export async function run(): Promise<BenchResult[]> {
     /** The stand-in server in a process of its own (not sharing the client's event loop), and websockify in front of it. */
     const standIn = async (kind: 'stream' | 'echo') => {
       const server = spawn(
-        ...pinned(PIN?.ends, [process.execPath, '-e', STAND_IN, kind, String(STREAM_BYTES)]),
+        ...pinned(
+          PIN?.ends,
+          kind === 'stream'
+            ? [ends, 'source', String(STREAM_BYTES)]
+            : [process.execPath, '-e', ECHO_SERVER],
+        ),
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
       procs.push(server);
@@ -460,7 +484,7 @@ export async function run(): Promise<BenchResult[]> {
           const target = await targets[name]!();
           const proxy0 = pid === undefined ? undefined : cpuOf(pid);
           const source0 = cpuOf(source.pid);
-          const drained = await readStream(target, STREAM_BYTES);
+          const drained = await readStream(ends, target, STREAM_BYTES);
           tput[name]!.push(STREAM_BYTES / 1e6 / (drained.ms / 1000));
           // websockify's CPU time shows in its parent's once the child that
           // served the connection has exited and been reaped; so does a splice helper's.
