@@ -10,10 +10,12 @@ SHELL := /bin/bash
 setup:
 	@bash scripts/setup.sh
 
-# The live save helper (helpers/livesave) is C against libxen-dev, which setup installs.
+# The live save helper (helpers/livesave) is C against libxen-dev, which setup
+# installs; the console's splice helper (helpers/console-splice) needs only libc.
 build: setup
 	@npm run --silent build
 	@$(MAKE) -s -C helpers/livesave
+	@$(MAKE) -s -C helpers/console-splice
 
 demo: build
 	@bash scripts/demo.sh

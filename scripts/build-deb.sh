@@ -49,6 +49,11 @@ node_modules/.bin/esbuild src/bin/zynclone.ts sim=src/sim/bin.ts \
 make -s -C helpers/livesave OUT="$cache/livesave" >/dev/null
 install -D -m 755 "$cache/livesave/zynclone-livesave" "$lib/zynclone-livesave"
 strip --strip-unneeded "$lib/zynclone-livesave"
+# The web console's zero-copy helper (helpers/console-splice), libc only; the
+# console monitor copies the bytes itself without it.
+make -s -C helpers/console-splice OUT="$cache/console-splice" >/dev/null
+install -D -m 755 "$cache/console-splice/zynclone-console-splice" "$lib/zynclone-console-splice"
+strip --strip-unneeded "$lib/zynclone-console-splice"
 
 install -D -m 755 "$node24" "$lib/node/bin/node"
 strip --strip-unneeded "$lib/node/bin/node"

@@ -70,6 +70,10 @@ in_root apt-get install -y -qq --no-install-recommends libxenmisc4.17 libxentool
   fail "the live save helper's libraries do not install"
 in_root /usr/lib/zynclone/zynclone-livesave --help | grep -q -- '--resume' ||
   fail "the packaged zynclone-livesave does not start"
+# Run without its sockets, the console's splice helper answers with its usage (exit 2).
+splice_usage=$(in_root /usr/lib/zynclone/zynclone-console-splice --help 2>&1 || true)
+grep -q 'usage: zynclone-console-splice' <<<"$splice_usage" ||
+  fail "the packaged zynclone-console-splice does not start: $splice_usage"
 in_root man -w vmclone >/dev/null 2>&1 || in_root test -f /usr/share/man/man1/vmclone.1.gz ||
   fail "no vmclone(1)"
 for unit in packaging/systemd/*.service; do

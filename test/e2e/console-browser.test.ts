@@ -1,8 +1,10 @@
 // The web console in a real browser (Debian's chromium driven by
 // playwright-core): open the URL `vmclone console` printed for a simulator
 // clone and see that clone's own QEMU screen; Ctrl-Alt-Del reaches QEMU; a
-// reboot of the clone (new domid, new VNC port) reconnects by itself.
-// Screenshots are kept in test-artifacts/console-browser/.
+// reboot of the clone (new domid, new VNC port) reconnects by itself. On both
+// data paths of the proxy (VNC -> browser bytes copied by the monitor, or
+// spliced by its helper). Screenshots are kept in
+// test-artifacts/console-browser/<path>/.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,6 +14,7 @@ import { grabScreen } from '../../bench/rfb-client.js';
 import { qemuBinary } from '../../src/sim/console/vnc.js';
 import { CHROMIUM, type HeadlessChromium, openChromium } from '../browser.js';
 import { ConsoleHost, waitFor } from '../daemons/console-monitor/console-host.js';
+import { DATA_PATHS } from '../daemons/console-monitor/splice-build.js';
 import { skipWithout } from '../prerequisites.js';
 import { E2E_NEEDS, canRunE2e } from './clone-helpers.js';
 
@@ -56,12 +59,14 @@ async function showsScreenOf(page: Page, port: number): Promise<boolean> {
   return canvas === createHash('sha256').update(screen.rgb).digest('hex');
 }
 
-describe.skipIf(
-  skipWithout(
-    canRunE2e && qemuBinary() !== undefined && existsSync(CHROMIUM),
-    `${E2E_NEEDS}, qemu-system-x86 and chromium`,
-  ),
-)('web console in chromium', () => {
+describe
+  .skipIf(
+    skipWithout(
+      canRunE2e && qemuBinary() !== undefined && existsSync(CHROMIUM),
+      `${E2E_NEEDS}, qemu-system-x86 and chromium`,
+    ),
+  )
+  .each(DATA_PATHS)('web console in chromium, %s data path', (dataPath) => {
   let h: ConsoleHost;
   let chromiumTab: HeadlessChromium | undefined;
   let browser: BrowserContext;
@@ -72,11 +77,12 @@ describe.skipIf(
     const port = Number(await h.host.xsRead(`/local/domain/${domid}/console/vnc-port`));
     return { domid, port };
   };
-  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+  const shot = (name: string) =>
+    page.screenshot({ path: join(ARTIFACTS, dataPath, `${name}.png`) });
 
   beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    h = await ConsoleHost.create();
+    mkdirSync(join(ARTIFACTS, dataPath), { recursive: true });
+    h = await ConsoleHost.create(dataPath);
     await h.startCloneMonitor();
     await h.startConsoleMonitor();
     chromiumTab = await openChromium();
@@ -113,6 +119,14 @@ describe.skipIf(
       // The screen is QEMU's text page with the name on it, not an empty canvas.
       const screen = await grabScreen('127.0.0.1', port);
       expect(new Set(screen.rgb.toString('hex').match(/.{6}/g)).size).toBeGreaterThan(1);
+      // The screen went the way this suite is about.
+      const logged = (msg: string, field: string) =>
+        h
+          .consoleLog()
+          .split('\n')
+          .some((l) => l.includes(`"msg":"${msg}"`) && l.includes(field));
+      if (dataPath === 'splice') expect(logged('vnc data path', '"path":"splice"')).toBe(true);
+      else expect(logged('vnc connection opened', '"dataPath":"js"')).toBe(true);
       await shot('1-connected');
 
       // The same link a second time: the ticket is spent, and the page says so.

@@ -89,6 +89,7 @@ export interface ZyncloneConfig {
   console_port: number;
   console_tls_cert: string;
   console_tls_key: string;
+  console_splice_helper: string;
   guest_orchestration: boolean;
   guest_allowed_operations: GuestOperation[];
   guest_clone_requests: boolean;
@@ -319,6 +320,18 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
     description:
       'PEM private key file for console_tls_cert (readable by clone_console_monitor only). ' +
       'Host-wide: base.json only.',
+    hostWide: true,
+  },
+  console_splice_helper: {
+    type: 'string',
+    default: '/usr/lib/zynclone/zynclone-console-splice',
+    pattern: '^(/[^\\x00-\\x1f\\x7f]*)?$',
+    maxLength: 1024,
+    allowed: 'empty or an absolute path',
+    description:
+      "The web console's zero-copy helper (zynclone-console-splice, shipped with ZynClone): it " +
+      'moves VNC -> browser bytes with splice(2). Empty, a helper that is not there, or TLS ' +
+      '(console_tls_cert) means the proxy copies them itself. Host-wide: base.json only.',
     hostWide: true,
   },
   guest_orchestration: {

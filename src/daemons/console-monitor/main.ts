@@ -1,7 +1,7 @@
 // `zynclone console-monitor`: the console domain's part of ZynClone (dom0 on
 // a plain Xen host). It learns everything from XenStore, reaches the clones'
 // VNC servers over the network, and never runs xl or reads the state store.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ZyncloneConfig, defaultConfig, readBaseConfig } from '../../core/config/index.js';
@@ -48,14 +48,16 @@ export function runConsoleMonitor(argv: string[]): Promise<number> {
         );
         const paths = zynclonePaths(values.root as string | undefined);
         const config = { ...defaultConfig(), ...readBaseConfig(paths) };
+        const tls = tlsFiles(paths, config);
         return {
           rejectDelayMs,
           assetsDir: values.assets as string,
           listen: { host: config.console_listen, port: config.console_port },
-          tls: tlsFiles(paths, config),
+          tls,
+          splice: spliceHelper(paths, config, tls !== undefined),
         };
       },
-      describe: (o) => ({ ...o.listen, tls: o.tls !== undefined }),
+      describe: (o) => ({ ...o.listen, tls: o.tls !== undefined, splice: o.splice }),
       stopMessage: 'stopping; open consoles are closed',
       failure: 'console monitor failed',
       serve: async ({ xs, options: o, log, serving }) => {
@@ -66,6 +68,7 @@ export function runConsoleMonitor(argv: string[]): Promise<number> {
           tls: o.tls,
           assetsDir: o.assetsDir,
           rejectDelayMs: o.rejectDelayMs,
+          splice: o.splice,
         });
         try {
           const url = await monitor.start();
@@ -78,6 +81,18 @@ export function runConsoleMonitor(argv: string[]): Promise<number> {
     },
     argv,
   );
+}
+
+/** The splice helper named by base.json, or why VNC -> browser bytes are copied by the proxy. */
+function spliceHelper(
+  paths: ZynclonePaths,
+  config: ZyncloneConfig,
+  tls: boolean,
+): { helper: string } | { whyNot: string } {
+  if (config.console_splice_helper === '') return { whyNot: 'console_splice_helper is empty' };
+  if (tls) return { whyNot: 'TLS (splice cannot see through it)' };
+  const helper = paths.resolve(config.console_splice_helper);
+  return existsSync(helper) ? { helper } : { whyNot: `no splice helper at ${helper}` };
 }
 
 /** The TLS certificate and key named by base.json (both or neither), read. */

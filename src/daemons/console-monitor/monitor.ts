@@ -64,6 +64,8 @@ export interface ConsoleMonitorOptions {
   listen: { host: string; port: number };
   /** PEM certificate and key: HTTPS and WSS instead of HTTP and WS. */
   tls?: { cert: Buffer; key: Buffer } | undefined;
+  /** The splice helper that moves VNC -> browser bytes, or why there is none (the proxy copies them). */
+  splice: { helper: string } | { whyNot: string };
   /** Where the built page is (index.html, console.js, console.css). */
   assetsDir: string;
   /** How long a refused upgrade waits before its answer (slows guessing). */
@@ -359,16 +361,27 @@ export class ConsoleMonitor {
     socket: Socket,
     target: { host: string; port: number },
   ): void {
-    const proxy = new VncProxy(ws, socket, target);
+    const log = this.o.log.child({ session: session.record.id, vm: session.record.vm });
+    const splice = this.o.splice;
+    const proxy = new VncProxy(ws, socket, target, {
+      spliceHelper: 'helper' in splice ? splice.helper : undefined,
+      onDataPath: (path, why) => log.info('vnc data path', { path, why }),
+    });
     session.proxies.add(proxy);
     session.connections++;
-    const log = this.o.log.child({ session: session.record.id, vm: session.record.vm });
-    log.info('vnc connection opened', { target: `${target.host}:${target.port}` });
+    log.info('vnc connection opened', {
+      target: `${target.host}:${target.port}`,
+      ...('whyNot' in splice ? { dataPath: 'js', why: splice.whyNot } : {}),
+    });
     void proxy.ended.then((end) => {
       session.proxies.delete(proxy);
       session.bytesToBrowser += proxy.stats.bytesToBrowser;
       session.bytesToVnc += proxy.stats.bytesToVnc;
-      log.info('vnc connection closed', { reason: end.reason, ...proxy.stats });
+      log.info('vnc connection closed', {
+        reason: end.reason,
+        dataPath: proxy.dataPath,
+        ...proxy.stats,
+      });
       if (!session.closed) void this.publishSession(session);
     });
   }

@@ -24,9 +24,17 @@
 // than HIGH_WATER bytes wait. Small reads (the handshake, a cursor, a key
 // echo) go into a small per-connection buffer, so an idle console holds
 // SMALL_READ bytes, not a slab.
+//
+// With a splice helper (splice-helper.ts) the VNC -> browser bytes leave user
+// space altogether: once the server's greeting has gone out and reached the
+// kernel, reading stops and the helper gets both sockets. The browser ->
+// VNC direction stays here. Whatever ws must still send to the browser (a
+// pong, the close frame) goes between the helper's frames: a pong through
+// the helper, the close after the helper has stopped at a frame boundary.
 import { type Socket, connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
+import { type SpliceEnd, SpliceHelper, controlFrame } from './splice-helper.js';
 import { FRAME_HEADROOM, writeBinaryFrameHeader } from './ws-frame.js';
 
 export const HIGH_WATER = 1024 * 1024;
@@ -85,6 +93,16 @@ export interface ProxyEnd {
   readonly reason: string;
 }
 
+/** How VNC -> browser bytes go: copied by this process, or spliced by the helper. */
+export type DataPath = 'js' | 'splice';
+
+export interface ProxyOptions {
+  /** zynclone-console-splice; absent: the bytes are always copied here. */
+  spliceHelper?: string | undefined;
+  /** Told which path the connection's VNC -> browser bytes take, once it is known, and why. */
+  onDataPath?: (path: DataPath, why: string) => void;
+}
+
 /** Close codes the page understands (4000-4999 are for applications). */
 export const CLOSE = {
   VNC_UNREACHABLE: 4001,
@@ -96,6 +114,8 @@ export const CLOSE = {
 
 export class VncProxy {
   readonly stats: ProxyStats = { bytesToBrowser: 0, bytesToVnc: 0 };
+  /** Where the VNC -> browser bytes go now. */
+  dataPath: DataPath = 'js';
   readonly ended: Promise<ProxyEnd>;
   private tcp: Socket | undefined;
   private finish!: (end: ProxyEnd) => void;
@@ -109,13 +129,20 @@ export class VncProxy {
   private readonly held: FrameBuffer[] = [];
   private writesInFlight = 0;
   private paused = false;
+  private handingOver = false;
+  private spliceTried = false;
+  private helper: SpliceHelper | undefined;
+  /** ws's own close, which an active helper must not be overtaken by. */
+  private readonly closeWs: (code?: number, data?: string | Buffer) => void;
 
   /** `browser` is the socket under `ws` (the upgraded connection): data frames are written to it directly. */
   constructor(
     private readonly ws: WebSocket,
     private readonly browser: Duplex,
     target: { host: string; port: number },
+    private readonly options: ProxyOptions = {},
   ) {
+    this.closeWs = ws.close.bind(ws);
     this.ended = new Promise((r) => {
       this.finish = r;
     });
@@ -195,6 +222,13 @@ export class VncProxy {
     // small buffer, which is all an idle console holds.
     const big = n === used.payload.length;
     this.reading = this.nextBuffer(used, waiting > 0, big);
+    if (this.options.spliceHelper !== undefined && !this.spliceTried) {
+      // The rest goes through the helper, once this has reached the kernel.
+      this.spliceTried = true;
+      this.handingOver = true;
+      this.paused = true;
+      return false;
+    }
     if (waiting <= HIGH_WATER) return true;
     this.paused = true;
     return false;
@@ -215,21 +249,88 @@ export class VncProxy {
       for (const buf of this.held) if (buf !== this.small) returnSlab(buf);
       this.held.length = 0;
     }
-    if (this.paused && !this.done) {
+    if (this.handingOver && !this.done) {
+      this.handingOver = false;
+      this.handOver(this.options.spliceHelper!);
+    } else if (this.paused && !this.done) {
       this.paused = false;
       this.tcp?.resume();
     }
   };
 
+  /** Gives the VNC -> browser direction to the splice helper; nothing is read or unsent here now. */
+  private handOver(path: string): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (this.browser.writableLength > 0) {
+      // ws wrote something of its own meanwhile (a pong): not a clean point to hand over.
+      this.options.onDataPath?.('js', 'bytes of ws still unsent at the hand-over');
+      this.paused = false;
+      this.tcp?.resume();
+      return;
+    }
+    const helper = new SpliceHelper(path, this.tcp!, this.browser as Socket);
+    this.helper = helper;
+    // spawn stops reading every socket it shares with a child; the browser's frames are still ours.
+    if (!this.ws.isPaused) this.browser.resume();
+    // ws answers a browser's close frame (or a protocol error) with one of its
+    // own and a ping with a pong: neither may cut into a frame of the helper's.
+    const wsClose = this.closeWs;
+    this.ws.close = (code?: number, data?: string | Buffer) => {
+      void helper
+        .stop()
+        .then((end) => (end.atFrameBoundary ? wsClose(code, data) : this.ws.terminate()));
+    };
+    this.ws.pong = (data?: unknown, _mask?: boolean, cb?: (err: Error) => void) => {
+      helper.sendControlFrame(controlFrame(0xa, Buffer.from((data ?? []) as Buffer)));
+      cb?.(undefined as unknown as Error);
+    };
+    void helper.started.then((ok) => {
+      if (!ok) return;
+      this.dataPath = 'splice';
+      this.options.onDataPath?.('splice', `helper pid ${helper.pid}`);
+    });
+    void helper.ended.then((end) => this.helperEnded(helper, end));
+  }
+
+  private async helperEnded(helper: SpliceHelper, end: SpliceEnd): Promise<void> {
+    this.stats.bytesToBrowser += end.bytes;
+    if (!(await helper.started)) {
+      // It never read or wrote a byte: the copy path carries on where the
+      // helper would have, and ws sends its pongs and close itself again.
+      this.helper = undefined;
+      Reflect.deleteProperty(this.ws, 'close');
+      Reflect.deleteProperty(this.ws, 'pong');
+      this.options.onDataPath?.('js', `splice helper failed to start: ${end.error ?? end.reason}`);
+      if (!this.done) {
+        this.paused = false;
+        this.tcp?.resume();
+      }
+      return;
+    }
+    if (end.reason === 'vnc-closed')
+      this.close(CLOSE.VNC_CLOSED, 'VNC server closed the connection');
+    else if (end.reason === 'vnc-failed') this.close(CLOSE.VNC_CLOSED, `VNC server: ${end.error}`);
+    else if (end.reason === 'browser-gone') this.close(1011, 'browser connection failed');
+    else if (end.reason !== 'stopped') this.close(1011, `splice helper ended: ${end.reason}`);
+  }
+
   /** Ends both sides; the first call's reason is the one reported. */
   close(code: number, reason: string): void {
     if (this.done) return;
     this.done = true;
-    this.tcp?.destroy();
     this.endTurn();
-    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
+    const helper = this.helper;
+    if (helper === undefined) this.closeBoth(code, reason, true);
+    else void helper.stop().then((end) => this.closeBoth(code, reason, end.atFrameBoundary));
+  }
+
+  /** `clean`: the browser's stream ends with a whole frame, so a close frame may follow. */
+  private closeBoth(code: number, reason: string, clean: boolean): void {
+    this.tcp?.destroy();
+    if (!clean) this.ws.terminate();
+    else if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
       // A close reason is at most 123 bytes (RFC 6455).
-      this.ws.close(code, Buffer.from(reason).subarray(0, 120).toString());
+      this.closeWs(code, Buffer.from(reason).subarray(0, 120).toString());
     }
     // The browser may never answer the close: do not keep its socket.
     setTimeout(() => this.ws.terminate(), 2000).unref();

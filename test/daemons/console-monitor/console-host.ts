@@ -3,11 +3,12 @@
 // processes the way systemd runs them: clone_console_monitor, and on request
 // clone_monitor (which follows the clone to a new domid after a reboot).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { buildConsolePage } from '../../../scripts/build-console-page.mjs';
 import { bundleEntry, repo } from '../../bundle.js';
 import { CloneHost, type RunOut } from '../../e2e/clone-helpers.js';
+import { type DataPathName, spliceHelper } from './splice-build.js';
 
 export interface Daemon {
   child: ChildProcess;
@@ -39,8 +40,12 @@ export class ConsoleHost {
     readonly assets: string,
   ) {}
 
-  /** The simulator with a running clone of win01; no daemon started yet. */
-  static async create(): Promise<ConsoleHost> {
+  /**
+   * The simulator with a running clone of win01; no daemon started yet. On
+   * the splice data path the helper is where the monitor looks by default;
+   * on the js path console_splice_helper is empty.
+   */
+  static async create(dataPath: DataPathName = 'js'): Promise<ConsoleHost> {
     const host = await CloneHost.create({ plain: true });
     try {
       // Inside the repository so that the native better-sqlite3 resolves from node_modules.
@@ -51,6 +56,12 @@ export class ConsoleHost {
       const assets = await buildConsolePage(join(host.fs.dir, 'console-page'));
       const ch = new ConsoleHost(host, zynclone, assets);
       ch.setBase({ console_port: 0, storage_backend: 'copy' });
+      if (dataPath === 'js') ch.setBase({ console_splice_helper: '' });
+      else {
+        const at = join(host.root, 'usr/lib/zynclone/zynclone-console-splice');
+        mkdirSync(dirname(at), { recursive: true });
+        copyFileSync(await spliceHelper(), at);
+      }
       const down = await host.xl('destroy', 'win01');
       if (down.code !== 0) throw new Error(`xl destroy win01: ${down.stderr}`);
       const made = await host.vmclone(['create', 'win01', '--offline', '-q']);

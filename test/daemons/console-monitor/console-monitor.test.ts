@@ -2,7 +2,9 @@
 // QEMU VNC server of a running clone: tickets at the HTTP level (every
 // refusal, delayed), the RFB proxy, the guest's view of the ticket node,
 // session audit, and proxy robustness (client gone, 50 consoles, a slow
-// client, the VNC server killed, the clone removed).
+// client, the VNC server killed, the clone removed); on both data paths of
+// the proxy (VNC -> browser bytes copied by the monitor, or spliced by its
+// helper).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
@@ -26,12 +28,13 @@ import { E2E_NEEDS, canRunE2e, run } from '../../e2e/clone-helpers.js';
 import { skipWithout } from '../../prerequisites.js';
 import { writeLoopbackCert } from '../../tls.js';
 import { ConsoleHost, waitFor } from './console-host.js';
+import { DATA_PATHS } from './splice-build.js';
 
 const REJECT_DELAY_MS = 300;
 
-describe.skipIf(
-  skipWithout(canRunE2e && qemuBinary() !== undefined, `${E2E_NEEDS}, qemu-system-x86`),
-)('clone_console_monitor', () => {
+describe
+  .skipIf(skipWithout(canRunE2e && qemuBinary() !== undefined, `${E2E_NEEDS}, qemu-system-x86`))
+  .each(DATA_PATHS)('clone_console_monitor, %s data path', (dataPath) => {
   let h: ConsoleHost;
   let xs: XsClient;
   let store: StateStore;
@@ -73,7 +76,7 @@ describe.skipIf(
   }
 
   beforeAll(async () => {
-    h = await ConsoleHost.create();
+    h = await ConsoleHost.create(dataPath);
     await h.startCloneMonitor();
     const url = await h.startConsoleMonitor();
     wsBase = url.replace(/^http/, 'ws');
@@ -127,6 +130,13 @@ describe.skipIf(
     vnc.close();
     s.control.close();
     await s.closed;
+    const closedLine = await waitFor('the connection closed in the log', () =>
+      h
+        .consoleLog()
+        .split('\n')
+        .find((l) => l.includes('"msg":"vnc connection closed"')),
+    );
+    expect(JSON.parse(closedLine)).toMatchObject({ dataPath });
 
     // clone_monitor copies the closed session record into the audit: who, which clone, bytes.
     const audit = await waitFor('the console.session audit entry', () => {
@@ -305,7 +315,10 @@ describe.skipIf(
     (vnc as unknown as { _socket: { destroy(): void } })._socket.destroy();
     await waitFor(
       'the proxy to notice',
-      () => h.consoleLog().includes('"reason":"browser closed the connection"') || undefined,
+      // Whichever sees it first: the monitor (its socket closed) or the splice helper (a write failed).
+      () =>
+        /"reason":"browser (closed the connection|connection failed)"/.test(h.consoleLog()) ||
+        undefined,
     );
     s.control.close();
 
@@ -375,6 +388,12 @@ describe.skipIf(
     const url = await h.startConsoleMonitor();
     try {
       expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      // splice cannot see through TLS: with TLS the monitor copies, and says why.
+      expect(h.consoleLog()).toContain(
+        dataPath === 'splice'
+          ? 'TLS (splice cannot see through it)'
+          : 'console_splice_helper is empty',
+      );
       const ca = readFileSync(cert);
       const status = await new Promise<number>((res, rej) =>
         httpsGet(`${url}/healthz`, { ca }, (r) => res(r.statusCode ?? 0)).on('error', rej),

@@ -1,11 +1,15 @@
 // The WebSocket-to-VNC proxy alone, in-process, against byte sources faster
 // than any VNC server: back-pressure holds memory bounded both ways, and
-// every byte arrives, in order, once the slow side reads again. (The same
-// proxy against QEMU, through the monitor process: console-monitor.test.ts.)
+// every byte arrives, in order, once the slow side reads again. Each test
+// runs on both data paths: VNC -> browser bytes copied by the proxy, and
+// spliced by zynclone-console-splice (its own cases: splice-helper.test.ts).
+// (The same proxy against QEMU, through the monitor process:
+// console-monitor.test.ts.)
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { CLOSE, VncProxy } from '../../../src/daemons/console-monitor/proxy.js';
+import { CLOSE, type ProxyOptions, VncProxy } from '../../../src/daemons/console-monitor/proxy.js';
+import { DATA_PATHS, spliceHelper } from './splice-build.js';
 
 const MiB = 1024 * 1024;
 const TOTAL = 48 * MiB;
@@ -32,27 +36,32 @@ afterEach(() => {
   for (const c of cleanup.splice(0)) c();
 });
 
-/** A "VNC server" (any TCP source), a WebSocket server proxying to it, and its last proxy. */
-async function rig(onVnc: (s: Socket) => void) {
-  const vnc = createServer(onVnc);
-  const vncPort = await listen(vnc);
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  const wsPort = await listen(wss);
-  const proxies: VncProxy[] = [];
-  wss.on('connection', (ws, req) =>
-    proxies.push(new VncProxy(ws, req.socket, { host: '127.0.0.1', port: vncPort })),
-  );
-  cleanup.push(() => {
-    vnc.close();
-    wss.close();
-    for (const c of wss.clients) c.terminate();
-  });
-  const client = new WebSocket(`ws://127.0.0.1:${wsPort}/`, ['binary']);
-  await new Promise((r) => client.once('open', r));
-  return { client, proxies, vnc };
-}
+describe.each(DATA_PATHS)('VncProxy, %s data path', (dataPath) => {
+  let options: ProxyOptions = {};
+  beforeAll(async () => {
+    if (dataPath === 'splice') options = { spliceHelper: await spliceHelper() };
+  }, 60_000);
 
-describe('VncProxy', () => {
+  /** A "VNC server" (any TCP source), a WebSocket server proxying to it, and its last proxy. */
+  async function rig(onVnc: (s: Socket) => void) {
+    const vnc = createServer(onVnc);
+    const vncPort = await listen(vnc);
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    const wsPort = await listen(wss);
+    const proxies: VncProxy[] = [];
+    wss.on('connection', (ws, req) =>
+      proxies.push(new VncProxy(ws, req.socket, { host: '127.0.0.1', port: vncPort }, options)),
+    );
+    cleanup.push(() => {
+      vnc.close();
+      wss.close();
+      for (const c of wss.clients) c.terminate();
+    });
+    const client = new WebSocket(`ws://127.0.0.1:${wsPort}/`, ['binary']);
+    await new Promise((r) => client.once('open', r));
+    return { client, proxies, vnc };
+  }
+
   it('stops reading the VNC server while the browser does not read, and loses nothing', async () => {
     let accepted = 0;
     const { client } = await rig((sock) => {
@@ -119,7 +128,7 @@ describe('VncProxy', () => {
     const sizes = [12, 1, 16 * 1024, 16 * 1024 + 1, 70_000, 3 * MiB + 5, 100, 2 * MiB, 5, MiB];
     const byteAt = (i: number) => (i * 7 + (i >>> 13)) & 0xff;
     let total = 0;
-    const { client } = await rig(async (sock) => {
+    const { client, proxies } = await rig(async (sock) => {
       for (let round = 0; round < 3; round++) {
         for (const size of sizes) {
           const b = Buffer.allocUnsafe(size);
@@ -133,18 +142,23 @@ describe('VncProxy', () => {
     });
     let received = 0;
     let firstBad = -1;
-    await new Promise<void>((resolve) => {
+    const closeCode = await new Promise<number>((resolve) => {
       client.on('message', (d: Buffer) => {
         for (let i = 0; i < d.length && firstBad < 0; i++) {
           if (d[i] !== byteAt(received + i)) firstBad = received + i;
         }
         received += d.length;
       });
-      client.on('close', () => resolve());
+      client.on('close', (code) => resolve(code));
     });
     expect(firstBad).toBe(-1);
     expect(received).toBe(total);
     expect(total).toBe(3 * sizes.reduce((a, b) => a + b, 0));
+    // The server's end of stream reached the browser as a clean close, after the last byte.
+    expect(closeCode).toBe(CLOSE.VNC_CLOSED);
+    await proxies[0]!.ended;
+    expect(proxies[0]!.dataPath).toBe(dataPath);
+    expect(proxies[0]!.stats.bytesToBrowser).toBe(total);
   }, 30_000);
 
   it('closes the browser side with 4002 when the VNC server goes, 4001 when it is not there', async () => {
@@ -159,7 +173,7 @@ describe('VncProxy', () => {
     // The port of the closed server: nobody listens there now.
     wss.on(
       'connection',
-      (ws, req) => new VncProxy(ws, req.socket, { host: '127.0.0.1', port: gone }),
+      (ws, req) => new VncProxy(ws, req.socket, { host: '127.0.0.1', port: gone }, options),
     );
     const c2 = new WebSocket(`ws://127.0.0.1:${port}/`, ['binary']);
     const code2 = await new Promise<number>((r) => c2.once('close', (c) => r(c)));
@@ -184,7 +198,7 @@ describe('VncProxy', () => {
     const wsPort = await listen(wss);
     wss.on(
       'connection',
-      (ws, req) => new VncProxy(ws, req.socket, { host: '127.0.0.1', port: vncPort }),
+      (ws, req) => new VncProxy(ws, req.socket, { host: '127.0.0.1', port: vncPort }, options),
     );
     cleanup.push(() => {
       vnc.close();
