@@ -11,7 +11,7 @@
  * - a guest rewriting 48 MiB of memory without pause: the copy converges by
  *   libxc's round limit, or vmclone falls back; either way it says so.
  */
-import { mkdir, readFile, readdir, stat, symlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureIsolationBridge } from '../../src/core/clones/bridge.js';
 import {
@@ -36,6 +36,8 @@ import {
 
 /** Where the lane ships the helper (xen-lane/run.sh). */
 const LIVESAVE = '/usr/local/bin/zynclone-livesave';
+/** config live_save_helper's default, under a vmclone root. */
+const HELPER_IN_ROOT = 'usr/lib/zynclone/zynclone-livesave';
 const BEAT_SECONDS = 0.2;
 
 interface CreateJson {
@@ -136,15 +138,48 @@ async function firstCloneBeat(ctx: ScenarioContext, clone: string, offset: numbe
   );
 }
 
-async function assertOriginalRuns(ctx: ScenarioContext, vm: string) {
-  const d = await domainByName(vm);
-  assertTrue(d, 'LANE_ORIG_GONE', `${vm} is gone`);
-  if (d.state.includes('p') || d.state.includes('s')) {
-    // xl's fifth state letter is the shutdown reason (r: reboot, c: crash):
-    // the guest's console says why.
-    const text = await readConsole(vm);
-    ctx.log(`console of ${vm} (${text.length} bytes), its end:\n${text.slice(-3000)}`);
+/**
+ * Why `vm` stopped, in the lane's output: the end of its console, Xen's log
+ * (`xl dmesg`: "Triple fault ... invoking HVM shutdown action",
+ * "domain_crash", the vCPU's registers), each RIP there named from dom0's
+ * kallsyms, `xl list -v`, and the end of the helper's own log.
+ */
+export async function explainStopped(ctx: ScenarioContext, root: string, vm: string) {
+  const text = await readConsole(vm);
+  ctx.log(`console of ${vm} (${text.length} bytes), its end:\n${text.slice(-3000)}`);
+  const dmesg = (await xl(['dmesg'], { allowFail: true })).stdout;
+  ctx.log(`xl dmesg, its end:\n${dmesg.slice(-5000)}`);
+  for (const rip of new Set(dmesg.match(/(?<=RIP:\s+\w+:\[<)[0-9a-f]{16}(?=>\])/g) ?? [])) {
+    ctx.log(`RIP ${rip} is ${await kernelSymbol(BigInt(`0x${rip}`))}`);
   }
+  ctx.log(`xl list -v:\n${(await xl(['list', '-v'], { allowFail: true })).stdout.trimEnd()}`);
+  const helperLog = await readFile(helperLogPath(root), 'utf8').catch(() => '(none)');
+  ctx.log(`live save helper's log, its end:\n${helperLog.slice(-4000)}`);
+}
+
+/**
+ * The kernel symbol at `address`, from dom0's /proc/kallsyms: the lane's
+ * guests boot dom0's own kernel image, and neither is relocated (PV and
+ * PVH boots skip KASLR), so dom0's addresses are the guest's.
+ */
+async function kernelSymbol(address: bigint): Promise<string> {
+  const kallsyms = await readFile('/proc/kallsyms', 'utf8').catch(() => '');
+  let best: { at: bigint; name: string } | undefined;
+  for (const line of kallsyms.split('\n')) {
+    const [hex, type, name] = line.split(/\s+/);
+    if (!hex || !name || !/^[tT]$/.test(type ?? '')) continue;
+    const at = BigInt(`0x${hex}`);
+    if (at <= address && (!best || at > best.at)) best = { at, name };
+  }
+  return best ? `${best.name}+0x${(address - best.at).toString(16)} (dom0's kallsyms)` : 'unknown';
+}
+
+/** Throws unless `vm` runs and beats on; says why it stopped if it does not. */
+async function assertOriginalRuns(ctx: ScenarioContext, root: string, vm: string) {
+  const d = await domainByName(vm);
+  // xl's fifth state letter is the shutdown reason (r: reboot, c: crash).
+  if (!d || d.state.includes('p') || d.state.includes('s')) await explainStopped(ctx, root, vm);
+  assertTrue(d, 'LANE_ORIG_GONE', `${vm} is gone`);
   assertTrue(
     !d.state.includes('p') && !d.state.includes('s'),
     'LANE_ORIG_STOPPED',
@@ -235,7 +270,7 @@ async function watchedClone(ctx: ScenarioContext, root: string, vm: string, tag:
   // restores the clone: that silence is not a pause, but it is shown.
   ctx.note(`${tag}_longest_beat_gap_ms`, `${longest.gapMs} after beat ${longest.beatBefore}`);
   ctx.note(`${tag}_beats`, `copy_start=${beats.firstBeat} clone_first=${cloneFirst}`);
-  await assertOriginalRuns(ctx, vm);
+  await assertOriginalRuns(ctx, root, vm);
   await vmclone(root, ['remove', vm], { log: ctx.log });
   return { r, pauseMs, beats, cloneFirst, progress: created.stderr };
 }
@@ -327,7 +362,7 @@ async function killHelper(ctx: ScenarioContext, root: string, vm: string) {
     'LANE_KILL_OUTPUT',
     failed.stderr.trim().split('\n').slice(-3).join(' | '),
   );
-  await assertOriginalRuns(ctx, vm);
+  await assertOriginalRuns(ctx, root, vm);
   await assertNothingLeft(root, vm, ctx.log);
 }
 
@@ -356,16 +391,35 @@ async function fastDirtier(ctx: ScenarioContext, root: string) {
   }
 }
 
-/** A vmclone root with the helper where vmclone looks for it, and the net monitor running. */
+/** The helper's own log (libxl's messages, verbose) under a lane root: its wrapper's, beside it. */
+export function helperLogPath(root: string): string {
+  return join(root, `${HELPER_IN_ROOT}.log`);
+}
+
+/**
+ * A vmclone root with the helper where vmclone looks for it, and the net
+ * monitor running. The helper runs there through a wrapper that keeps its
+ * verbose log (helperLogPath), for when an original stops.
+ */
 export async function withLiveSaveRoot(
   ctx: ScenarioContext,
   fn: (root: string) => Promise<void>,
 ): Promise<void> {
   await ensureIsolationBridge('zc-isolated', 'zcv');
   const root = await makeRoot(ctx.workDir);
-  // config live_save_helper's default, under the root
+  const wrapper = join(root, HELPER_IN_ROOT);
   await mkdir(join(root, 'usr/lib/zynclone'), { recursive: true });
-  await symlink(LIVESAVE, join(root, 'usr/lib/zynclone/zynclone-livesave'));
+  // exec: vmclone's child is the helper itself (its signals, its exit status).
+  await writeFile(
+    wrapper,
+    [
+      '#!/bin/sh',
+      'echo "--- $(date -u +%H:%M:%S.%N) zynclone-livesave $*" >>"$0.log"',
+      `exec ${LIVESAVE} --verbose "$@" 2>>"$0.log"`,
+      '',
+    ].join('\n'),
+  );
+  await chmod(wrapper, 0o755);
   let netmon: NetMonitorHandle | undefined;
   try {
     netmon = await startNetMonitor({ log: ctx.log, signal: ctx.signal });
