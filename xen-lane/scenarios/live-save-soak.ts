@@ -1,19 +1,23 @@
 /**
- * Does a memory clone ever stop its original? Once, in a run of `live-save`
- * on a loaded host, the fast dirtier (a PVH guest rewriting 48 MiB without
- * pause) was found shut down for reboot after its live clone: Xen had logged
- * a triple fault. This soak boots the dirtier and clones it again and again,
- * under busy loops in dom0, with three ways of copying its memory in turn:
+ * Does a memory clone ever stop its original, or start a clone that dies?
+ * Once, in a run of `live-save` on a loaded host, the fast dirtier (a PVH
+ * guest rewriting 48 MiB without pause) was found shut down for reboot after
+ * its live clone: Xen had logged a triple fault. This soak boots the dirtier
+ * and clones it again and again, under busy loops in dom0, with three ways
+ * of copying its memory in turn:
  * - live: `vmclone create --memory` through the live save helper (log-dirty
  *   rounds while it runs, then suspend and suspend_cancel resume);
  * - save-c: `xl save -c` (the same suspend and suspend_cancel resume, no
- *   live rounds), its image restored paused as the clone and destroyed;
+ *   live rounds), its image restored as the clone;
  * - save-p: `vmclone create --memory` with memory_clone_live=false
  *   (`xl save -p`, then `xl unpause`).
- * After each: does the original run and beat on? If not, why (console, xl
- * dmesg, the helper's log); it is then booted again and the soak goes on.
- * Notes the clones and stops per method. Run only when named
- * (ZC_XEN_ONLY=live-save-soak): it clones for about 20 minutes.
+ * After each, both run side by side for a while: does each beat on, and did
+ * Xen log a triple fault or a domain crash (`xl dmesg -c` around each
+ * clone, by domid)? A stopped domain is explained (console, Xen's log, the
+ * helper's log); a stopped original is booted again and the soak goes on.
+ * Notes per method the clones, the stopped originals and clones, and Xen's
+ * faults. Run only when named (ZC_XEN_ONLY=live-save-soak): it clones for
+ * about 20 minutes.
  */
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
@@ -23,7 +27,7 @@ import {
   assertTrue,
   destroyQuietly,
   domainByName,
-  lastHeartbeat,
+  readConsole,
   sleep,
   writeGuestConfig,
   xl,
@@ -40,46 +44,68 @@ const CLONING_MS = 20 * 60_000;
 const VM = 'zc-soak';
 const MEMORY_MB = 128;
 const DIRTY_MIB = 48;
+/** How long both domains run side by side after each clone (the faults seen came 1.5-3 s after). */
+const WATCH_MS = 10_000;
 
 interface Tally {
   clones: number;
-  /** The original found shut down, paused, gone or silent after a clone, by state. */
-  stops: string[];
+  /** The original found stopped (shut down, paused, gone or silent) after a clone: its state. */
+  originalStops: string[];
+  /** The clone that did not run on after its create: its state. */
+  cloneStops: string[];
+  /** Xen's "Triple fault" and "domain_crash" lines during the clone. */
+  xenFaults: string[];
 }
 
-/** How the original is after a clone: 'running' once it beats on, else its state. */
-async function originalAfter(vm: string): Promise<string> {
+/** How `vm` is: 'running' once it prints a heartbeat after console offset `after`, else why not. */
+async function runsOn(vm: string, after: number, timeoutMs: number): Promise<string> {
   const d = await domainByName(vm);
   if (!d) return 'gone';
   if (d.state.includes('s') || d.state.includes('p')) return d.state;
-  const beat = await lastHeartbeat(vm);
-  for (let waited = 0; waited < 30_000; waited += 500) {
-    if ((await lastHeartbeat(vm)) > beat) return 'running';
+  for (let waited = 0; waited < timeoutMs; waited += 500) {
+    const text = (await readConsole(vm)).slice(after);
+    // xl restarts a domain that rebooted (on_reboot's default): it boots afresh.
+    if (text.includes('ZC-GUEST-BOOT')) return `${d.state}, booted afresh`;
+    if (/ZC-GUEST-HEARTBEAT \d+/.test(text)) return 'running';
     await sleep(500);
   }
   const again = await domainByName(vm);
-  return again ? `${again.state} (silent 30 s)` : 'gone';
+  return again ? `${again.state} (silent ${timeoutMs / 1000} s)` : 'gone';
 }
 
+/** Xen's log since the last call (`xl dmesg -c` reads and clears it). */
+async function xenLogSinceLast(): Promise<string> {
+  return (await xl(['dmesg', '-c'], { allowFail: true })).stdout;
+}
+
+/** The clone's name by method: vmclone's pattern, or the one this soak restores under. */
+const cloneName = (method: Method) => (method === 'save-c' ? `${VM}-c` : `${VM}-clone`);
+
+/** Copies the original's memory by `method` and starts the clone from it; returns how it copied. */
 async function cloneOnce(ctx: ScenarioContext, root: string, method: Method): Promise<string> {
   if (method === 'save-c') {
     const image = join(ctx.workDir, 'soak.save');
     await xl(['save', '-c', VM, image], { timeoutMs: 900_000, log: ctx.log });
-    // As vmclone does after a save: the image restored, paused, as a clone.
     const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
-      name: `${VM}-c`,
+      name: cloneName(method),
       memoryMb: MEMORY_MB,
       type: 'pvh',
     });
-    await xl(['restore', '-p', cfg, image], { timeoutMs: 600_000, log: ctx.log });
-    await destroyQuietly(`${VM}-c`, ctx.log);
+    await xl(['restore', cfg, image], { timeoutMs: 600_000, log: ctx.log });
     await rm(image, { force: true });
     return 'xl save -c';
   }
+  const live = method === 'live' ? 'true' : 'false';
+  await vmclone(root, ['config', VM, '--set', `memory_clone_live=${live}`], { log: () => {} });
   const created = await vmclone(root, ['create', VM, '--memory', '--json'], { log: ctx.log });
   const copy = (JSON.parse(created.stdout) as { memoryCopy: { method: string } | null }).memoryCopy;
-  await vmclone(root, ['remove', VM], { log: ctx.log });
   return copy?.method ?? 'none';
+}
+
+async function removeClone(ctx: ScenarioContext, root: string, method: Method) {
+  if (method !== 'save-c') await vmclone(root, ['remove', VM], { log: ctx.log });
+  // xl restarts a clone that rebooted (on_reboot's default) under the same name.
+  await destroyQuietly(cloneName(method), ctx.log);
 }
 
 /** Busy loops in dom0, one per vCPU: the host was loaded when the original stopped. */
@@ -93,47 +119,84 @@ function loadDom0(ctx: ScenarioContext): () => void {
   };
 }
 
+const bootSoakGuest = (ctx: ScenarioContext, root: string) =>
+  bootGuest(ctx, root, VM, { memoryMb: MEMORY_MB, dirtyMiB: DIRTY_MIB });
+
+/** One clone by `method`, both domains watched for WATCH_MS; the clone removed. */
+async function soakOnce(ctx: ScenarioContext, root: string, method: Method, tally: Tally) {
+  const clone = cloneName(method);
+  const original = await domainByName(VM);
+  const cloneOffset = (await readConsole(clone)).length;
+  await xenLogSinceLast();
+  const how = await cloneOnce(ctx, root, method);
+  const cloneDomid = (await domainByName(clone))?.domid;
+  await sleep(WATCH_MS);
+  const cloneState = await runsOn(clone, cloneOffset, 60_000);
+  const originalState = await runsOn(VM, (await readConsole(VM)).length, 30_000);
+  const xenLog = await xenLogSinceLast();
+  tally.clones++;
+  const faults = xenLog
+    .split('\n')
+    .filter((l) => /Triple fault|domain_crash|crashed/.test(l))
+    .map((l) => {
+      const domid = Number(/\bd(\d+)v\d+|Dom(\d+)|[Dd]omain (\d+)/.exec(l)?.slice(1).find(Boolean));
+      const who = domid === original?.domid ? 'original' : domid === cloneDomid ? 'clone' : 'other';
+      return `${who}: ${l.trim()}`;
+    });
+  tally.xenFaults.push(...faults);
+  ctx.log(
+    `soak ${method} clone ${tally.clones} (copied by ${how}): original ${originalState}, clone ${cloneState}${faults.length ? `; Xen: ${faults.join(' | ')}` : ''}`,
+  );
+  if (faults.length) ctx.log(`Xen's log during this clone, its end:\n${xenLog.slice(-5000)}`);
+  if (cloneState !== 'running') {
+    tally.cloneStops.push(cloneState);
+    await explainStopped(ctx, root, clone);
+  }
+  await removeClone(ctx, root, method);
+  if (originalState !== 'running') {
+    tally.originalStops.push(originalState);
+    await explainStopped(ctx, root, VM);
+    await destroyQuietly(VM, ctx.log);
+    await bootSoakGuest(ctx, root);
+  }
+}
+
 async function soak(ctx: ScenarioContext, root: string) {
   const started = Date.now();
-  const tally: Record<Method, Tally> = {
-    live: { clones: 0, stops: [] },
-    'save-c': { clones: 0, stops: [] },
-    'save-p': { clones: 0, stops: [] },
-  };
+  const fresh = (): Tally => ({ clones: 0, originalStops: [], cloneStops: [], xenFaults: [] });
+  const tally: Record<Method, Tally> = { live: fresh(), 'save-c': fresh(), 'save-p': fresh() };
   let stopLoad = () => {};
   try {
-    await bootGuest(ctx, root, VM, { memoryMb: MEMORY_MB, dirtyMiB: DIRTY_MIB });
+    await bootSoakGuest(ctx, root);
     stopLoad = loadDom0(ctx);
     for (let i = 0; Date.now() - started < CLONING_MS; i++) {
       const method = ORDER[i % ORDER.length]!;
-      const live = method === 'save-p' ? 'false' : 'true';
-      await vmclone(root, ['config', VM, '--set', `memory_clone_live=${live}`], { log: ctx.log });
       ctx.log(`soak clone ${i + 1} (${method}) at ${new Date().toISOString()}`);
-      const how = await cloneOnce(ctx, root, method);
-      const state = await originalAfter(VM);
-      tally[method].clones++;
-      ctx.log(`soak clone ${i + 1} (${method}, copied by ${how}): original ${state}`);
-      if (state === 'running') continue;
-      tally[method].stops.push(state);
-      await explainStopped(ctx, root, VM);
-      await destroyQuietly(VM, ctx.log);
-      await bootGuest(ctx, root, VM, { memoryMb: MEMORY_MB, dirtyMiB: DIRTY_MIB });
+      await soakOnce(ctx, root, method, tally[method]);
     }
   } finally {
     stopLoad();
     for (const [method, t] of Object.entries(tally)) {
       ctx.note(`${method}_clones`, t.clones);
-      ctx.note(`${method}_stops`, t.stops.length ? t.stops.join(' ') : 0);
+      ctx.note(`${method}_original_stops`, t.originalStops.join(' ') || 0);
+      ctx.note(`${method}_clone_stops`, t.cloneStops.join(' ') || 0);
+      ctx.note(`${method}_xen_faults`, t.xenFaults.length);
     }
-    await destroyQuietly(`${VM}-clone`, ctx.log);
-    await destroyQuietly(`${VM}-c`, ctx.log);
+    for (const m of ORDER) await destroyQuietly(cloneName(m), ctx.log);
     await destroyQuietly(VM, ctx.log);
   }
-  const stops = Object.entries(tally).filter(([, t]) => t.stops.length > 0);
+  const bad = Object.entries(tally).filter(
+    ([, t]) => t.originalStops.length + t.cloneStops.length + t.xenFaults.length > 0,
+  );
   assertTrue(
-    stops.length === 0,
-    'LANE_ORIG_STOPPED',
-    `originals stopped after clones: ${stops.map(([m, t]) => `${m} ${t.stops.length}/${t.clones}`).join(', ')}`,
+    bad.length === 0,
+    'LANE_SOAK_STOPS',
+    `stops after clones: ${bad
+      .map(
+        ([m, t]) =>
+          `${m}: ${t.originalStops.length} originals, ${t.cloneStops.length} clones of ${t.clones}, ${t.xenFaults.length} Xen faults`,
+      )
+      .join('; ')}`,
   );
 }
 
