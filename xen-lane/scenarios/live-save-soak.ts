@@ -3,12 +3,14 @@
  * Once, in a run of `live-save` on a loaded host, the fast dirtier (a PVH
  * guest rewriting 48 MiB without pause) was found shut down for reboot after
  * its live clone: Xen had logged a triple fault. This soak boots the dirtier
- * and clones it again and again, under busy loops in dom0, with three ways
+ * and clones it again and again, under busy loops in dom0, with four ways
  * of copying its memory in turn:
  * - live: `vmclone create --memory` through the live save helper (log-dirty
  *   rounds while it runs, then suspend and suspend_cancel resume);
  * - save-c: `xl save -c` (the same suspend and suspend_cancel resume, no
  *   live rounds), its image restored as the clone;
+ * - live-x2: the live save helper alone (the same live save and resume),
+ *   its image restored twice, one clone after the other;
  * - save-p: `vmclone create --memory` with memory_clone_live=false
  *   (`xl save -p`, then `xl unpause`).
  * After each, both run side by side for a while: does each beat on, and did
@@ -28,17 +30,22 @@ import {
   destroyQuietly,
   domainByName,
   readConsole,
+  run,
   sleep,
   writeGuestConfig,
   xl,
 } from '../runner/dom0-tools.js';
 import type { Scenario, ScenarioContext } from '../runner/types.js';
 import { vmclone } from '../runner/zynclone-tools.js';
-import { bootGuest, explainStopped, withLiveSaveRoot } from './live-save.js';
+import { bootGuest, explainStopped, helperPath, withLiveSaveRoot } from './live-save.js';
 
-type Method = 'live' | 'save-c' | 'save-p';
-/** Twice as many live clones as each control: the live path is the question. */
-const ORDER: readonly Method[] = ['live', 'save-c', 'live', 'save-p'];
+/**
+ * live-x2 is live's control for the clone: the helper saves the original
+ * live (and resumes it, as for live), and the image is restored twice, one
+ * clone after the other. A fault that comes with the image repeats.
+ */
+type Method = 'live' | 'save-c' | 'live-x2' | 'save-p';
+const ORDER: readonly Method[] = ['live', 'save-c', 'live-x2', 'save-p'];
 /** No new clone starts after this much of the scenario's time. */
 const CLONING_MS = 20 * 60_000;
 const VM = 'zc-soak';
@@ -53,7 +60,7 @@ interface Tally {
   originalStops: string[];
   /** The clone that did not run on after its create: its state. */
   cloneStops: string[];
-  /** Xen's "Triple fault" and "domain_crash" lines during the clone. */
+  /** Xen's "Triple fault" and "domain_crash" lines during the clone, with whose domain. */
   xenFaults: string[];
 }
 
@@ -78,32 +85,61 @@ async function xenLogSinceLast(): Promise<string> {
   return (await xl(['dmesg', '-c'], { allowFail: true })).stdout;
 }
 
-/** The clone's name by method: vmclone's pattern, or the one this soak restores under. */
-const cloneName = (method: Method) => (method === 'save-c' ? `${VM}-c` : `${VM}-clone`);
-
-/** Copies the original's memory by `method` and starts the clone from it; returns how it copied. */
-async function cloneOnce(ctx: ScenarioContext, root: string, method: Method): Promise<string> {
-  if (method === 'save-c') {
-    const image = join(ctx.workDir, 'soak.save');
-    await xl(['save', '-c', VM, image], { timeoutMs: 900_000, log: ctx.log });
-    const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
-      name: cloneName(method),
-      memoryMb: MEMORY_MB,
-      type: 'pvh',
+/** Xen's triple faults and domain crashes in `log`, each with whose domain it was. */
+function faultsIn(log: string, whose: Map<number | undefined, string>): string[] {
+  return log
+    .split('\n')
+    .filter((l) => /Triple fault|domain_crash|crashed/.test(l))
+    .map((l) => {
+      const domid = Number(/\bd(\d+)v\d+|Dom(\d+)|[Dd]omain (\d+)/.exec(l)?.slice(1).find(Boolean));
+      return `${whose.get(domid) ?? `d${domid}`}: ${l.trim()}`;
     });
-    await xl(['restore', cfg, image], { timeoutMs: 600_000, log: ctx.log });
+}
+
+/** The clone's name: vmclone's pattern, or the one this soak restores xl's images under. */
+const cloneName = (method: Method) =>
+  method === 'live' || method === 'save-p' ? `${VM}-clone` : `${VM}-c`;
+
+/** Starts a clone from the image as xl does (its own xl daemon, on_reboot restart). */
+async function restoreImage(ctx: ScenarioContext, root: string, image: string) {
+  const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
+    name: `${VM}-c`,
+    memoryMb: MEMORY_MB,
+    type: 'pvh',
+  });
+  await xl(['restore', cfg, image], { timeoutMs: 600_000, log: ctx.log });
+}
+
+/**
+ * Copies the original's memory by `method` and starts the clone from it;
+ * returns how it copied, and the image when it is kept for a second clone.
+ */
+async function cloneOnce(
+  ctx: ScenarioContext,
+  root: string,
+  method: Method,
+): Promise<{ how: string; image?: string }> {
+  const image = join(ctx.workDir, 'soak.save');
+  if (method === 'save-c' || method === 'live-x2') {
+    if (method === 'save-c') {
+      await xl(['save', '-c', VM, image], { timeoutMs: 900_000, log: ctx.log });
+    } else {
+      await run(helperPath(root), [VM, image], { timeoutMs: 900_000, log: ctx.log });
+    }
+    await restoreImage(ctx, root, image);
+    if (method === 'live-x2') return { how: 'the live save helper', image };
     await rm(image, { force: true });
-    return 'xl save -c';
+    return { how: 'xl save -c' };
   }
   const live = method === 'live' ? 'true' : 'false';
   await vmclone(root, ['config', VM, '--set', `memory_clone_live=${live}`], { log: () => {} });
   const created = await vmclone(root, ['create', VM, '--memory', '--json'], { log: ctx.log });
   const copy = (JSON.parse(created.stdout) as { memoryCopy: { method: string } | null }).memoryCopy;
-  return copy?.method ?? 'none';
+  return { how: copy?.method ?? 'none' };
 }
 
 async function removeClone(ctx: ScenarioContext, root: string, method: Method) {
-  if (method !== 'save-c') await vmclone(root, ['remove', VM], { log: ctx.log });
+  if (cloneName(method) === `${VM}-clone`) await vmclone(root, ['remove', VM], { log: ctx.log });
   // xl restarts a clone that rebooted (on_reboot's default) under the same name.
   await destroyQuietly(cloneName(method), ctx.log);
 }
@@ -128,21 +164,20 @@ async function soakOnce(ctx: ScenarioContext, root: string, method: Method, tall
   const original = await domainByName(VM);
   const cloneOffset = (await readConsole(clone)).length;
   await xenLogSinceLast();
-  const how = await cloneOnce(ctx, root, method);
+  const { how, image } = await cloneOnce(ctx, root, method);
   const cloneDomid = (await domainByName(clone))?.domid;
   await sleep(WATCH_MS);
   const cloneState = await runsOn(clone, cloneOffset, 60_000);
   const originalState = await runsOn(VM, (await readConsole(VM)).length, 30_000);
   const xenLog = await xenLogSinceLast();
   tally.clones++;
-  const faults = xenLog
-    .split('\n')
-    .filter((l) => /Triple fault|domain_crash|crashed/.test(l))
-    .map((l) => {
-      const domid = Number(/\bd(\d+)v\d+|Dom(\d+)|[Dd]omain (\d+)/.exec(l)?.slice(1).find(Boolean));
-      const who = domid === original?.domid ? 'original' : domid === cloneDomid ? 'clone' : 'other';
-      return `${who}: ${l.trim()}`;
-    });
+  const faults = faultsIn(
+    xenLog,
+    new Map([
+      [original?.domid, 'original'],
+      [cloneDomid, 'clone'],
+    ]),
+  );
   tally.xenFaults.push(...faults);
   ctx.log(
     `soak ${method} clone ${tally.clones} (copied by ${how}): original ${originalState}, clone ${cloneState}${faults.length ? `; Xen: ${faults.join(' | ')}` : ''}`,
@@ -153,6 +188,10 @@ async function soakOnce(ctx: ScenarioContext, root: string, method: Method, tall
     await explainStopped(ctx, root, clone);
   }
   await removeClone(ctx, root, method);
+  if (image) {
+    await sameImageAgain(ctx, root, image, tally, faults.length > 0 || cloneState !== 'running');
+    await rm(image, { force: true });
+  }
   if (originalState !== 'running') {
     tally.originalStops.push(originalState);
     await explainStopped(ctx, root, VM);
@@ -161,10 +200,42 @@ async function soakOnce(ctx: ScenarioContext, root: string, method: Method, tall
   }
 }
 
+/** live-x2's second clone from the same image, watched alone; its stops counted as clone stops. */
+async function sameImageAgain(
+  ctx: ScenarioContext,
+  root: string,
+  image: string,
+  tally: Tally,
+  firstStopped: boolean,
+) {
+  const clone = `${VM}-c`;
+  const offset = (await readConsole(clone)).length;
+  await xenLogSinceLast();
+  await restoreImage(ctx, root, image);
+  const domid = (await domainByName(clone))?.domid;
+  await sleep(WATCH_MS);
+  const state = await runsOn(clone, offset, 60_000);
+  const faults = faultsIn(await xenLogSinceLast(), new Map([[domid, 'clone (same image)']]));
+  tally.xenFaults.push(...faults);
+  ctx.log(
+    `soak live-x2 clone ${tally.clones}, the same image again (the first clone ${firstStopped ? 'stopped' : 'ran'}): clone ${state}${faults.length ? `; Xen: ${faults.join(' | ')}` : ''}`,
+  );
+  if (state !== 'running') {
+    tally.cloneStops.push(`${state} (same image)`);
+    await explainStopped(ctx, root, clone);
+  }
+  await destroyQuietly(clone, ctx.log);
+}
+
 async function soak(ctx: ScenarioContext, root: string) {
   const started = Date.now();
   const fresh = (): Tally => ({ clones: 0, originalStops: [], cloneStops: [], xenFaults: [] });
-  const tally: Record<Method, Tally> = { live: fresh(), 'save-c': fresh(), 'save-p': fresh() };
+  const tally: Record<Method, Tally> = {
+    live: fresh(),
+    'save-c': fresh(),
+    'live-x2': fresh(),
+    'save-p': fresh(),
+  };
   let stopLoad = () => {};
   try {
     await bootSoakGuest(ctx, root);
@@ -180,7 +251,7 @@ async function soak(ctx: ScenarioContext, root: string) {
       ctx.note(`${method}_clones`, t.clones);
       ctx.note(`${method}_original_stops`, t.originalStops.join(' ') || 0);
       ctx.note(`${method}_clone_stops`, t.cloneStops.join(' ') || 0);
-      ctx.note(`${method}_xen_faults`, t.xenFaults.length);
+      ctx.note(`${method}_xen_faults`, t.xenFaults.join(' | ') || 0);
     }
     for (const m of ORDER) await destroyQuietly(cloneName(m), ctx.log);
     await destroyQuietly(VM, ctx.log);

@@ -391,9 +391,14 @@ async function fastDirtier(ctx: ScenarioContext, root: string) {
   }
 }
 
-/** The helper's own log (libxl's messages, verbose) under a lane root: its wrapper's, beside it. */
+/** The helper under a lane root: a wrapper that keeps its verbose log beside it. */
+export function helperPath(root: string): string {
+  return join(root, HELPER_IN_ROOT);
+}
+
+/** The helper's own log (libxl's messages, verbose) under a lane root. */
 export function helperLogPath(root: string): string {
-  return join(root, `${HELPER_IN_ROOT}.log`);
+  return `${helperPath(root)}.log`;
 }
 
 /**
@@ -407,7 +412,7 @@ export async function withLiveSaveRoot(
 ): Promise<void> {
   await ensureIsolationBridge('zc-isolated', 'zcv');
   const root = await makeRoot(ctx.workDir);
-  const wrapper = join(root, HELPER_IN_ROOT);
+  const wrapper = helperPath(root);
   await mkdir(join(root, 'usr/lib/zynclone'), { recursive: true });
   // exec: vmclone's child is the helper itself (its signals, its exit status).
   await writeFile(
