@@ -22,17 +22,17 @@
  * about 20 minutes.
  */
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   assertTrue,
   destroyQuietly,
   domainByName,
+  guestConfig,
   readConsole,
   run,
   sleep,
-  writeGuestConfig,
   xl,
 } from '../runner/dom0-tools.js';
 import type { Scenario, ScenarioContext } from '../runner/types.js';
@@ -71,7 +71,7 @@ async function runsOn(vm: string, after: number, timeoutMs: number): Promise<str
   if (d.state.includes('s') || d.state.includes('p')) return d.state;
   for (let waited = 0; waited < timeoutMs; waited += 500) {
     const text = (await readConsole(vm)).slice(after);
-    // xl restarts a domain that rebooted (on_reboot's default): it boots afresh.
+    // xl restarts a vmclone clone that rebooted (on_reboot's default): it boots afresh.
     if (text.includes('ZC-GUEST-BOOT')) return `${d.state}, booted afresh`;
     if (/ZC-GUEST-HEARTBEAT \d+/.test(text)) return 'running';
     await sleep(500);
@@ -100,13 +100,11 @@ function faultsIn(log: string, whose: Map<number | undefined, string>): string[]
 const cloneName = (method: Method) =>
   method === 'live' || method === 'save-p' ? `${VM}-clone` : `${VM}-c`;
 
-/** Starts a clone from the image as xl does (its own xl daemon, on_reboot restart). */
+/** Starts a clone from the image; one that reboots is kept as it is (its VMCB for explainStopped). */
 async function restoreImage(ctx: ScenarioContext, root: string, image: string) {
-  const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
-    name: `${VM}-c`,
-    memoryMb: MEMORY_MB,
-    type: 'pvh',
-  });
+  const cfg = join(root, 'etc/xen', `${VM}-c.cfg`);
+  const spec = { name: `${VM}-c`, memoryMb: MEMORY_MB, type: 'pvh' as const };
+  await writeFile(cfg, `${guestConfig(spec)}on_reboot = "preserve"\n`);
   await xl(['restore', cfg, image], { timeoutMs: 600_000, log: ctx.log });
 }
 

@@ -142,7 +142,8 @@ async function firstCloneBeat(ctx: ScenarioContext, clone: string, offset: numbe
  * Why `vm` stopped, in the lane's output: the end of its console, Xen's log
  * (`xl dmesg`: "Triple fault ... invoking HVM shutdown action",
  * "domain_crash", the vCPU's registers), each RIP there named from dom0's
- * kallsyms, `xl list -v`, and the end of the helper's own log.
+ * kallsyms, `xl list -v`, the VMCBs of HVM vCPUs, and the end of the
+ * helper's own log.
  */
 export async function explainStopped(ctx: ScenarioContext, root: string, vm: string) {
   const text = await readConsole(vm);
@@ -153,6 +154,14 @@ export async function explainStopped(ctx: ScenarioContext, root: string, vm: str
     ctx.log(`RIP ${rip} is ${await kernelSymbol(BigInt(`0x${rip}`))}`);
   }
   ctx.log(`xl list -v:\n${(await xl(['list', '-v'], { allowFail: true })).stdout.trimEnd()}`);
+  // Xen's 'v' debug key dumps every HVM vCPU's VMCB (a shut-down domain's too, until it is
+  // destroyed): the event it was injecting (EVENTINJ, EXITINTINFO), IDTR, GDTR, TR, CRs.
+  await xl(['debug-keys', 'v'], { allowFail: true });
+  const vmcbs = (await xl(['dmesg'], { allowFail: true })).stdout;
+  const from = vmcbs.lastIndexOf('VMCB Areas');
+  ctx.log(
+    `Xen's VMCB dump ('v' debug key):\n${from < 0 ? vmcbs.slice(-8000) : vmcbs.slice(from, from + 16_000)}`,
+  );
   const helperLog = await readFile(helperLogPath(root), 'utf8').catch(() => '(none)');
   ctx.log(`live save helper's log, its end:\n${helperLog.slice(-4000)}`);
 }
