@@ -45,7 +45,8 @@ import { bootGuest, explainStopped, helperPath, withLiveSaveRoot } from './live-
  * clone after the other. A fault that comes with the image repeats.
  */
 type Method = 'live' | 'save-c' | 'live-x2' | 'save-p';
-const ORDER: readonly Method[] = ['live', 'save-c', 'live-x2', 'save-p'];
+/** Two live saves for each control: the faults seen came after live saves. */
+const ORDER: readonly Method[] = ['live-x2', 'save-c', 'live', 'live-x2', 'save-p', 'live'];
 /** No new clone starts after this much of the scenario's time. */
 const CLONING_MS = 20 * 60_000;
 const VM = 'zc-soak';
