@@ -15,24 +15,27 @@
  *   (`xl save -p`, then `xl unpause`).
  * After each, both run side by side for a while: does each beat on, and did
  * Xen log a triple fault or a domain crash (`xl dmesg -c` around each
- * clone, by domid)? A stopped domain is explained (console, Xen's log, the
- * helper's log); a stopped original is booted again and the soak goes on.
- * Notes per method the clones, the stopped originals and clones, and Xen's
- * faults. Run only when named (ZC_XEN_ONLY=live-save-soak): it clones for
+ * clone, by domid)? A second dirtier runs beside them all along and is
+ * never cloned: what the emulated CPU does to a guest nothing is done to.
+ * A stopped domain is kept (on_reboot preserve) and explained (console,
+ * Xen's log, its VMCB, the helper's log), then the original or the idle
+ * guest is booted again and the soak goes on. Notes per method the clones,
+ * the stopped originals and clones, and Xen's faults; the same for the
+ * idle guest. Run only when named (ZC_XEN_ONLY=live-save-soak): it clones for
  * about 20 minutes.
  */
 import { spawn } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   assertTrue,
   destroyQuietly,
   domainByName,
-  guestConfig,
   readConsole,
   run,
   sleep,
+  writeGuestConfig,
   xl,
 } from '../runner/dom0-tools.js';
 import type { Scenario, ScenarioContext } from '../runner/types.js';
@@ -50,6 +53,8 @@ const ORDER: readonly Method[] = ['live-x2', 'save-c', 'live', 'live-x2', 'save-
 /** No new clone starts after this much of the scenario's time. */
 const CLONING_MS = 20 * 60_000;
 const VM = 'zc-soak';
+/** The same guest, booted beside the original and never cloned: the emulator's own rate. */
+const IDLE = 'zc-soak-idle';
 const MEMORY_MB = 128;
 const DIRTY_MIB = 48;
 /** How long both domains run side by side after each clone (the faults seen came 1.5-3 s after). */
@@ -103,9 +108,12 @@ const cloneName = (method: Method) =>
 
 /** Starts a clone from the image; one that reboots is kept as it is (its VMCB for explainStopped). */
 async function restoreImage(ctx: ScenarioContext, root: string, image: string) {
-  const cfg = join(root, 'etc/xen', `${VM}-c.cfg`);
-  const spec = { name: `${VM}-c`, memoryMb: MEMORY_MB, type: 'pvh' as const };
-  await writeFile(cfg, `${guestConfig(spec)}on_reboot = "preserve"\n`);
+  const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
+    name: `${VM}-c`,
+    memoryMb: MEMORY_MB,
+    type: 'pvh',
+    onReboot: 'preserve',
+  });
   await xl(['restore', cfg, image], { timeoutMs: 600_000, log: ctx.log });
 }
 
@@ -154,11 +162,40 @@ function loadDom0(ctx: ScenarioContext): () => void {
   };
 }
 
-const bootSoakGuest = (ctx: ScenarioContext, root: string) =>
-  bootGuest(ctx, root, VM, { memoryMb: MEMORY_MB, dirtyMiB: DIRTY_MIB });
+const bootSoakGuest = (ctx: ScenarioContext, root: string, name = VM) =>
+  bootGuest(ctx, root, name, { memoryMb: MEMORY_MB, dirtyMiB: DIRTY_MIB, onReboot: 'preserve' });
+
+/** The never-cloned guest: Xen's faults of its domain, and its stops. */
+interface Idle {
+  domid: number | undefined;
+  faults: string[];
+  stops: string[];
+}
+
+/** Sorts `faults` (from faultsIn) into the idle guest's and the method's. */
+function countFaults(faults: string[], tally: Tally, idle: Idle) {
+  for (const f of faults) (f.startsWith('idle') ? idle.faults : tally.xenFaults).push(f);
+}
+
+/** Boots the idle guest again if it stopped (after saying why). */
+async function checkIdle(ctx: ScenarioContext, root: string, idle: Idle) {
+  const d = await domainByName(IDLE);
+  if (d && !d.state.includes('s') && !d.state.includes('p')) return;
+  idle.stops.push(d?.state ?? 'gone');
+  await explainStopped(ctx, root, IDLE);
+  await destroyQuietly(IDLE, ctx.log);
+  await bootSoakGuest(ctx, root, IDLE);
+  idle.domid = (await domainByName(IDLE))?.domid;
+}
 
 /** One clone by `method`, both domains watched for WATCH_MS; the clone removed. */
-async function soakOnce(ctx: ScenarioContext, root: string, method: Method, tally: Tally) {
+async function soakOnce(
+  ctx: ScenarioContext,
+  root: string,
+  method: Method,
+  tally: Tally,
+  idle: Idle,
+) {
   const clone = cloneName(method);
   const original = await domainByName(VM);
   const cloneOffset = (await readConsole(clone)).length;
@@ -175,9 +212,10 @@ async function soakOnce(ctx: ScenarioContext, root: string, method: Method, tall
     new Map([
       [original?.domid, 'original'],
       [cloneDomid, 'clone'],
+      [idle.domid, 'idle'],
     ]),
   );
-  tally.xenFaults.push(...faults);
+  countFaults(faults, tally, idle);
   ctx.log(
     `soak ${method} clone ${tally.clones} (copied by ${how}): original ${originalState}, clone ${cloneState}${faults.length ? `; Xen: ${faults.join(' | ')}` : ''}`,
   );
@@ -188,7 +226,8 @@ async function soakOnce(ctx: ScenarioContext, root: string, method: Method, tall
   }
   await removeClone(ctx, root, method);
   if (image) {
-    await sameImageAgain(ctx, root, image, tally, faults.length > 0 || cloneState !== 'running');
+    const firstStopped = faults.some((f) => f.startsWith('clone')) || cloneState !== 'running';
+    await sameImageAgain(ctx, root, image, tally, idle, firstStopped);
     await rm(image, { force: true });
   }
   if (originalState !== 'running') {
@@ -205,6 +244,7 @@ async function sameImageAgain(
   root: string,
   image: string,
   tally: Tally,
+  idle: Idle,
   firstStopped: boolean,
 ) {
   const clone = `${VM}-c`;
@@ -214,8 +254,14 @@ async function sameImageAgain(
   const domid = (await domainByName(clone))?.domid;
   await sleep(WATCH_MS);
   const state = await runsOn(clone, offset, 60_000);
-  const faults = faultsIn(await xenLogSinceLast(), new Map([[domid, 'clone (same image)']]));
-  tally.xenFaults.push(...faults);
+  const faults = faultsIn(
+    await xenLogSinceLast(),
+    new Map([
+      [domid, 'clone (same image)'],
+      [idle.domid, 'idle'],
+    ]),
+  );
+  countFaults(faults, tally, idle);
   ctx.log(
     `soak live-x2 clone ${tally.clones}, the same image again (the first clone ${firstStopped ? 'stopped' : 'ran'}): clone ${state}${faults.length ? `; Xen: ${faults.join(' | ')}` : ''}`,
   );
@@ -235,17 +281,26 @@ async function soak(ctx: ScenarioContext, root: string) {
     'live-x2': fresh(),
     'save-p': fresh(),
   };
+  const idle: Idle = { domid: undefined, faults: [], stops: [] };
   let stopLoad = () => {};
+  let idleSince = Date.now();
   try {
     await bootSoakGuest(ctx, root);
+    await bootSoakGuest(ctx, root, IDLE);
+    idle.domid = (await domainByName(IDLE))?.domid;
+    idleSince = Date.now();
     stopLoad = loadDom0(ctx);
     for (let i = 0; Date.now() - started < CLONING_MS; i++) {
       const method = ORDER[i % ORDER.length]!;
       ctx.log(`soak clone ${i + 1} (${method}) at ${new Date().toISOString()}`);
-      await soakOnce(ctx, root, method, tally[method]);
+      await soakOnce(ctx, root, method, tally[method], idle);
+      await checkIdle(ctx, root, idle);
     }
   } finally {
     stopLoad();
+    ctx.note('idle_minutes', Math.round((Date.now() - idleSince) / 60_000));
+    ctx.note('idle_xen_faults', idle.faults.join(' | ') || 0);
+    ctx.note('idle_stops', idle.stops.join(' ') || 0);
     for (const [method, t] of Object.entries(tally)) {
       ctx.note(`${method}_clones`, t.clones);
       ctx.note(`${method}_original_stops`, t.originalStops.join(' ') || 0);
@@ -254,20 +309,18 @@ async function soak(ctx: ScenarioContext, root: string) {
     }
     for (const m of ORDER) await destroyQuietly(cloneName(m), ctx.log);
     await destroyQuietly(VM, ctx.log);
+    await destroyQuietly(IDLE, ctx.log);
   }
-  const bad = Object.entries(tally).filter(
-    ([, t]) => t.originalStops.length + t.cloneStops.length + t.xenFaults.length > 0,
-  );
-  assertTrue(
-    bad.length === 0,
-    'LANE_SOAK_STOPS',
-    `stops after clones: ${bad
-      .map(
-        ([m, t]) =>
-          `${m}: ${t.originalStops.length} originals, ${t.cloneStops.length} clones of ${t.clones}, ${t.xenFaults.length} Xen faults`,
-      )
-      .join('; ')}`,
-  );
+  const bad = Object.entries(tally)
+    .filter(([, t]) => t.originalStops.length + t.cloneStops.length + t.xenFaults.length > 0)
+    .map(
+      ([m, t]) =>
+        `${m}: ${t.originalStops.length} originals, ${t.cloneStops.length} clones of ${t.clones}, ${t.xenFaults.length} Xen faults`,
+    );
+  if (idle.faults.length + idle.stops.length > 0) {
+    bad.push(`never cloned: ${idle.stops.length} stops, ${idle.faults.length} Xen faults`);
+  }
+  assertTrue(bad.length === 0, 'LANE_SOAK_STOPS', `stops: ${bad.join('; ')}`);
 }
 
 const scenario: Scenario = {

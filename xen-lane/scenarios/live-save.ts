@@ -15,6 +15,7 @@ import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promis
 import { join } from 'node:path';
 import { ensureIsolationBridge } from '../../src/core/clones/bridge.js';
 import {
+  type GuestSpec,
   assertTrue,
   destroyQuietly,
   domainByName,
@@ -233,15 +234,13 @@ export async function bootGuest(
   ctx: ScenarioContext,
   root: string,
   name: string,
-  guest: { memoryMb: number; dirtyMiB?: number },
+  guest: Pick<GuestSpec, 'memoryMb' | 'dirtyMiB' | 'onReboot'>,
 ) {
-  const { memoryMb, dirtyMiB } = guest;
   const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
     name,
-    memoryMb,
     type: 'pvh',
     beatSeconds: BEAT_SECONDS,
-    ...(dirtyMiB === undefined ? {} : { dirtyMiB }),
+    ...guest,
   });
   await xl(['create', cfg], { timeoutMs: 180_000, log: ctx.log });
   try {
