@@ -154,6 +154,11 @@ export async function explainStopped(ctx: ScenarioContext, root: string, vm: str
   for (const rip of new Set(dmesg.match(/(?<=RIP:\s+\w+:\[<)[0-9a-f]{16}(?=>\])/g) ?? [])) {
     ctx.log(`RIP ${rip} is ${await kernelSymbol(BigInt(`0x${rip}`))}`);
   }
+  if (/CONTEXT: hvm guest(?:(?!CONTEXT:)[\s\S])*?\bcs: e008/.test(dmesg)) {
+    ctx.log(
+      "Xen dumped its own registers (CS e008, RIP in Xen) as the guest's: the emulated CPU ran the hypervisor's code in guest mode, a defect of the emulator, not of the guest (docs/memory-clones.md)",
+    );
+  }
   ctx.log(`xl list -v:\n${(await xl(['list', '-v'], { allowFail: true })).stdout.trimEnd()}`);
   // Xen's 'v' debug key dumps every HVM vCPU's VMCB (a shut-down domain's too, until it is
   // destroyed): the event it was injecting (EVENTINJ, EXITINTINFO), IDTR, GDTR, TR, CRs.
