@@ -32,6 +32,7 @@ import {
   assertTrue,
   destroyQuietly,
   domainByName,
+  listDomains,
   readConsole,
   run,
   sleep,
@@ -147,8 +148,9 @@ async function cloneOnce(
 
 async function removeClone(ctx: ScenarioContext, root: string, method: Method) {
   if (cloneName(method) === `${VM}-clone`) await vmclone(root, ['remove', VM], { log: ctx.log });
-  // xl restarts a clone that rebooted (on_reboot's default) under the same name.
+  // xl restarts a vmclone clone that rebooted (on_reboot's default) under the same name.
   await destroyQuietly(cloneName(method), ctx.log);
+  await destroyPreserved(ctx);
 }
 
 /** Busy loops in dom0, one per vCPU: the host was loaded when the original stopped. */
@@ -177,6 +179,16 @@ function countFaults(faults: string[], tally: Tally, idle: Idle) {
   for (const f of faults) (f.startsWith('idle') ? idle.faults : tally.xenFaults).push(f);
 }
 
+/**
+ * Destroys the domains xl kept and renamed (on_reboot "preserve" renames a
+ * domain whose xl daemon still watches it, with a timestamp suffix).
+ */
+async function destroyPreserved(ctx: ScenarioContext) {
+  for (const d of await listDomains()) {
+    if (d.name.startsWith(VM) && /\d{8}T\d{4}/.test(d.name)) await destroyQuietly(d.name, ctx.log);
+  }
+}
+
 /** Boots the idle guest again if it stopped (after saying why). */
 async function checkIdle(ctx: ScenarioContext, root: string, idle: Idle) {
   const d = await domainByName(IDLE);
@@ -184,6 +196,7 @@ async function checkIdle(ctx: ScenarioContext, root: string, idle: Idle) {
   idle.stops.push(d?.state ?? 'gone');
   await explainStopped(ctx, root, IDLE);
   await destroyQuietly(IDLE, ctx.log);
+  await destroyPreserved(ctx);
   await bootSoakGuest(ctx, root, IDLE);
   idle.domid = (await domainByName(IDLE))?.domid;
 }
@@ -234,6 +247,7 @@ async function soakOnce(
     tally.originalStops.push(originalState);
     await explainStopped(ctx, root, VM);
     await destroyQuietly(VM, ctx.log);
+    await destroyPreserved(ctx);
     await bootSoakGuest(ctx, root);
   }
 }
@@ -270,6 +284,7 @@ async function sameImageAgain(
     await explainStopped(ctx, root, clone);
   }
   await destroyQuietly(clone, ctx.log);
+  await destroyPreserved(ctx);
 }
 
 async function soak(ctx: ScenarioContext, root: string) {
@@ -310,6 +325,7 @@ async function soak(ctx: ScenarioContext, root: string) {
     for (const m of ORDER) await destroyQuietly(cloneName(m), ctx.log);
     await destroyQuietly(VM, ctx.log);
     await destroyQuietly(IDLE, ctx.log);
+    await destroyPreserved(ctx);
   }
   const bad = Object.entries(tally)
     .filter(([, t]) => t.originalStops.length + t.cloneStops.length + t.xenFaults.length > 0)

@@ -247,10 +247,16 @@ export async function bootGuest(
     beatSeconds: BEAT_SECONDS,
     ...guest,
   });
+  // xenconsoled appends every domain of this name to one log: wait for this boot's beats.
+  const after = (await readConsole(name)).length;
   await xl(['create', cfg], { timeoutMs: 180_000, log: ctx.log });
   try {
     // A guest boots in about a minute under TCG on a quiet host; much more on a busy one.
-    await waitConsole(name, /ZC-GUEST-HEARTBEAT 10\b/, { timeoutMs: 300_000, signal: ctx.signal });
+    await waitConsole(name, /ZC-GUEST-HEARTBEAT 10\b/, {
+      timeoutMs: 300_000,
+      signal: ctx.signal,
+      after,
+    });
   } catch (err) {
     const text = await readConsole(name);
     ctx.log(`console of ${name} (${text.length} bytes), its end:\n${text.slice(-1500)}`);
