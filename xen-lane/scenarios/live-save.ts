@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { ensureIsolationBridge } from '../../src/core/clones/bridge.js';
 import {
   type GuestSpec,
+  LaneError,
   assertTrue,
   destroyQuietly,
   domainByName,
@@ -139,6 +140,9 @@ async function firstCloneBeat(ctx: ScenarioContext, clone: string, offset: numbe
   );
 }
 
+/** Xen's dump of a vCPU in guest context with Xen's own code segment: the emulated CPU's defect. */
+const HYPERVISOR_STATE_AS_GUEST = /CONTEXT: hvm guest(?:(?!CONTEXT:)[\s\S])*?\bcs: e008/;
+
 /**
  * Why `vm` stopped, in the lane's output: the end of its console, Xen's log
  * (`xl dmesg`: "Triple fault ... invoking HVM shutdown action",
@@ -154,7 +158,7 @@ export async function explainStopped(ctx: ScenarioContext, root: string, vm: str
   for (const rip of new Set(dmesg.match(/(?<=RIP:\s+\w+:\[<)[0-9a-f]{16}(?=>\])/g) ?? [])) {
     ctx.log(`RIP ${rip} is ${await kernelSymbol(BigInt(`0x${rip}`))}`);
   }
-  if (/CONTEXT: hvm guest(?:(?!CONTEXT:)[\s\S])*?\bcs: e008/.test(dmesg)) {
+  if (HYPERVISOR_STATE_AS_GUEST.test(dmesg)) {
     ctx.log(
       "Xen dumped its own registers (CS e008, RIP in Xen) as the guest's: the emulated CPU ran the hypervisor's code in guest mode, a defect of the emulator, not of the guest (docs/memory-clones.md)",
     );
@@ -189,11 +193,32 @@ async function kernelSymbol(address: bigint): Promise<string> {
   return best ? `${best.name}+0x${(address - best.at).toString(16)} (dom0's kallsyms)` : 'unknown';
 }
 
+/**
+ * Throws when Xen logged a triple fault or a domain crash since the
+ * scenario began (withLiveSaveRoot clears Xen's log), naming it: a guest
+ * that xl restarted after one would otherwise fail a later check with a
+ * misleading message (a clone of a guest in early boot "booted afresh").
+ */
+async function assertNoTripleFault(ctx: ScenarioContext) {
+  const dmesg = (await xl(['dmesg'], { allowFail: true })).stdout;
+  const faults = dmesg.split('\n').filter((l) => /Triple fault|domain_crash/.test(l));
+  if (faults.length === 0) return;
+  ctx.log(`xl dmesg, its end:\n${dmesg.slice(-5000)}`);
+  const emulator = HYPERVISOR_STATE_AS_GUEST.test(dmesg)
+    ? ", with Xen's own registers as the guest's: the emulated CPU's defect (docs/memory-clones.md)"
+    : '';
+  throw new LaneError(
+    'LANE_TRIPLE_FAULT',
+    `${faults.map((l) => l.replace(/^\(XEN\)\s*/, '').trim()).join('; ')}${emulator}`,
+  );
+}
+
 /** Throws unless `vm` runs and beats on; says why it stopped if it does not. */
 async function assertOriginalRuns(ctx: ScenarioContext, root: string, vm: string) {
   const d = await domainByName(vm);
   // xl's fifth state letter is the shutdown reason (r: reboot, c: crash).
   if (!d || d.state.includes('p') || d.state.includes('s')) await explainStopped(ctx, root, vm);
+  await assertNoTripleFault(ctx);
   assertTrue(d, 'LANE_ORIG_GONE', `${vm} is gone`);
   assertTrue(
     !d.state.includes('p') && !d.state.includes('s'),
@@ -268,6 +293,7 @@ export async function bootGuest(
 /** One memory clone with the heartbeat watched; removed afterwards. */
 async function watchedClone(ctx: ScenarioContext, root: string, vm: string, tag: string) {
   const clone = `${vm}-clone`;
+  await assertNoTripleFault(ctx);
   const offset = (await readConsole(clone)).length;
   const watch = new HeartbeatWatch(vm);
   const created = await vmclone(root, ['create', vm, '--memory', '--json'], { log: ctx.log });
@@ -430,6 +456,8 @@ export async function withLiveSaveRoot(
   fn: (root: string) => Promise<void>,
 ): Promise<void> {
   await ensureIsolationBridge('zc-isolated', 'zcv');
+  // Xen's log from here on is this scenario's (assertNoTripleFault reads it).
+  await xl(['dmesg', '-c'], { allowFail: true });
   const root = await makeRoot(ctx.workDir);
   const wrapper = helperPath(root);
   await mkdir(join(root, 'usr/lib/zynclone'), { recursive: true });
