@@ -56,6 +56,16 @@ struct save_file_header {
     uint32_t optional_data_len;
 };
 
+/* Wall-clock time of day (UTC, ms) before each stderr line, to match them with Xen's log. */
+static void stamp(void)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld ", tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -89,9 +99,11 @@ static void timing_vmessage(xentoollog_logger *logger, xentoollog_level level, i
         lg->suspend_requested_ms = now_ms();
         lg->suspend_requests++;
     }
-    if (lg->verbose || level >= XTL_WARN)
+    if (lg->verbose || level >= XTL_WARN) {
+        stamp();
         fprintf(stderr, "%s: %s%s%s\n", context ? context : "libxl", msg,
                 errnoval >= 0 ? ": " : "", errnoval >= 0 ? strerror(errnoval) : "");
+    }
 }
 
 static void timing_progress(xentoollog_logger *logger, const char *context,
@@ -106,9 +118,11 @@ static void timing_progress(xentoollog_logger *logger, const char *context,
         if (iteration + 1 == lg->rounds)
             lg->final_round_pages = total;
     }
-    if (lg->verbose)
+    if (lg->verbose) {
+        stamp();
         fprintf(stderr, "%s: %s %d%% (%lu/%lu)\n", context ? context : "libxl", doing_what,
                 percent, done, total);
+    }
 }
 
 static void timing_destroy(xentoollog_logger *logger) { (void)logger; }

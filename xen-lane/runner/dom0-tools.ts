@@ -149,6 +149,8 @@ export interface GuestSpec {
   vfbs?: string[];
   /** zc.ask=: the guest asks ZynClone for this operation through zynclone-guest once served. */
   ask?: string;
+  /** xl's on_reboot (default restart); preserve keeps a guest that triple-faulted for a look. */
+  onReboot?: 'preserve' | 'restart' | 'destroy';
 }
 
 export function guestConfig(spec: GuestSpec): string {
@@ -168,6 +170,7 @@ export function guestConfig(spec: GuestSpec): string {
     `extra = "${extra.join(' ')}"`,
     `on_crash = "preserve"`,
   ];
+  if (spec.onReboot) lines.push(`on_reboot = "${spec.onReboot}"`);
   if (spec.uuid) lines.push(`uuid = "${spec.uuid}"`);
   if (spec.ip) lines.push(`vif = [ 'bridge=${BRIDGE}' ]`);
   if (spec.disks?.length) lines.push(`disk = [ ${spec.disks.map((d) => `'${d}'`).join(', ')} ]`);

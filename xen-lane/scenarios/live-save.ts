@@ -11,10 +11,12 @@
  * - a guest rewriting 48 MiB of memory without pause: the copy converges by
  *   libxc's round limit, or vmclone falls back; either way it says so.
  */
-import { mkdir, readFile, readdir, stat, symlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureIsolationBridge } from '../../src/core/clones/bridge.js';
 import {
+  type GuestSpec,
+  LaneError,
   assertTrue,
   destroyQuietly,
   domainByName,
@@ -36,6 +38,8 @@ import {
 
 /** Where the lane ships the helper (xen-lane/run.sh). */
 const LIVESAVE = '/usr/local/bin/zynclone-livesave';
+/** config live_save_helper's default, under a vmclone root. */
+const HELPER_IN_ROOT = 'usr/lib/zynclone/zynclone-livesave';
 const BEAT_SECONDS = 0.2;
 
 interface CreateJson {
@@ -136,15 +140,86 @@ async function firstCloneBeat(ctx: ScenarioContext, clone: string, offset: numbe
   );
 }
 
-async function assertOriginalRuns(ctx: ScenarioContext, vm: string) {
-  const d = await domainByName(vm);
-  assertTrue(d, 'LANE_ORIG_GONE', `${vm} is gone`);
-  if (d.state.includes('p') || d.state.includes('s')) {
-    // xl's fifth state letter is the shutdown reason (r: reboot, c: crash):
-    // the guest's console says why.
-    const text = await readConsole(vm);
-    ctx.log(`console of ${vm} (${text.length} bytes), its end:\n${text.slice(-3000)}`);
+/** Xen's dump of a vCPU in guest context with Xen's own code segment: the emulated CPU's defect. */
+const HYPERVISOR_STATE_AS_GUEST = /CONTEXT: hvm guest(?:(?!CONTEXT:)[\s\S])*?\bcs: e008/;
+
+/**
+ * Why `vm` stopped, in the lane's output: the end of its console, Xen's log
+ * (`xl dmesg`: "Triple fault ... invoking HVM shutdown action",
+ * "domain_crash", the vCPU's registers), each RIP there named from dom0's
+ * kallsyms, `xl list -v`, the VMCBs of HVM vCPUs, and the end of the
+ * helper's own log.
+ */
+export async function explainStopped(ctx: ScenarioContext, root: string, vm: string) {
+  const text = await readConsole(vm);
+  ctx.log(`console of ${vm} (${text.length} bytes), its end:\n${text.slice(-3000)}`);
+  const dmesg = (await xl(['dmesg'], { allowFail: true })).stdout;
+  ctx.log(`xl dmesg, its end:\n${dmesg.slice(-5000)}`);
+  for (const rip of new Set(dmesg.match(/(?<=RIP:\s+\w+:\[<)[0-9a-f]{16}(?=>\])/g) ?? [])) {
+    ctx.log(`RIP ${rip} is ${await kernelSymbol(BigInt(`0x${rip}`))}`);
   }
+  if (HYPERVISOR_STATE_AS_GUEST.test(dmesg)) {
+    ctx.log(
+      "Xen dumped its own registers (CS e008, RIP in Xen) as the guest's: the emulated CPU ran the hypervisor's code in guest mode, a defect of the emulator, not of the guest (docs/memory-clones.md)",
+    );
+  }
+  ctx.log(`xl list -v:\n${(await xl(['list', '-v'], { allowFail: true })).stdout.trimEnd()}`);
+  // Xen's 'v' debug key dumps every HVM vCPU's VMCB (a shut-down domain's too, until it is
+  // destroyed): the event it was injecting (EVENTINJ, EXITINTINFO), IDTR, GDTR, TR, CRs.
+  await xl(['debug-keys', 'v'], { allowFail: true });
+  const vmcbs = (await xl(['dmesg'], { allowFail: true })).stdout;
+  const from = vmcbs.lastIndexOf('VMCB Areas');
+  ctx.log(
+    `Xen's VMCB dump ('v' debug key):\n${from < 0 ? vmcbs.slice(-8000) : vmcbs.slice(from, from + 16_000)}`,
+  );
+  const helperLog = await readFile(helperLogPath(root), 'utf8').catch(() => '(none)');
+  ctx.log(`live save helper's log, its end:\n${helperLog.slice(-4000)}`);
+}
+
+/**
+ * The kernel symbol at `address`, from dom0's /proc/kallsyms: the lane's
+ * guests boot dom0's own kernel image, and neither is relocated (PV and
+ * PVH boots skip KASLR), so dom0's addresses are the guest's.
+ */
+async function kernelSymbol(address: bigint): Promise<string> {
+  const kallsyms = await readFile('/proc/kallsyms', 'utf8').catch(() => '');
+  let best: { at: bigint; name: string } | undefined;
+  for (const line of kallsyms.split('\n')) {
+    const [hex, type, name] = line.split(/\s+/);
+    if (!hex || !name || !/^[tT]$/.test(type ?? '')) continue;
+    const at = BigInt(`0x${hex}`);
+    if (at <= address && (!best || at > best.at)) best = { at, name };
+  }
+  return best ? `${best.name}+0x${(address - best.at).toString(16)} (dom0's kallsyms)` : 'unknown';
+}
+
+/**
+ * Throws when Xen logged a triple fault or a domain crash since the
+ * scenario began (withLiveSaveRoot clears Xen's log), naming it: a guest
+ * that xl restarted after one would otherwise fail a later check with a
+ * misleading message (a clone of a guest in early boot "booted afresh").
+ */
+async function assertNoTripleFault(ctx: ScenarioContext) {
+  const dmesg = (await xl(['dmesg'], { allowFail: true })).stdout;
+  const faults = dmesg.split('\n').filter((l) => /Triple fault|domain_crash/.test(l));
+  if (faults.length === 0) return;
+  ctx.log(`xl dmesg, its end:\n${dmesg.slice(-5000)}`);
+  const emulator = HYPERVISOR_STATE_AS_GUEST.test(dmesg)
+    ? ", with Xen's own registers as the guest's: the emulated CPU's defect (docs/memory-clones.md)"
+    : '';
+  throw new LaneError(
+    'LANE_TRIPLE_FAULT',
+    `${faults.map((l) => l.replace(/^\(XEN\)\s*/, '').trim()).join('; ')}${emulator}`,
+  );
+}
+
+/** Throws unless `vm` runs and beats on; says why it stopped if it does not. */
+async function assertOriginalRuns(ctx: ScenarioContext, root: string, vm: string) {
+  const d = await domainByName(vm);
+  // xl's fifth state letter is the shutdown reason (r: reboot, c: crash).
+  if (!d || d.state.includes('p') || d.state.includes('s')) await explainStopped(ctx, root, vm);
+  await assertNoTripleFault(ctx);
+  assertTrue(d, 'LANE_ORIG_GONE', `${vm} is gone`);
   assertTrue(
     !d.state.includes('p') && !d.state.includes('s'),
     'LANE_ORIG_STOPPED',
@@ -189,20 +264,24 @@ export async function bootGuest(
   ctx: ScenarioContext,
   root: string,
   name: string,
-  guest: { memoryMb: number; dirtyMiB?: number },
+  guest: Pick<GuestSpec, 'memoryMb' | 'dirtyMiB' | 'onReboot'>,
 ) {
-  const { memoryMb, dirtyMiB } = guest;
   const cfg = await writeGuestConfig(join(root, 'etc/xen'), {
     name,
-    memoryMb,
     type: 'pvh',
     beatSeconds: BEAT_SECONDS,
-    ...(dirtyMiB === undefined ? {} : { dirtyMiB }),
+    ...guest,
   });
+  // xenconsoled appends every domain of this name to one log: wait for this boot's beats.
+  const after = (await readConsole(name)).length;
   await xl(['create', cfg], { timeoutMs: 180_000, log: ctx.log });
   try {
     // A guest boots in about a minute under TCG on a quiet host; much more on a busy one.
-    await waitConsole(name, /ZC-GUEST-HEARTBEAT 10\b/, { timeoutMs: 300_000, signal: ctx.signal });
+    await waitConsole(name, /ZC-GUEST-HEARTBEAT 10\b/, {
+      timeoutMs: 300_000,
+      signal: ctx.signal,
+      after,
+    });
   } catch (err) {
     const text = await readConsole(name);
     ctx.log(`console of ${name} (${text.length} bytes), its end:\n${text.slice(-1500)}`);
@@ -214,6 +293,7 @@ export async function bootGuest(
 /** One memory clone with the heartbeat watched; removed afterwards. */
 async function watchedClone(ctx: ScenarioContext, root: string, vm: string, tag: string) {
   const clone = `${vm}-clone`;
+  await assertNoTripleFault(ctx);
   const offset = (await readConsole(clone)).length;
   const watch = new HeartbeatWatch(vm);
   const created = await vmclone(root, ['create', vm, '--memory', '--json'], { log: ctx.log });
@@ -235,7 +315,7 @@ async function watchedClone(ctx: ScenarioContext, root: string, vm: string, tag:
   // restores the clone: that silence is not a pause, but it is shown.
   ctx.note(`${tag}_longest_beat_gap_ms`, `${longest.gapMs} after beat ${longest.beatBefore}`);
   ctx.note(`${tag}_beats`, `copy_start=${beats.firstBeat} clone_first=${cloneFirst}`);
-  await assertOriginalRuns(ctx, vm);
+  await assertOriginalRuns(ctx, root, vm);
   await vmclone(root, ['remove', vm], { log: ctx.log });
   return { r, pauseMs, beats, cloneFirst, progress: created.stderr };
 }
@@ -327,7 +407,7 @@ async function killHelper(ctx: ScenarioContext, root: string, vm: string) {
     'LANE_KILL_OUTPUT',
     failed.stderr.trim().split('\n').slice(-3).join(' | '),
   );
-  await assertOriginalRuns(ctx, vm);
+  await assertOriginalRuns(ctx, root, vm);
   await assertNothingLeft(root, vm, ctx.log);
 }
 
@@ -356,16 +436,42 @@ async function fastDirtier(ctx: ScenarioContext, root: string) {
   }
 }
 
-/** A vmclone root with the helper where vmclone looks for it, and the net monitor running. */
+/** The helper under a lane root: a wrapper that keeps its verbose log beside it. */
+export function helperPath(root: string): string {
+  return join(root, HELPER_IN_ROOT);
+}
+
+/** The helper's own log (libxl's messages, verbose) under a lane root. */
+export function helperLogPath(root: string): string {
+  return `${helperPath(root)}.log`;
+}
+
+/**
+ * A vmclone root with the helper where vmclone looks for it, and the net
+ * monitor running. The helper runs there through a wrapper that keeps its
+ * verbose log (helperLogPath), for when an original stops.
+ */
 export async function withLiveSaveRoot(
   ctx: ScenarioContext,
   fn: (root: string) => Promise<void>,
 ): Promise<void> {
   await ensureIsolationBridge('zc-isolated', 'zcv');
+  // Xen's log from here on is this scenario's (assertNoTripleFault reads it).
+  await xl(['dmesg', '-c'], { allowFail: true });
   const root = await makeRoot(ctx.workDir);
-  // config live_save_helper's default, under the root
+  const wrapper = helperPath(root);
   await mkdir(join(root, 'usr/lib/zynclone'), { recursive: true });
-  await symlink(LIVESAVE, join(root, 'usr/lib/zynclone/zynclone-livesave'));
+  // exec: vmclone's child is the helper itself (its signals, its exit status).
+  await writeFile(
+    wrapper,
+    [
+      '#!/bin/sh',
+      'echo "--- $(date -u +%H:%M:%S.%N) zynclone-livesave $*" >>"$0.log"',
+      `exec ${LIVESAVE} --verbose "$@" 2>>"$0.log"`,
+      '',
+    ].join('\n'),
+  );
+  await chmod(wrapper, 0o755);
   let netmon: NetMonitorHandle | undefined;
   try {
     netmon = await startNetMonitor({ log: ctx.log, signal: ctx.signal });

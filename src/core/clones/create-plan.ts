@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type XlDriver, vmUuid } from '../../xen/index.js';
+import { type XlDomainFlags, type XlDriver, vmUuid } from '../../xen/index.js';
 import type { EffectiveConfig } from '../config/config.js';
 import type { CloneKind, ZyncloneConfig } from '../config/schema.js';
 import type { VmName } from '../paths.js';
@@ -66,6 +66,19 @@ function storageKind(kind: CloneKind): 'offline' | 'online-disk' | 'online-memor
 
 function storageBackend(cfg: ZyncloneConfig): BackendChoice {
   return cfg.storage_backend === 'lvm-snapshot' ? 'lvm-classic' : cfg.storage_backend;
+}
+
+/** How a domain that is no longer running ended, from xl's state letters. */
+function domainEnd(flags: XlDomainFlags): string {
+  if (flags.dying) return 'dying';
+  const why: Record<string, string> = {
+    r: 'for reboot',
+    s: 'suspended',
+    c: 'crashed',
+    w: 'by its watchdog',
+    S: 'for a soft reset',
+  };
+  return `shut down (${why[flags.shutdownReason ?? ''] ?? 'powered off'})`;
 }
 
 /** UUID, vif MACs and vif names of a running domain, from one `xl list -l`. */
@@ -156,6 +169,15 @@ export async function planCreate(
     throw new CloneError(
       'CLONE_REFUSED',
       `a memory clone needs ${vm} running, but it is shut down`,
+    );
+  }
+  // A domain that shut down but was kept (on_reboot or on_crash "preserve",
+  // also after a triple fault) cannot be suspended: xl save would wait for it
+  // and fail only after its suspend timeout.
+  if (kind === 'memory' && (originalDomain?.flags.shutdown || originalDomain?.flags.dying)) {
+    throw new CloneError(
+      'CLONE_REFUSED',
+      `a memory clone needs ${vm} running, but its domain ${originalDomain.domid} is ${domainEnd(originalDomain.flags)} and not destroyed; destroy or restart it first`,
     );
   }
   if (kind === 'online' && originalState === 'stopped') {

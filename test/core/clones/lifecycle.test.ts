@@ -41,6 +41,8 @@ interface FakeDomain {
   complete?: boolean;
   /** Held suspended by a live save (xl list's `s`). */
   suspended?: boolean;
+  /** Shut down and kept (on_reboot "preserve"): xl list's `s` with this reason letter. */
+  shutDown?: 'r' | 'c';
   nics: { devid: number; mac?: string; bridge?: string; vifname?: string }[];
 }
 
@@ -89,13 +91,24 @@ class FakeXl {
       domid: d.domid,
       memMiB: 64,
       vcpus: 1,
-      state: d.paused ? '--p---' : d.suspended ? '---s--' : '-b----',
+      state: d.paused
+        ? '--p---'
+        : d.suspended
+          ? '---ss-'
+          : d.shutDown
+            ? `---s${d.shutDown}-`
+            : '-b----',
       flags: {
         running: false,
-        blocked: !d.paused && !d.suspended,
+        blocked: !d.paused && !d.suspended && !d.shutDown,
         paused: d.paused,
-        shutdown: d.suspended ?? false,
+        shutdown: (d.suspended ?? false) || d.shutDown !== undefined,
         dying: false,
+        ...(d.suspended
+          ? { shutdownReason: 's' }
+          : d.shutDown
+            ? { shutdownReason: d.shutDown }
+            : {}),
       },
       cpuSeconds: 0,
     }));
@@ -400,6 +413,20 @@ describe('CloneLifecycle with a fake xl', () => {
     const steps = op!.steps.filter((s) => s.status !== 'undone').map((s) => s.name);
     expect(steps).toEqual([...CREATE_STEPS.memory]);
     await lifecycle().remove(web);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('refuses a memory clone of an original that shut down and was kept (a triple fault, on_reboot preserve)', async () => {
+    xl = new FakeXl();
+    bootOriginal();
+    installLiveSaver();
+    xl.domains.get('web')!.shutDown = 'r';
+    await expect(lifecycle().create(web, { kind: 'memory' })).rejects.toMatchObject({
+      code: 'CLONE_REFUSED',
+      message:
+        'a memory clone needs web running, but its domain 100 is shut down (for reboot) and not destroyed; destroy or restart it first',
+    });
+    expect([...xl.domains.keys()]).toEqual(['web']);
     expect(await leftovers()).toEqual([]);
   });
 
