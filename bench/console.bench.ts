@@ -29,6 +29,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
+import { ZYNCLONE_NODE_FLAGS } from '../src/daemons/common/node-flags.js';
 import { XsClient } from '../src/xenstore/index.js';
 import { CHROMIUM, openChromium } from '../test/browser.js';
 import { ByteReader, readFrame, requestFrame, rfbHandshakeOver } from './rfb-client.js';
@@ -242,7 +243,17 @@ export async function run(): Promise<BenchResult[]> {
       writeFileSync(log, '');
       const child = spawn(
         process.execPath,
-        [zynclone, 'console-monitor', '--root', root, '--assets', assets, '--heartbeat-ms', '1000'],
+        [
+          ...ZYNCLONE_NODE_FLAGS,
+          zynclone,
+          'console-monitor',
+          '--root',
+          root,
+          '--assets',
+          assets,
+          '--heartbeat-ms',
+          '1000',
+        ],
         { env, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       procs.push(child);
